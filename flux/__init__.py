@@ -1,0 +1,78 @@
+"""Flux: workflows as code, with retries, timeouts, sagas, signals and durable runs.
+
+The public API is what this module exports; everything else is private.
+"""
+
+from .backoff import Backoff
+from .builder import StepDefinition, Workflow, create_workflow
+from .context import StepExecution, WorkflowContext
+from .engine import FluxEngine
+from .errors import (
+    CommitInterruptedError,
+    FatalError,
+    FluxError,
+    InputValidationError,
+    RunConflictError,
+    RunNotFoundError,
+    RunStateError,
+    SerializationError,
+    StepTimeoutError,
+    StorageError,
+    WorkflowDefinitionError,
+    WorkflowVersionError,
+)
+from .logger import FluxConsoleLogger, FluxLogger, FluxSilentLogger
+from .result import FluxResult
+from .signals import Flux, WaitRequest
+from .status import RunStatus, StepStatus
+from .storage import MemoryStorage, WorkflowStorage, open_storage
+from .trace import FluxTraceSink, JsonFileTraceSink, MemoryTraceSink, TraceEvent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "CommitInterruptedError",
+    "FatalError",
+    "Flux",
+    "FluxConsoleLogger",
+    "FluxEngine",
+    "FluxError",
+    "FluxLogger",
+    "FluxResult",
+    "FluxSilentLogger",
+    "FluxTraceSink",
+    "InputValidationError",
+    "JsonFileTraceSink",
+    "MemoryStorage",
+    "MemoryTraceSink",
+    "RunConflictError",
+    "RunNotFoundError",
+    "RunStateError",
+    "RunStatus",
+    "SQLiteStorage",
+    "SerializationError",
+    "StepDefinition",
+    "StepExecution",
+    "StepStatus",
+    "StepTimeoutError",
+    "StorageError",
+    "TraceEvent",
+    "WaitRequest",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowDefinitionError",
+    "WorkflowStorage",
+    "WorkflowVersionError",
+    "__version__",
+    "create_workflow",
+    "open_storage",
+]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SQLiteStorage":
+        from .storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage
+    raise AttributeError(f"module 'flux' has no attribute {name!r}")

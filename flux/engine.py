@@ -1,0 +1,569 @@
+"""`FluxEngine`: executes workflows, and finds, resumes, signals and retries their runs."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import serialization as ser
+from .backoff import DEFAULT_BACKOFF, Backoff
+from .builder import Workflow
+from .errors import (
+    FluxError,
+    RunConflictError,
+    RunNotFoundError,
+    RunStateError,
+    StorageError,
+    WorkflowDefinitionError,
+    WorkflowVersionError,
+)
+from .logger import FluxLogger, StdlibLogger
+from .records import Lease, RunRecord, StepRecord
+from .result import FluxResult
+from .runner import RunDriver, _utc, build_history
+from .status import RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
+from .storage import WorkflowStorage, open_storage
+from .trace import FluxTraceSink
+from .validation import validate_input
+
+T = TypeVar("T")
+R = RunStatus
+S = StepStatus
+
+HOOKS = ("step_start", "step_complete", "step_error", "workflow_complete", "workflow_error")
+_UNSET: Any = object()
+
+
+class FluxEngine:
+    """Runs workflows on a storage, writing trace events and calling hooks.
+
+    Every coroutine method has a blocking `_sync` twin for code with no event loop.
+    """
+
+    def __init__(
+        self,
+        storage: WorkflowStorage | str | None = None,
+        *,
+        default_retries: int = 3,
+        default_timeout: float | None = None,
+        default_backoff: Backoff | None = None,
+        logger: FluxLogger | None = None,
+        trace: FluxTraceSink | None = None,
+        on: Mapping[str, Callable[..., Any]] | None = None,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
+            raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
+        if default_timeout is not None and (
+            isinstance(default_timeout, bool) or not isinstance(default_timeout, (int, float))
+            or default_timeout <= 0
+        ):
+            raise FluxError(f"FluxEngine(default_timeout={default_timeout!r}): must be seconds > 0 or None")
+        if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
+            raise FluxError(f"FluxEngine(lease_seconds={lease_seconds!r}): must be seconds > 0")
+        hooks = dict(on or {})
+        for key, fn in hooks.items():
+            if key not in HOOKS:
+                raise FluxError(f"FluxEngine(on=...): unknown hook '{key}' (known: {', '.join(HOOKS)})")
+            if not callable(fn):
+                raise FluxError(f"FluxEngine(on=...): hook '{key}' is not callable: {fn!r}")
+        if trace is not None and not callable(getattr(trace, "emit", None)):
+            raise FluxError(f"FluxEngine(trace={trace!r}): a trace sink needs an emit(event) method")
+        if storage is None:
+            storage = open_storage("memory://")
+        elif isinstance(storage, str):
+            storage = open_storage(storage)
+        self.storage: WorkflowStorage = storage
+        self.default_retries = default_retries
+        self.default_timeout = default_timeout
+        self.default_backoff = default_backoff or DEFAULT_BACKOFF
+        self.logger: FluxLogger = logger or StdlibLogger()
+        self.trace = trace
+        self.hooks: dict[str, Callable[..., Any]] = hooks
+        self.lease_seconds = float(lease_seconds)
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._executor: ThreadPoolExecutor | None = None
+        self._active: dict[str, asyncio.Future[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+
+    async def execute(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> FluxResult:
+        """Run `flow` with `input`; with an existing `id`, return or continue that run."""
+        self._check_flow(flow)
+        value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
+        input_json = ser.dumps(value, path="input")
+        if id is None:
+            return await self._start(flow, uuid.uuid4().hex, value, input_json)
+        run_id = self._check_id(id)
+        while True:
+            await self._wait_active(run_id)
+            run = await self.storage.load_run(run_id)
+            if run is None:
+                result = await self._start(flow, run_id, value, input_json)
+                if result is not None:
+                    return result
+                continue  # another caller created it first: take its run
+            self._check_same_run(flow, run, input_json)
+            return await self._continue(flow, run, reason="execute")
+
+    async def resume(self, flow: Workflow[T], id: str) -> FluxResult:
+        """Continue a run that stopped: its process died, or a step failed."""
+        self._check_flow(flow)
+        run = await self._load(flow, id)
+        return await self._continue(flow, run, reason="resume")
+
+    async def signal(self, flow: Workflow[T], id: str, signal: str, payload: Any = None) -> FluxResult:
+        """Deliver `signal` to a suspended run and continue it in this process."""
+        self._check_flow(flow)
+        if not isinstance(signal, str) or not signal:
+            raise RunStateError(f"signal to run '{id}': the signal name must be a non-empty string, got {signal!r}")
+        payload_json = ser.dumps(payload, path="signal.payload")
+        await self._wait_active(self._check_id(id))
+        run = await self._load(flow, id)
+        self._check_waiting(run, signal)
+        self._adopt_definition(flow, run)
+        await self._claim(run)
+        try:
+            run = await self._load(flow, id)  # another process may have signalled it meanwhile
+            self._check_waiting(run, signal)
+            self._adopt_definition(flow, run)
+        except FluxError:
+            await self._release(run.id)
+            raise
+        index = next(i for i, s in enumerate(run.steps) if s.status is S.SUSPENDED)
+        driver = RunDriver(self, flow, run, ser.loads(run.input_json))
+        return await self._drive(driver, driver.deliver(index, ser.loads(payload_json), payload_json))
+
+    async def retry_step(self, flow: Workflow[T], id: str, step: str) -> FluxResult:
+        """Run `step` again and everything after it, with `ctx.data` as before it first ran."""
+        self._check_flow(flow)
+        await self._wait_active(self._check_id(id))
+        run = await self._load(flow, id)
+        index = flow.index_of(step) if isinstance(step, str) else -1
+        if index < 0:
+            raise RunStateError(f"retry_step: workflow '{flow.name}' has no step {step!r} (run '{run.id}')")
+        self._adopt_definition(flow, run)
+        if run.steps[index].started_at is None:
+            raise RunStateError(
+                f"retry_step: step '{step}' of run '{run.id}' ({flow.name}) has not run yet; "
+                "use resume to continue the run"
+            )
+        await self._claim(run)
+        run = await self._load(flow, id)
+        self._adopt_definition(flow, run)
+        restart = index
+        for k in range(index):
+            if run.steps[k].status in (S.COMPENSATED, S.COMPENSATING, S.COMPENSATION_FAILED):
+                restart = k
+                break
+        run.data_json = run.steps[restart].data_before or run.data_json
+        driver = self._restart(flow, run, restart, "retry_step")
+        return await self._drive(driver, self._resume_from(driver, restart))
+
+    async def recover(self, flows: Iterable[Workflow[Any]]) -> list[FluxResult]:
+        """Finish the runs that a dead process left running; return their results."""
+        by_name = {}
+        for flow in flows:
+            self._check_flow(flow)
+            by_name[flow.name] = flow
+        results = []
+        for name, flow in by_name.items():
+            offset = 0
+            while True:
+                batch = await self.storage.list_runs(
+                    name=name, status=[R.RUNNING, R.ROLLING_BACK, R.PENDING], limit=200, offset=offset
+                )
+                offset += len(batch)
+                for run in batch:
+                    if run.id in self._active:
+                        continue
+                    take_from = self._dead_holder(run.lease)
+                    if run.lease is not None and take_from is None and run.lease.expires_at > time.time():
+                        continue  # alive elsewhere
+                    try:
+                        self._adopt_definition(flow, run)
+                    except WorkflowVersionError as exc:
+                        self.logger.error(f"recover: {exc}", workflow=name, run=run.id)
+                        continue
+                    if not await self._claim(run, take_from=take_from, strict=False):
+                        continue
+                    results.append(await self._continue(flow, run, reason="recover", claimed=True))
+                if len(batch) < 200:
+                    break
+        return results
+
+    async def get(self, id: str) -> FluxResult:
+        run = await self.storage.load_run(self._check_id(id))
+        if run is None:
+            raise RunNotFoundError(f"no run with id '{id}'")
+        return self._result(run)
+
+    async def list(
+        self,
+        name: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[FluxResult]:
+        for field, value in (("limit", limit), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise FluxError(f"list({field}={value!r}): must be an int >= 0")
+        statuses = None
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            try:
+                statuses = [RunStatus(s) for s in wanted]
+            except ValueError:
+                raise FluxError(
+                    f"list(status={status!r}): unknown status; use one of {[s.value for s in RunStatus]}"
+                ) from None
+        runs = await self.storage.list_runs(name=name, status=statuses, limit=limit, offset=offset)
+        return [self._result(r) for r in runs]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.storage.close()
+        if self.trace is not None:
+            self.trace.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> FluxEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --------------------------------------------------------------- sync twins
+
+    def execute_sync(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> FluxResult:
+        return self._sync("execute_sync", lambda: self.execute(flow, input, id=id))
+
+    def resume_sync(self, flow: Workflow[T], id: str) -> FluxResult:
+        return self._sync("resume_sync", lambda: self.resume(flow, id))
+
+    def signal_sync(self, flow: Workflow[T], id: str, signal: str, payload: Any = None) -> FluxResult:
+        return self._sync("signal_sync", lambda: self.signal(flow, id, signal, payload))
+
+    def retry_step_sync(self, flow: Workflow[T], id: str, step: str) -> FluxResult:
+        return self._sync("retry_step_sync", lambda: self.retry_step(flow, id, step))
+
+    def recover_sync(self, flows: Iterable[Workflow[Any]]) -> list[FluxResult]:
+        return self._sync("recover_sync", lambda: self.recover(flows))
+
+    def get_sync(self, id: str) -> FluxResult:
+        return self._sync("get_sync", lambda: self.get(id))
+
+    def list_sync(
+        self,
+        name: str | None = None,
+        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[FluxResult]:
+        return self._sync("list_sync", lambda: self.list(name, status, limit, offset))
+
+    def close_sync(self) -> None:
+        self._sync("close_sync", self.close)
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+    def __enter__(self) -> FluxEngine:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close_sync()
+
+    def _sync(self, method: str, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise FluxError(
+                f"FluxEngine.{method}() was called inside a running event loop; "
+                f"use `await engine.{method.removesuffix('_sync')}(...)` there"
+            )
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(make())
+
+    # ------------------------------------------------------------------ internals
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flux-step")
+        return self._executor
+
+    async def call_hook(self, name: str, *args: Any) -> None:
+        fn = self.hooks.get(name)
+        if fn is None:
+            return
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on")
+
+    def _check_flow(self, flow: object) -> None:
+        if not isinstance(flow, Workflow):
+            raise WorkflowDefinitionError(f"expected a workflow from create_workflow(...), got {flow!r}")
+        if not flow.steps:
+            raise WorkflowDefinitionError(f"workflow '{flow.name}' has no steps")
+        if self._closed:
+            raise FluxError("this FluxEngine is closed")
+
+    @staticmethod
+    def _check_id(run_id: object) -> str:
+        if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
+            raise RunStateError(f"a run id must be a non-empty string of at most 255 characters, got {run_id!r}")
+        return run_id
+
+    async def _load(self, flow: Workflow[Any], run_id: str) -> RunRecord:
+        run = await self.storage.load_run(self._check_id(run_id))
+        if run is None:
+            raise RunNotFoundError(f"workflow '{flow.name}': no run with id '{run_id}'")
+        if run.name != flow.name:
+            raise RunConflictError(
+                f"run '{run_id}' belongs to workflow '{run.name}', not to '{flow.name}'"
+            )
+        return run
+
+    @staticmethod
+    def _check_same_run(flow: Workflow[Any], run: RunRecord, input_json: str) -> None:
+        if run.name != flow.name:
+            raise RunConflictError(f"run '{run.id}' belongs to workflow '{run.name}', not to '{flow.name}'")
+        if run.input_json != input_json:
+            raise RunConflictError(
+                f"run '{run.id}' of workflow '{flow.name}' exists with a different input; "
+                "use a new id for a new run"
+            )
+
+    @staticmethod
+    def _check_waiting(run: RunRecord, signal: str) -> None:
+        if run.status is not R.SUSPENDED:
+            raise RunStateError(
+                f"cannot signal '{signal}' to run '{run.id}' ({run.name}): it is {run.status.value}, not suspended"
+            )
+        if run.waiting_for != signal:
+            raise RunStateError(
+                f"cannot signal '{signal}' to run '{run.id}' ({run.name}): it waits for '{run.waiting_for}'"
+            )
+
+    def _adopt_definition(self, flow: Workflow[Any], run: RunRecord) -> None:
+        """Fit `run` to `flow`: allowed while every step that has run is unchanged and in place."""
+        steps = flow.steps
+        for i, rec in enumerate(run.steps):
+            if rec.status is S.PENDING and rec.started_at is None:
+                continue
+            if i >= len(steps) or steps[i].name != rec.name or steps[i].kind != rec.kind:
+                now = f"'{steps[i].name}' ({steps[i].kind})" if i < len(steps) else "nothing"
+                raise WorkflowVersionError(
+                    f"run '{run.id}' of workflow '{run.name}': step '{rec.name}' ({rec.kind}, #{i + 1}) "
+                    f"has already run, but the definition now has {now} there"
+                )
+        run.steps = [
+            run.steps[i] if i < len(run.steps) and run.steps[i].name == s.name else StepRecord(s.name, s.kind)
+            for i, s in enumerate(steps)
+        ]
+        run.shape = flow.shape()
+        run.version = flow.version_tag
+
+    def _lease(self) -> Lease:
+        return Lease(self.owner, self.host, os.getpid(), time.time() + self.lease_seconds)
+
+    def _dead_holder(self, lease: Lease | None) -> str | None:
+        """The holder's owner id if it is a process of this host that no longer exists."""
+        if lease is None or lease.host != self.host or lease.owner == self.owner:
+            return None
+        if lease.pid == os.getpid():
+            return lease.owner  # an engine of this process that is gone
+        return None if _pid_alive(lease.pid) else lease.owner
+
+    async def _claim(self, run: RunRecord, *, take_from: str | None = None, strict: bool = True) -> bool:
+        if not self.storage.durable:
+            if run.id in self._active:
+                if strict:
+                    raise RunStateError(f"run '{run.id}' ({run.name}) is being executed right now")
+                return False
+            return True
+        if take_from is None:
+            take_from = self._dead_holder(run.lease)
+        if await self.storage.acquire_lease(run.id, self._lease(), take_from=take_from):
+            return True
+        if strict:
+            raise RunStateError(
+                f"run '{run.id}' ({run.name}) is being executed by another process "
+                f"({run.lease.owner if run.lease else 'unknown'})"
+            )
+        return False
+
+    async def _release(self, run_id: str) -> None:
+        if self.storage.durable:
+            try:
+                await self.storage.release_lease(run_id, self.owner)
+            except StorageError as exc:
+                self.logger.error(f"could not release the lease: {exc}", run=run_id)
+
+    async def _wait_active(self, run_id: str) -> None:
+        while (future := self._active.get(run_id)) is not None:
+            await asyncio.shield(future)
+
+    async def _start(self, flow: Workflow[Any], run_id: str, value: Any, input_json: str) -> FluxResult | None:
+        now = time.time()
+        run = RunRecord(
+            id=run_id, name=flow.name, status=R.RUNNING, input_json=input_json,
+            shape=flow.shape(), version=flow.version_tag,
+            steps=[StepRecord(s.name, s.kind) for s in flow.steps],
+            created_at=now, updated_at=now,
+            lease=self._lease() if self.storage.durable else None,
+        )
+        if not await self.storage.create_run(run):
+            return None
+        driver = RunDriver(self, flow, run, value)
+        if self.trace is not None:
+            driver.emit("workflow:start", {
+                "status": "running", "input": ser.loads_plain(input_json),
+                "meta": {"steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
+                         "version": flow.version_tag},
+            })
+        return await self._drive(driver, driver.drive(0))
+
+    async def _continue(self, flow: Workflow[Any], run: RunRecord, *, reason: str,
+                        claimed: bool = False) -> FluxResult:
+        """Bring an existing run forward as far as it can go without being asked explicitly."""
+        status = run.status
+        if status is R.COMPLETED or status is R.SUSPENDED or (
+            status is R.FAILED and run.error_type == "CommitInterruptedError"
+        ):
+            return self._result(run)
+        self._adopt_definition(flow, run)
+        if not claimed and not await self._claim(run, strict=False):
+            return self._result(run)  # another process is executing it
+        if not claimed:
+            fresh = await self.storage.load_run(run.id)
+            if fresh is None:
+                raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
+            run = fresh
+            self._adopt_definition(flow, run)
+        if run.status is R.ROLLING_BACK:
+            driver = RunDriver(self, flow, run, ser.loads(run.input_json))
+            failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
+            todo = [j for j in range(failed - 1, -1, -1)
+                    if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and flow.steps[j].compensate]
+            driver.emit("workflow:resume", self._resume_meta(flow, run, run.steps[failed].name, reason))
+            return await self._drive(driver, driver.rollback(todo, FluxError(run.error or "step failed")))
+        restart = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
+        for k in range(restart):
+            if run.steps[k].status in (S.COMPENSATED, S.COMPENSATION_FAILED):
+                restart = k  # its effect was undone: it must run again
+                break
+        if run.status in (R.ROLLED_BACK, R.ROLLBACK_FAILED, R.FAILED):
+            before = run.steps[restart].data_before if restart < len(run.steps) else None
+            if before is not None:
+                run.data_json = before
+        driver = self._restart(flow, run, restart, reason)
+        return await self._drive(driver, self._resume_from(driver, restart))
+
+    def _restart(self, flow: Workflow[Any], run: RunRecord, restart: int, reason: str) -> RunDriver:
+        """Reset the steps from `restart` on (keeping an in-flight one as it is: a commit
+        in flight must be seen as interrupted) and mark the run running again."""
+        keep_in_flight = reason in ("recover", "execute", "resume") and run.status is R.RUNNING
+        for k in range(restart, len(run.steps)):
+            rec = run.steps[k]
+            if keep_in_flight and rec.status is S.RUNNING:
+                continue
+            run.steps[k] = StepRecord(rec.name, rec.kind)
+        run.status = check_run(run.status, R.RUNNING)
+        run.error = run.error_type = run.error_step = None
+        run.completed_at = None
+        run.waiting_for = None
+        driver = RunDriver(self, flow, run, ser.loads(run.input_json))
+        name = run.steps[restart].name if restart < len(run.steps) else ""
+        driver.emit("workflow:resume", self._resume_meta(flow, run, name, reason))
+        return driver
+
+    async def _resume_from(self, driver: RunDriver, restart: int) -> None:
+        await driver.save(*range(len(driver.run.steps)))
+        await driver.drive(restart)
+
+    @staticmethod
+    def _resume_meta(flow: Workflow[Any], run: RunRecord, from_step: str, reason: str) -> dict[str, Any]:
+        return {"status": "running", "meta": {
+            "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
+            "version": flow.version_tag, "fromStep": from_step, "reason": reason,
+        }}
+
+    async def _drive(self, driver: RunDriver, work: Awaitable[None]) -> FluxResult:
+        run_id = driver.run.id
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._active[run_id] = done
+        heartbeat = asyncio.create_task(self._heartbeat(run_id)) if self.storage.durable else None
+        try:
+            await work
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+            await self._release(run_id)
+            del self._active[run_id]
+            done.set_result(None)
+        return self._result(driver.run, driver.data, dict(driver.outputs))
+
+    async def _heartbeat(self, run_id: str) -> None:
+        interval = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self.storage.renew_lease(run_id, self.owner, time.time() + self.lease_seconds)
+            except StorageError as exc:
+                self.logger.error(f"lease renewal failed: {exc}", run=run_id)
+                continue
+            if not held:
+                self.logger.error("lease lost: another process took the run over", run=run_id)
+                return
+
+    def _result(self, run: RunRecord, data: dict[str, Any] | None = None,
+                outputs: dict[str, Any] | None = None) -> FluxResult:
+        if outputs is None:
+            outputs = {s.name: ser.loads(s.output_json) for s in run.steps
+                       if s.status is S.COMPLETED and s.output_json is not None}
+        end = run.completed_at if run.status in RUN_TERMINAL else None
+        return FluxResult(
+            id=run.id, name=run.name, status=run.status, input=ser.loads(run.input_json),
+            data=ser.loads(run.data_json) if data is None else data, outputs=outputs,
+            history=build_history(run.steps, outputs), error=run.error, error_type=run.error_type,
+            duration=(end or time.time()) - run.created_at, waiting_for=run.waiting_for,
+            failed_step=run.error_step, version=run.version,
+            created_at=_utc(run.created_at), completed_at=_utc(end),
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":  # no signal 0 there: assume alive and wait for the lease
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+

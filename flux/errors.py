@@ -1,0 +1,85 @@
+"""Every error Flux raises derives from :class:`FluxError`.
+
+    FluxError
+    ├── WorkflowDefinitionError   a workflow is written wrongly (raised by the builder)
+    ├── InputValidationError      the input does not match `.input(T)`; nothing was stored
+    ├── SerializationError        a value in input, data or an output cannot be stored
+    ├── RunNotFoundError          no run has that id
+    ├── RunStateError             the run cannot do that now (signal to a finished run, ...)
+    │   └── RunConflictError      the id exists with another workflow or another input
+    ├── WorkflowVersionError      the definition changed under a run's finished steps
+    ├── StorageError              the storage failed, or its file is not a Flux database
+    └── StepError                 the families below end a step attempt
+        ├── FatalError            raised by a handler: fail the step at once, no retry
+        ├── StepTimeoutError      the attempt ran past its timeout
+        └── CommitInterruptedError  a commit started but its end was never recorded
+
+Messages name the workflow, run, step and field involved.
+"""
+
+from __future__ import annotations
+
+
+class FluxError(Exception):
+    """Root of every error raised by Flux."""
+
+
+class WorkflowDefinitionError(FluxError):
+    """The workflow definition is invalid; raised where it is written."""
+
+
+class InputValidationError(FluxError):
+    """The input given to `execute` does not match the workflow's input type."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class SerializationError(FluxError):
+    """A value cannot be serialised; `path` says where (`data.order.client`)."""
+
+    def __init__(self, message: str, *, path: str = "", step: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.step = step
+
+
+class RunNotFoundError(FluxError):
+    """No stored run has the given id."""
+
+
+class RunStateError(FluxError):
+    """The run is not in a state that allows the operation."""
+
+
+class RunConflictError(RunStateError):
+    """A run with this id exists with a different workflow or input."""
+
+
+class WorkflowVersionError(FluxError):
+    """The definition differs from the run's at a step that has already finished."""
+
+
+class StorageError(FluxError):
+    """The storage backend failed or holds something Flux cannot read."""
+
+
+class StepError(FluxError):
+    """Base of the errors that end a step attempt."""
+
+
+class FatalError(StepError):
+    """A business error: the step fails at once and is never retried."""
+
+
+class StepTimeoutError(StepError):
+    """A step attempt did not finish within its timeout."""
+
+
+class CommitInterruptedError(StepError):
+    """A commit step started but its end was not recorded: it may have happened."""
+
+
+class LeaseLostError(StorageError):
+    """Another process took over the run's lease; this process must stop driving it."""

@@ -1,0 +1,74 @@
+"""The stored form of a run and its steps: plain fields and JSON text, no live objects.
+
+Storages keep these records; the runner changes them and asks the storage to save them.
+Payloads (input, data, outputs) stay encoded JSON text here so that saving never has to
+encode twice and a stored record can never alias a live dict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .status import RunStatus, StepStatus
+
+
+@dataclass
+class StepRecord:
+    name: str
+    kind: str  # "step" or "commit"
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    started_at: float | None = None  # epoch seconds of the first attempt
+    completed_at: float | None = None
+    output_json: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+    #: ctx.data as it was before the step first ran: what `retry_step` restores.
+    data_before: str | None = None
+    waiting_for: str | None = None
+    compensation_attempts: int = 0
+    compensated_at: float | None = None
+
+    def copy(self) -> StepRecord:
+        return replace(self)
+
+
+@dataclass
+class Lease:
+    """Who executes a run, until when; `host` and `pid` let a restarted process on the
+    same machine take over at once from a holder that is gone."""
+
+    owner: str
+    host: str
+    pid: int
+    expires_at: float
+
+
+@dataclass
+class RunRecord:
+    id: str
+    name: str
+    status: RunStatus
+    input_json: str
+    data_json: str = "{}"
+    shape: list[list[str]] = field(default_factory=list)
+    version: str | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    error: str | None = None
+    error_type: str | None = None
+    error_step: str | None = None
+    waiting_for: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    completed_at: float | None = None
+    #: Number of the last trace event emitted for the run, so numbering survives resumes.
+    seq: int = 0
+    lease: Lease | None = None
+
+    def copy(self) -> RunRecord:
+        return replace(
+            self,
+            shape=[list(s) for s in self.shape],
+            steps=[s.copy() for s in self.steps],
+            lease=replace(self.lease) if self.lease else None,
+        )

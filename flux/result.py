@@ -1,0 +1,37 @@
+"""`FluxResult`: what `execute`, `get` and friends return."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .context import StepExecution
+from .status import RunStatus
+
+
+@dataclass(frozen=True)
+class FluxResult:
+    """A run as it stands: finished, suspended, or (seen from `get`) still running."""
+
+    id: str
+    name: str
+    status: RunStatus
+    input: Any
+    data: dict[str, Any]
+    outputs: Mapping[str, Any]
+    history: list[StepExecution]
+    error: str | None = None
+    error_type: str | None = None
+    #: Seconds from the run's creation to its end (or to now, while it is not finished).
+    duration: float = 0.0
+    waiting_for: str | None = None
+    failed_step: str | None = None
+    version: str | None = None
+    created_at: dt.datetime | None = field(default=None, repr=False)
+    completed_at: dt.datetime | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.COMPLETED

@@ -1,0 +1,65 @@
+"""The storage protocol every backend implements, and the URL factory that picks one.
+
+A storage keeps runs (`RunRecord`, with one `StepRecord` per step) and the lease that
+says which process executes a run. The engine calls it at a run's creation, once per
+finished step (one atomic write of the run row and the changed step rows) and to claim,
+renew and release leases. `tests/storage/` is the conformance suite: a backend, the
+user's own included, is correct when it passes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from ..records import Lease, RunRecord
+from ..status import RunStatus
+
+
+@runtime_checkable
+class WorkflowStorage(Protocol):
+    #: False for storages that live and die with the process (no leases, no recovery).
+    durable: bool
+
+    async def create_run(self, run: RunRecord) -> bool:
+        """Insert `run` (with its lease, if any). False if the id exists: nothing changes."""
+        ...
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        """The run with its steps, or None."""
+        ...
+
+    async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
+        """Atomically write the run's own fields and the steps at the given indexes.
+
+        With `owner`, the write happens only while `owner` holds the run's lease; otherwise
+        it raises `LeaseLostError` and writes nothing. `steps` may name indexes beyond the
+        stored ones (a definition that grew) and the whole list when steps were reset.
+        """
+        ...
+
+    async def list_runs(
+        self,
+        *,
+        name: str | None = None,
+        status: Sequence[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        """Runs, newest first (by creation), filtered by workflow name and statuses."""
+        ...
+
+    async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
+        """Give the run's lease to `lease.owner` if it is free, expired, already theirs,
+        or held by `take_from` (a holder known to be dead). True if it is now theirs."""
+        ...
+
+    async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
+        """Extend the lease if `owner` still holds it."""
+        ...
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        """Drop the lease if `owner` holds it."""
+        ...
+
+    async def close(self) -> None: ...

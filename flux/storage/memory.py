@@ -1,0 +1,94 @@
+"""`MemoryStorage`: the reference storage; runs live as long as the process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from ..errors import LeaseLostError
+from ..records import Lease, RunRecord
+from ..status import RunStatus
+
+
+class MemoryStorage:
+    """Keeps copies of the records in a dict: nothing a caller holds aliases what is stored."""
+
+    durable = False
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunRecord] = {}
+
+    async def create_run(self, run: RunRecord) -> bool:
+        if run.id in self._runs:
+            return False
+        self._runs[run.id] = run.copy()
+        return True
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        return run.copy() if run else None
+
+    async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
+        stored = self._runs.get(run.id)
+        if stored is None:
+            raise LeaseLostError(f"run '{run.id}' is not stored")
+        if owner is not None and (stored.lease is None or stored.lease.owner != owner):
+            raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
+        lease = stored.lease
+        kept = stored.steps
+        new = RunRecord(
+            id=run.id, name=run.name, status=run.status, input_json=run.input_json,
+            data_json=run.data_json, shape=[list(s) for s in run.shape], version=run.version,
+            steps=kept, error=run.error, error_type=run.error_type, error_step=run.error_step,
+            waiting_for=run.waiting_for, created_at=run.created_at, updated_at=run.updated_at,
+            completed_at=run.completed_at, seq=run.seq, lease=lease,
+        )
+        del kept[len(run.steps):]
+        for i in steps:
+            copy = run.steps[i].copy()
+            if i < len(kept):
+                kept[i] = copy
+            else:
+                kept.append(copy)
+        self._runs[run.id] = new
+
+    async def list_runs(
+        self,
+        *,
+        name: str | None = None,
+        status: Sequence[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        wanted = set(status) if status else None
+        runs = [
+            r for r in self._runs.values()
+            if (name is None or r.name == name) and (wanted is None or r.status in wanted)
+        ]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return [r.copy() for r in runs[offset : offset + limit]]
+
+    async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
+        run = self._runs.get(run_id)
+        if run is None:
+            return False
+        held = run.lease
+        if held is None or held.owner in (lease.owner, take_from) or held.expires_at < time.time():
+            run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+            return True
+        return False
+
+    async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
+        run = self._runs.get(run_id)
+        if run is None or run.lease is None or run.lease.owner != owner:
+            return False
+        run.lease.expires_at = expires_at
+        return True
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        run = self._runs.get(run_id)
+        if run is not None and run.lease is not None and run.lease.owner == owner:
+            run.lease = None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,116 @@
+"""Trace sinks: where the engine's events go (`@gravito/flux` vocabulary, NDJSON on disk)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+TraceEvent = dict[str, Any]
+
+_log = logging.getLogger("flux")
+
+#: How long an event may wait in the buffer before it is written.
+FLUSH_INTERVAL = 0.05
+
+
+@runtime_checkable
+class FluxTraceSink(Protocol):
+    """Receives every trace event; must not block for long, and may not fail a run."""
+
+    def emit(self, event: TraceEvent) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JsonFileTraceSink:
+    """Appends one JSON object per line to `path`.
+
+    Events are buffered and written at most `FLUSH_INTERVAL` after they were emitted, by a
+    background thread, in one `write` of whole lines on a file opened in append mode: a
+    line is never split, so several processes can share one file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = "./.flux/trace.ndjson", reset: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if reset else 0)
+        self._fd: int | None = os.open(self.path, flags, 0o644)
+        self._buffer: list[str] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+        self._thread = threading.Thread(target=self._run, name="flux-trace-writer", daemon=True)
+        self._thread.start()
+        weakref.finalize(self, _close_fd_quietly, self._fd)
+
+    def emit(self, event: TraceEvent) -> None:
+        line = self._encoder.encode(event) + "\n"
+        with self._lock:
+            if self._closed:
+                return
+            self._buffer.append(line)
+            first = len(self._buffer) == 1
+        if first:
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._buffer = self._buffer, []
+            fd = self._fd
+        if not lines or fd is None:
+            return
+        data = "".join(lines).encode("utf-8")
+        try:
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
+        except OSError as exc:
+            _log.error("flux: trace sink %s failed to write: %s", self.path, exc)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
+        with self._lock:
+            fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait()
+            self._wake.clear()
+            if not self._closed:
+                time.sleep(FLUSH_INTERVAL)
+            self.flush()
+
+
+def _close_fd_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class MemoryTraceSink:
+    """Keeps events in a list: for tests and for code that inspects a run's events."""
+
+    def __init__(self) -> None:
+        self.events: list[TraceEvent] = []
+
+    def emit(self, event: TraceEvent) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        return None
