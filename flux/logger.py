@@ -26,7 +26,8 @@ class StdlibLogger:
     def _log(self, level: int, message: str, extra: dict[str, Any]) -> None:
         if self.logger.isEnabledFor(level):
             fields = {f"flux_{k}": v for k, v in extra.items()}
-            self.logger.log(level, message, extra=fields)
+            where = "/".join(str(extra[k]) for k in ("workflow", "run", "step") if extra.get(k))
+            self.logger.log(level, f"{where}: {message}" if where else message, extra=fields)
 
     def debug(self, message: str, **extra: Any) -> None:
         self._log(logging.DEBUG, message, extra)
@@ -43,19 +44,15 @@ class StdlibLogger:
 
 class _ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        where = "/".join(
-            str(v) for v in (getattr(record, "flux_workflow", None), getattr(record, "flux_run", None),
-                             getattr(record, "flux_step", None)) if v
-        )
         stamp = self.formatTime(record, "%H:%M:%S")
-        text = f"{stamp} [flux] {record.levelname:<7} {where + ' ' if where else ''}{record.getMessage()}"
+        text = f"{stamp} [flux] {record.levelname:<7} {record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
 
 
 class FluxConsoleLogger(StdlibLogger):
-    """Readable lines on stderr: `12:00:01 [flux] INFO order/ORD-1/payment step completed`."""
+    """Readable lines on stderr: `12:00:01 [flux] INFO    order/ORD-1/payment: completed`."""
 
     def __init__(self, level: int = logging.INFO, stream: Any = None) -> None:
         super().__init__("flux")

@@ -1,0 +1,360 @@
+"""`SQLiteStorage`: durable runs in one SQLite file (standard `sqlite3`, WAL mode).
+
+Each finished step is one transaction (the run row and the step row together). With
+`durability="normal"` a commit is safe against the death of the process, but the last
+transactions may be lost on power failure; `durability="full"` fsyncs every commit.
+Several processes can share one file: writers wait for each other (`BEGIN IMMEDIATE`
+with a busy timeout, then a bounded retry), so "database is locked" does not escape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import LeaseLostError, StorageError
+from ..records import Lease, RunRecord, StepRecord
+from ..status import RunStatus, StepStatus
+
+SCHEMA_VERSION = 1
+_HEADER = b"SQLite format 3\x00"
+_LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE flux_runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    data TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    version TEXT,
+    error TEXT,
+    error_type TEXT,
+    error_step TEXT,
+    waiting_for TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    completed_at REAL,
+    seq INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_host TEXT,
+    lease_pid INTEGER,
+    lease_expires_at REAL
+);
+CREATE INDEX flux_runs_created ON flux_runs (created_at);
+CREATE INDEX flux_runs_status ON flux_runs (status, created_at);
+CREATE INDEX flux_runs_name ON flux_runs (name, created_at);
+CREATE TABLE flux_steps (
+    run_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    started_at REAL,
+    completed_at REAL,
+    output TEXT,
+    error TEXT,
+    error_type TEXT,
+    data_before TEXT,
+    waiting_for TEXT,
+    compensation_attempts INTEGER NOT NULL,
+    compensated_at REAL,
+    PRIMARY KEY (run_id, idx)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = (
+    "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
+    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at"
+)
+_STEP_COLUMNS = (
+    "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
+    "error_type, data_before, waiting_for, compensation_attempts, compensated_at"
+)
+_INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+_UPDATE_RUN = (
+    "UPDATE flux_runs SET status=?, data=?, shape=?, version=?, error=?, error_type=?, error_step=?, "
+    "waiting_for=?, updated_at=?, completed_at=?, seq=? WHERE id=?"
+)
+
+
+def _step_row(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
+    return (run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
+            s.output_json, s.error, s.error_type, s.data_before, s.waiting_for,
+            s.compensation_attempts, s.compensated_at)
+
+
+def _run_from_row(row: sqlite3.Row | tuple[Any, ...], steps: list[StepRecord]) -> RunRecord:
+    (id_, name, status, input_, data, shape, version, error, error_type, error_step, waiting_for,
+     created_at, updated_at, completed_at, seq, owner, host, pid, expires) = row
+    return RunRecord(
+        id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
+        shape=json.loads(shape), version=version, steps=steps, error=error, error_type=error_type,
+        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
+        completed_at=completed_at, seq=seq,
+        lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
+    )
+
+
+def _step_from_row(row: tuple[Any, ...]) -> StepRecord:
+    (_, _, name, kind, status, attempts, started_at, completed_at, output, error, error_type,
+     data_before, waiting_for, comp_attempts, compensated_at) = row
+    return StepRecord(
+        name=name, kind=kind, status=StepStatus(status), attempts=attempts, started_at=started_at,
+        completed_at=completed_at, output_json=output, error=error, error_type=error_type,
+        data_before=data_before, waiting_for=waiting_for, compensation_attempts=comp_attempts,
+        compensated_at=compensated_at,
+    )
+
+
+class SQLiteStorage:
+    """Runs in a SQLite file, created with its schema on first use."""
+
+    durable = True
+
+    def __init__(self, path: str | os.PathLike[str], durability: str = "normal", *, create: bool = True) -> None:
+        if durability not in ("normal", "full"):
+            raise StorageError(f"SQLiteStorage(durability={durability!r}): use 'normal' or 'full'")
+        self.path = Path(path)
+        self.durability = durability
+        self._lock = threading.Lock()
+        self._conn = self._open(create)
+
+    def _open(self, create: bool) -> sqlite3.Connection:
+        where = f"SQLite database {str(self.path)!r}"
+        exists = self.path.exists()
+        if not exists and not create:
+            raise StorageError(f"{where} does not exist")
+        if exists:
+            if self.path.is_dir():
+                raise StorageError(f"{where} is a directory")
+            with open(self.path, "rb") as f:
+                header = f.read(16)
+            if header and header != _HEADER:
+                raise StorageError(f"{where} is not a SQLite database (left untouched)")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{where} cannot be opened: {exc}") from exc
+        try:
+            self._check_schema(conn, where)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+            self._create_schema(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StorageError(f"{where} is not usable (left untouched): {exc}") from exc
+        except StorageError:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _check_schema(conn: sqlite3.Connection, where: str) -> None:
+        """Refuse, before writing anything, a file that is not ours or is from the future."""
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            return
+        if "flux_meta" not in tables:
+            raise StorageError(f"{where} is not a Flux database (tables: {', '.join(sorted(tables))}); left untouched")
+        row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
+        version = int(row[0]) if row and str(row[0]).isdigit() else None
+        if version is None:
+            raise StorageError(f"{where} has no Flux schema version; left untouched")
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{where} has Flux schema version {version}, newer than this Flux understands "
+                f"({SCHEMA_VERSION}); upgrade gravito-flux. The file was left untouched"
+            )
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name='flux_meta'").fetchone()
+            if not exists:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute("INSERT INTO flux_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ helpers
+
+    def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction, retrying while another process writes."""
+        deadline = time.monotonic() + _LOCK_WAIT
+        delay = 0.001
+        with self._lock:
+            conn = self._conn
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" in str(exc) or "busy" in str(exc):
+                        if time.monotonic() < deadline:
+                            time.sleep(delay * (1 + random.random()))
+                            delay = min(delay * 2, 0.1)
+                            continue
+                    raise self._error(what, exc) from exc
+                except sqlite3.Error as exc:
+                    raise self._error(what, exc) from exc
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException as exc:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._error(what, exc) from exc
+                    raise
+
+    def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                raise self._error(what, exc) from exc
+
+    def _error(self, what: str, exc: sqlite3.Error) -> StorageError:
+        return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
+
+    # ------------------------------------------------------------------ protocol
+
+    async def create_run(self, run: RunRecord) -> bool:
+        lease = run.lease
+
+        def insert(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})",
+                (run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
+                 run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
+                 run.updated_at, run.completed_at, run.seq,
+                 lease.owner if lease else None, lease.host if lease else None,
+                 lease.pid if lease else None, lease.expires_at if lease else None),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, s) for i, s in enumerate(run.steps)])
+            return True
+
+        return self._write(f"creating run '{run.id}'", insert)
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        def load(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = [_step_from_row(r) for r in conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,))]
+            return _run_from_row(row, steps)
+
+        return self._read(f"loading run '{run_id}'", load)
+
+    async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
+        params = (run.status.value, run.data_json, json.dumps(run.shape), run.version, run.error,
+                  run.error_type, run.error_step, run.waiting_for, run.updated_at, run.completed_at,
+                  run.seq, run.id)
+
+        def save(conn: sqlite3.Connection) -> None:
+            if owner is None:
+                cur = conn.execute(_UPDATE_RUN, params)
+            else:
+                cur = conn.execute(_UPDATE_RUN + " AND lease_owner=?", (*params, owner))
+            if cur.rowcount != 1:
+                raise LeaseLostError(
+                    f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
+                    if owner else f"run '{run.id}' is not stored"
+                )
+            if len(steps) == 1:
+                conn.execute(_INSERT_STEP, _step_row(run.id, steps[0], run.steps[steps[0]]))
+            elif steps:
+                conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
+                conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
+
+        self._write(f"saving run '{run.id}'", save)
+
+    async def list_runs(
+        self,
+        *,
+        name: str | None = None,
+        status: Sequence[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        where, args = [], []
+        if name is not None:
+            where.append("name=?")
+            args.append(name)
+        if status:
+            where.append(f"status IN ({', '.join('?' * len(status))})")
+            args.extend(s.value for s in status)
+        sql = f"SELECT {_RUN_COLUMNS} FROM flux_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+
+        def query(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(sql, (*args, limit, offset)).fetchall()
+            runs = []
+            for row in rows:
+                steps = [_step_from_row(r) for r in conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],))]
+                runs.append(_run_from_row(row, steps))
+            return runs
+
+        return self._read("listing runs", query)
+
+    async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
+        def acquire(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "
+                "WHERE id=? AND (lease_owner IS NULL OR lease_owner=? OR lease_owner=? OR lease_expires_at<?)",
+                (lease.owner, lease.host, lease.pid, lease.expires_at, run_id, lease.owner,
+                 take_from, time.time()),
+            )
+            return cur.rowcount == 1
+
+        return self._write(f"claiming run '{run_id}'", acquire)
+
+    async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
+        def renew(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE flux_runs SET lease_expires_at=? WHERE id=? AND lease_owner=?",
+                (expires_at, run_id, owner),
+            )
+            return cur.rowcount == 1
+
+        return self._write(f"renewing the lease of run '{run_id}'", renew)
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        def release(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE flux_runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, "
+                "lease_expires_at=NULL WHERE id=? AND lease_owner=?",
+                (run_id, owner),
+            )
+
+        self._write(f"releasing run '{run_id}'", release)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._conn.close()
