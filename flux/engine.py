@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
 import socket
 import sys
 import time
@@ -29,7 +30,7 @@ from .errors import (
 from .logger import FluxLogger, StdlibLogger
 from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
-from .runner import RunDriver, _utc, build_history
+from .runner import RunDriver, _utc
 from .status import RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
@@ -105,7 +106,7 @@ class FluxEngine:
         value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
         input_json = ser.dumps(value, path="input")
         if id is None:
-            return await self._start(flow, uuid.uuid4().hex, value, input_json)
+            return await self._start(flow, new_run_id(), value, input_json)
         run_id = self._check_id(id)
         while True:
             await self._wait_active(run_id)
@@ -441,10 +442,10 @@ class FluxEngine:
         driver = RunDriver(self, flow, run, value)
         if self.trace is not None:
             driver.emit("workflow:start", {
-                "status": "running", "input": ser.loads_plain(input_json),
+                "status": "running",
                 "meta": {"steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
                          "version": flow.version_tag},
-            })
+            }, {"input": input_json})
         return await self._drive(driver, driver.drive(0))
 
     async def _continue(self, flow: Workflow[Any], run: RunRecord, *, reason: str,
@@ -549,11 +550,16 @@ class FluxEngine:
         return FluxResult(
             id=run.id, name=run.name, status=run.status, input=ser.loads(run.input_json),
             data=ser.loads(run.data_json) if data is None else data, outputs=outputs,
-            history=build_history(run.steps, outputs), error=run.error, error_type=run.error_type,
+            error=run.error, error_type=run.error_type,
             duration=(end or time.time()) - run.created_at, waiting_for=run.waiting_for,
             failed_step=run.error_step, version=run.version,
-            created_at=_utc(run.created_at), completed_at=_utc(end),
+            created_at=_utc(run.created_at), completed_at=_utc(end), _steps=run.steps,
         )
+
+
+def new_run_id() -> str:
+    """128 random bits as hex: as unique as a uuid4, without a syscall per run."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def _pid_alive(pid: int) -> bool:

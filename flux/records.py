@@ -30,7 +30,9 @@ class StepRecord:
     compensated_at: float | None = None
 
     def copy(self) -> StepRecord:
-        return replace(self)
+        clone = object.__new__(StepRecord)
+        clone.__dict__.update(self.__dict__)  # several times faster than dataclasses.replace
+        return clone
 
 
 @dataclass
@@ -66,9 +68,9 @@ class RunRecord:
     lease: Lease | None = None
 
     def copy(self) -> RunRecord:
-        return replace(
-            self,
-            shape=[list(s) for s in self.shape],
-            steps=[s.copy() for s in self.steps],
-            lease=replace(self.lease) if self.lease else None,
-        )
+        clone = object.__new__(RunRecord)
+        clone.__dict__.update(self.__dict__)
+        clone.shape = [list(s) for s in self.shape]
+        clone.steps = [s.copy() for s in self.steps]
+        clone.lease = replace(self.lease) if self.lease else None
+        return clone

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .context import StepExecution
+from .records import StepRecord
 from .status import RunStatus
 
 
@@ -21,7 +23,6 @@ class FluxResult:
     input: Any
     data: dict[str, Any]
     outputs: Mapping[str, Any]
-    history: list[StepExecution]
     error: str | None = None
     error_type: str | None = None
     #: Seconds from the run's creation to its end (or to now, while it is not finished).
@@ -31,6 +32,14 @@ class FluxResult:
     version: str | None = None
     created_at: dt.datetime | None = field(default=None, repr=False)
     completed_at: dt.datetime | None = field(default=None, repr=False)
+    _steps: list[StepRecord] = field(default_factory=list, repr=False, compare=False)
+
+    @cached_property
+    def history(self) -> list[StepExecution]:
+        """One `StepExecution` per step of the definition, in order."""
+        from .runner import build_history
+
+        return build_history(self._steps, dict(self.outputs))
 
     @property
     def ok(self) -> bool:

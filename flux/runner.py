@@ -77,10 +77,15 @@ class RunDriver:
         self.outputs_view = MappingProxyType(self.outputs)
         self.owner = engine.owner if engine.storage.durable else None
         self.trace = engine.trace
+        self.emit_raw: Callable[[dict[str, Any], dict[str, str]], None] | None = getattr(
+            self.trace, "emit_raw", None
+        )
 
     # ----------------------------------------------------------------- plumbing
 
-    def emit(self, kind: str, fields: dict[str, Any]) -> None:
+    def emit(self, kind: str, fields: dict[str, Any], raw: dict[str, str] | None = None) -> None:
+        """Send a trace event; `raw` holds values already encoded as JSON text, which a
+        sink that can splice them (`emit_raw`) writes without decoding them again."""
         if self.trace is None:
             return
         run = self.run
@@ -90,7 +95,13 @@ class RunDriver:
             "workflowId": run.id, "workflowName": run.name, **fields,
         }
         try:
-            self.trace.emit(event)
+            if raw is None:
+                self.trace.emit(event)
+            elif self.emit_raw is not None:
+                self.emit_raw(event, raw)
+            else:
+                event.update({key: ser.loads_plain(text) for key, text in raw.items()})
+                self.trace.emit(event)
         except Exception as exc:  # a sink never fails a run
             self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name)
 
@@ -228,12 +239,10 @@ class RunDriver:
             rec.error = rec.error_type = None
             self.run.data_json = data_json
             await self.save(i)
-            if self.trace is not None:
-                self.emit("step:complete", {
-                    "stepName": sdef.name, "stepIndex": i, "commit": commit, "attempt": attempt,
-                    "duration": duration * 1000, "status": "completed",
-                    "output": ser.loads_plain(output_json), "data": ser.loads_plain(data_json),
-                })
+            self.emit("step:complete", {
+                "stepName": sdef.name, "stepIndex": i, "commit": commit, "attempt": attempt,
+                "duration": duration * 1000, "status": "completed",
+            }, {"output": output_json, "data": data_json})
             await engine.call_hook("step_complete", sdef.name, ctx, result)
             return None
 
@@ -331,8 +340,8 @@ class RunDriver:
         self.set_status(R.RUNNING)
         self.run.waiting_for = None
         await self.save(i)
-        self.emit("signal:received", {"stepName": rec.name, "stepIndex": i, "signal": signal,
-                                      "output": ser.loads_plain(payload_json)})
+        self.emit("signal:received", {"stepName": rec.name, "stepIndex": i, "signal": signal},
+                  {"output": payload_json})
         await self.engine.call_hook("step_complete", rec.name, self.ctx(rec.name, rec.attempts), payload)
         await self.drive(i + 1)
 
@@ -341,11 +350,8 @@ class RunDriver:
         self.run.completed_at = time.time()
         self.run.error = self.run.error_type = self.run.error_step = None
         await self.save()
-        if self.trace is not None:
-            self.emit("workflow:complete", {
-                "status": "completed", "duration": self.duration_ms(),
-                "data": ser.loads_plain(self.run.data_json),
-            })
+        self.emit("workflow:complete", {"status": "completed", "duration": self.duration_ms()},
+                  {"data": self.run.data_json})
         self.engine.logger.info("completed", workflow=self.run.name, run=self.run.id)
         await self.engine.call_hook("workflow_complete", self.ctx("", 0))
 
@@ -389,12 +395,10 @@ class RunDriver:
 
     async def finish_error(self, exc: BaseException) -> None:
         run = self.run
-        if self.trace is not None:
-            self.emit("workflow:error", {
-                "status": run.status.value, "error": run.error, "errorType": run.error_type,
-                "stepName": run.error_step, "duration": self.duration_ms(),
-                "data": ser.loads_plain(run.data_json),
-            })
+        self.emit("workflow:error", {
+            "status": run.status.value, "error": run.error, "errorType": run.error_type,
+            "stepName": run.error_step, "duration": self.duration_ms(),
+        }, {"data": run.data_json})
         await self.engine.call_hook("workflow_error", self.ctx("", 0), exc)
 
     async def compensate(self, j: int) -> bool:

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import atexit
 import weakref
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -48,10 +49,22 @@ class JsonFileTraceSink:
         self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
         self._thread = threading.Thread(target=self._run, name="flux-trace-writer", daemon=True)
         self._thread.start()
-        weakref.finalize(self, _close_fd_quietly, self._fd)
+        _open_sinks.add(self)
 
     def emit(self, event: TraceEvent) -> None:
         line = self._encoder.encode(event) + "\n"
+        with self._lock:
+            if self._closed:
+                return
+            self._buffer.append(line)
+            first = len(self._buffer) == 1
+        if first:
+            self._wake.set()
+
+    def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
+        """Like `emit`, with some values given as JSON text, spliced in as they are."""
+        head = self._encoder.encode(event)
+        line = head[:-1] + "".join(f',"{key}":{text}' for key, text in raw.items()) + "}\n"
         with self._lock:
             if self._closed:
                 return
@@ -86,6 +99,7 @@ class JsonFileTraceSink:
             fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+        _open_sinks.discard(self)
 
     def _run(self) -> None:
         while not self._closed:
@@ -96,11 +110,14 @@ class JsonFileTraceSink:
             self.flush()
 
 
-def _close_fd_quietly(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
+_open_sinks: weakref.WeakSet[JsonFileTraceSink] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_sinks() -> None:
+    """A process that exits without closing its engine still writes its last events."""
+    for sink in list(_open_sinks):
+        sink.flush()
 
 
 class MemoryTraceSink:

@@ -34,15 +34,10 @@ class MemoryStorage:
             raise LeaseLostError(f"run '{run.id}' is not stored")
         if owner is not None and (stored.lease is None or stored.lease.owner != owner):
             raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
-        lease = stored.lease
-        kept = stored.steps
-        new = RunRecord(
-            id=run.id, name=run.name, status=run.status, input_json=run.input_json,
-            data_json=run.data_json, shape=[list(s) for s in run.shape], version=run.version,
-            steps=kept, error=run.error, error_type=run.error_type, error_step=run.error_step,
-            waiting_for=run.waiting_for, created_at=run.created_at, updated_at=run.updated_at,
-            completed_at=run.completed_at, seq=run.seq, lease=lease,
-        )
+        kept, lease, shape = stored.steps, stored.lease, stored.shape
+        stored.__dict__.update(run.__dict__)
+        stored.steps, stored.lease = kept, lease
+        stored.shape = shape if shape == run.shape else [list(s) for s in run.shape]
         del kept[len(run.steps):]
         for i in steps:
             copy = run.steps[i].copy()
@@ -50,7 +45,6 @@ class MemoryStorage:
                 kept[i] = copy
             else:
                 kept.append(copy)
-        self._runs[run.id] = new
 
     async def list_runs(
         self,

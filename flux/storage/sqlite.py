@@ -25,6 +25,7 @@ from ..status import RunStatus, StepStatus
 
 SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
+_FINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED})
 _LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
 T = TypeVar("T")
 
@@ -84,8 +85,14 @@ _STEP_COLUMNS = (
 )
 _INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _UPDATE_RUN = (
-    "UPDATE flux_runs SET status=?, data=?, shape=?, version=?, error=?, error_type=?, error_step=?, "
-    "waiting_for=?, updated_at=?, completed_at=?, seq=? WHERE id=?"
+    "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
+    "completed_at=?, seq=?, status=?, shape=?, version=? WHERE id=?"
+)
+# Most saves change neither status nor shape: leaving them out of SET spares SQLite the
+# rewrite of the status index on every step.
+_UPDATE_RUN_BODY = (
+    "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
+    "completed_at=?, seq=? WHERE id=?"
 )
 
 
@@ -129,6 +136,8 @@ class SQLiteStorage:
         self.path = Path(path)
         self.durability = durability
         self._lock = threading.Lock()
+        #: (status, shape, version) of each run as this connection last read or wrote it.
+        self._known: dict[str, tuple[str, list[list[str]], str | None]] = {}
         self._conn = self._open(create)
 
     def _open(self, create: bool) -> sqlite3.Connection:
@@ -254,6 +263,7 @@ class SQLiteStorage:
             if cur.rowcount != 1:
                 return False
             conn.executemany(_INSERT_STEP, [_step_row(run.id, i, s) for i, s in enumerate(run.steps)])
+            self._remember(run)
             return True
 
         return self._write(f"creating run '{run.id}'", insert)
@@ -265,20 +275,32 @@ class SQLiteStorage:
                 return None
             steps = [_step_from_row(r) for r in conn.execute(
                 f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,))]
-            return _run_from_row(row, steps)
+            run = _run_from_row(row, steps)
+            self._remember(run)
+            return run
 
         return self._read(f"loading run '{run_id}'", load)
 
+    def _remember(self, run: RunRecord) -> None:
+        self._known[run.id] = (run.status.value, [list(s) for s in run.shape], run.version)
+
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
-        params = (run.status.value, run.data_json, json.dumps(run.shape), run.version, run.error,
-                  run.error_type, run.error_step, run.waiting_for, run.updated_at, run.completed_at,
-                  run.seq, run.id)
+        status = run.status.value
+        params: tuple[Any, ...] = (run.data_json, run.error, run.error_type, run.error_step,
+                                   run.waiting_for, run.updated_at, run.completed_at, run.seq)
+        known = self._known.get(run.id)
+        if known is not None and known[0] == status and known[1] == run.shape and known[2] == run.version:
+            sql = _UPDATE_RUN_BODY
+        else:
+            sql = _UPDATE_RUN
+            params += (status, json.dumps(run.shape), run.version)
+        params += (run.id,)
+        if owner is not None:
+            sql += " AND lease_owner=?"
+            params += (owner,)
 
         def save(conn: sqlite3.Connection) -> None:
-            if owner is None:
-                cur = conn.execute(_UPDATE_RUN, params)
-            else:
-                cur = conn.execute(_UPDATE_RUN + " AND lease_owner=?", (*params, owner))
+            cur = conn.execute(sql, params)
             if cur.rowcount != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
@@ -290,7 +312,15 @@ class SQLiteStorage:
                 conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
-        self._write(f"saving run '{run.id}'", save)
+        try:
+            self._write(f"saving run '{run.id}'", save)
+        except BaseException:
+            self._known.pop(run.id, None)
+            raise
+        if run.status in _FINAL:
+            self._known.pop(run.id, None)
+        elif sql is _UPDATE_RUN or not sql.startswith(_UPDATE_RUN_BODY):
+            self._remember(run)
 
     async def list_runs(
         self,
@@ -318,7 +348,9 @@ class SQLiteStorage:
             for row in rows:
                 steps = [_step_from_row(r) for r in conn.execute(
                     f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],))]
-                runs.append(_run_from_row(row, steps))
+                run = _run_from_row(row, steps)
+                self._known.pop(run.id, None)
+                runs.append(run)
             return runs
 
         return self._read("listing runs", query)
