@@ -288,8 +288,10 @@ class SQLiteStorage:
         status = run.status.value
         params: tuple[Any, ...] = (run.data_json, run.error, run.error_type, run.error_step,
                                    run.waiting_for, run.updated_at, run.completed_at, run.seq)
-        known = self._known.get(run.id)
-        if known is not None and known[0] == status and known[1] == run.shape and known[2] == run.version:
+        # Only a lease holder is sure that nobody else changed the row since its last write.
+        known = self._known.get(run.id) if owner is not None else None
+        full = known is None or known[0] != status or known[1] != run.shape or known[2] != run.version
+        if not full:
             sql = _UPDATE_RUN_BODY
         else:
             sql = _UPDATE_RUN
@@ -310,6 +312,7 @@ class SQLiteStorage:
                 conn.execute(_INSERT_STEP, _step_row(run.id, steps[0], run.steps[steps[0]]))
             elif steps:
                 conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
+            if full:  # the definition may have shrunk
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
         try:
@@ -319,7 +322,7 @@ class SQLiteStorage:
             raise
         if run.status in _FINAL:
             self._known.pop(run.id, None)
-        elif sql is _UPDATE_RUN or not sql.startswith(_UPDATE_RUN_BODY):
+        elif full:
             self._remember(run)
 
     async def list_runs(
@@ -356,6 +359,8 @@ class SQLiteStorage:
         return self._read("listing runs", query)
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
+        self._known.pop(run_id, None)
+
         def acquire(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "

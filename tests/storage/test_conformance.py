@@ -1,0 +1,212 @@
+"""The storage conformance suite, run against every backend."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flux import StorageError
+from flux.errors import LeaseLostError
+from flux.records import Lease, RunRecord, StepRecord
+from flux.status import RunStatus, StepStatus
+
+from .conftest import Factory, run
+
+
+def make_run(run_id: str = "r1", name: str = "wf", created: float | None = None, **kw: object) -> RunRecord:
+    now = time.time() if created is None else created
+    fields: dict[str, object] = {
+        "id": run_id, "name": name, "status": RunStatus.RUNNING, "input_json": '{"a":1}',
+        "shape": [["s1", "step"], ["s2", "commit"]],
+        "steps": [StepRecord("s1", "step"), StepRecord("s2", "commit")],
+        "created_at": now, "updated_at": now,
+    }
+    fields.update(kw)
+    return RunRecord(**fields)  # type: ignore[arg-type]
+
+
+def lease(owner: str, ttl: float = 30.0, pid: int = 1) -> Lease:
+    return Lease(owner, "host-a", pid, time.time() + ttl)
+
+
+def test_create_then_load_round_trips_every_field(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run(version="v2", seq=3, data_json='{"k":[1,2]}', lease=lease("me"))
+    record.steps[0] = StepRecord(
+        "s1", "step", StepStatus.COMPLETED, attempts=2, started_at=1.5, completed_at=2.5,
+        output_json='"out"', error=None, data_before="{}", compensation_attempts=0,
+    )
+    assert run(storage.create_run(record)) is True
+    loaded = run(make_storage().load_run("r1"))
+    assert loaded is not None
+    assert loaded.id == "r1" and loaded.name == "wf" and loaded.status is RunStatus.RUNNING
+    assert loaded.input_json == '{"a":1}' and loaded.data_json == '{"k":[1,2]}'
+    assert loaded.version == "v2" and loaded.seq == 3
+    assert loaded.shape == [["s1", "step"], ["s2", "commit"]]
+    assert loaded.steps[0] == record.steps[0]
+    assert loaded.steps[1].status is StepStatus.PENDING and loaded.steps[1].kind == "commit"
+    assert loaded.lease is not None and loaded.lease.owner == "me" and loaded.lease.host == "host-a"
+
+
+def test_create_existing_id_changes_nothing(make_storage: Factory) -> None:
+    storage = make_storage()
+    assert run(storage.create_run(make_run()))
+    assert run(storage.create_run(make_run(input_json='{"other":2}'))) is False
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.input_json == '{"a":1}'
+
+
+def test_load_unknown_is_none(make_storage: Factory) -> None:
+    assert run(make_storage().load_run("nope")) is None
+
+
+def test_loaded_record_does_not_alias_the_stored_one(make_storage: Factory) -> None:
+    storage = make_storage()
+    run(storage.create_run(make_run()))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None
+    loaded.steps[0].status = StepStatus.FAILED
+    loaded.data_json = '{"changed":true}'
+    again = run(storage.load_run("r1"))
+    assert again is not None
+    assert again.steps[0].status is StepStatus.PENDING and again.data_json == "{}"
+
+
+def test_save_writes_run_fields_and_only_the_named_steps(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run()
+    run(storage.create_run(record))
+    record.status = RunStatus.SUSPENDED
+    record.waiting_for = "approval"
+    record.data_json = '{"x":1}'
+    record.steps[0].status = StepStatus.SUSPENDED
+    record.steps[1].attempts = 99  # not named: must not be written
+    run(storage.save_run(record, [0], None))
+    loaded = run(make_storage().load_run("r1"))
+    assert loaded is not None
+    assert loaded.status is RunStatus.SUSPENDED and loaded.waiting_for == "approval"
+    assert loaded.data_json == '{"x":1}'
+    assert loaded.steps[0].status is StepStatus.SUSPENDED
+    assert loaded.steps[1].attempts == 0
+
+
+def test_save_with_grown_and_shrunk_definitions(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run()
+    run(storage.create_run(record))
+    record.steps.append(StepRecord("s3", "step"))
+    record.shape.append(["s3", "step"])
+    run(storage.save_run(record, [0, 1, 2], None))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and [s.name for s in loaded.steps] == ["s1", "s2", "s3"]
+    record.steps = record.steps[:1]
+    record.shape = record.shape[:1]
+    run(storage.save_run(record, [0], None))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and [s.name for s in loaded.steps] == ["s1"]
+    assert loaded.shape == [["s1", "step"]]
+
+
+def test_save_by_a_non_holder_raises_and_writes_nothing(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run(lease=lease("holder"))
+    run(storage.create_run(record))
+    record.data_json = '{"stolen":true}'
+    with pytest.raises(LeaseLostError):
+        run(storage.save_run(record, [0], "intruder"))
+    assert isinstance(LeaseLostError("x"), StorageError)
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.data_json == "{}"
+    run(storage.save_run(record, [0], "holder"))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.data_json == '{"stolen":true}'
+
+
+def test_status_changes_after_many_saves_are_all_visible(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run()
+    run(storage.create_run(record))
+    for status in (RunStatus.RUNNING, RunStatus.SUSPENDED, RunStatus.RUNNING, RunStatus.RUNNING,
+                   RunStatus.COMPLETED):
+        record.status = status
+        run(storage.save_run(record, [], None))
+        loaded = run(make_storage().load_run("r1"))
+        assert loaded is not None and loaded.status is status
+
+
+def test_a_second_view_sees_changes_made_by_the_first(make_storage: Factory) -> None:
+    a, b = make_storage(), make_storage()
+    record = make_run()
+    run(a.create_run(record))
+    loaded = run(b.load_run("r1"))
+    assert loaded is not None
+    loaded.status = RunStatus.FAILED
+    run(b.save_run(loaded, [], None))
+    record.status = RunStatus.RUNNING  # a's own idea; the save must still write the status
+    run(a.save_run(record, [], None))
+    final = run(b.load_run("r1"))
+    assert final is not None and final.status is RunStatus.RUNNING
+
+
+def test_list_filters_orders_and_pages(make_storage: Factory) -> None:
+    storage = make_storage()
+    for i in range(6):
+        status = RunStatus.COMPLETED if i % 2 else RunStatus.FAILED
+        run(storage.create_run(make_run(f"r{i}", name="a" if i < 4 else "b", created=1000.0 + i,
+                                        status=status)))
+    ids = [r.id for r in run(storage.list_runs(limit=10))]
+    assert ids == ["r5", "r4", "r3", "r2", "r1", "r0"]
+    assert [r.id for r in run(storage.list_runs(name="a", limit=10))] == ["r3", "r2", "r1", "r0"]
+    assert [r.id for r in run(storage.list_runs(status=[RunStatus.FAILED], limit=10))] == ["r4", "r2", "r0"]
+    assert [r.id for r in run(storage.list_runs(name="a", status=[RunStatus.COMPLETED]))] == ["r3", "r1"]
+    assert [r.id for r in run(storage.list_runs(limit=2, offset=1))] == ["r4", "r3"]
+    assert run(storage.list_runs(name="zzz")) == []
+    listed = run(storage.list_runs(limit=1))[0]
+    assert [s.name for s in listed.steps] == ["s1", "s2"]
+
+
+def test_lease_is_exclusive_until_it_expires(make_storage: Factory) -> None:
+    storage = make_storage()
+    run(storage.create_run(make_run()))
+    assert run(storage.acquire_lease("r1", lease("a")))
+    assert run(storage.acquire_lease("r1", lease("a")))  # re-entrant for its holder
+    assert not run(storage.acquire_lease("r1", lease("b")))
+    assert run(storage.renew_lease("r1", "a", time.time() - 1))  # now expired
+    assert not run(storage.renew_lease("r1", "b", time.time() + 30))
+    assert run(storage.acquire_lease("r1", lease("b")))
+    assert not run(storage.renew_lease("r1", "a", time.time() + 30))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.lease is not None and loaded.lease.owner == "b"
+
+
+def test_lease_can_be_taken_from_a_named_dead_holder(make_storage: Factory) -> None:
+    storage = make_storage()
+    run(storage.create_run(make_run(lease=lease("dead"))))
+    assert not run(storage.acquire_lease("r1", lease("heir"), take_from="someone-else"))
+    assert run(storage.acquire_lease("r1", lease("heir"), take_from="dead"))
+
+
+def test_release_only_by_the_holder(make_storage: Factory) -> None:
+    storage = make_storage()
+    run(storage.create_run(make_run(lease=lease("a"))))
+    run(storage.release_lease("r1", "b"))
+    assert not run(storage.acquire_lease("r1", lease("b")))
+    run(storage.release_lease("r1", "a"))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.lease is None
+    assert run(storage.acquire_lease("r1", lease("b")))
+
+
+def test_lease_on_unknown_run_is_refused(make_storage: Factory) -> None:
+    storage = make_storage()
+    assert not run(storage.acquire_lease("ghost", lease("a")))
+    assert not run(storage.renew_lease("ghost", "a", time.time() + 5))
+
+
+def test_unicode_and_large_payloads(make_storage: Factory) -> None:
+    storage = make_storage()
+    big = '{"text":"' + "é✓中" * 50_000 + '"}'
+    run(storage.create_run(make_run("ü-ñ-☃", data_json=big)))
+    loaded = run(storage.load_run("ü-ñ-☃"))
+    assert loaded is not None and loaded.data_json == big
