@@ -1,0 +1,142 @@
+"""``flux dev --demo``: run the bundled example workflows into the trace.
+
+Each example module (``examples/*.py`` in a source checkout, ``viewer/examples/`` in an
+installed wheel) exposes ``async def run(engine) -> list[FluxResult]``. The demo loads
+them by file path, runs them all on one engine that writes ``trace`` (emptied first),
+closes the engine so that every event is on disk, and prints a line per workflow.
+
+Together they leave retries, skipped branches, saga rollbacks (one that fails), a run
+that waits for a signal, a signal that completed a run, and a ``retry_step`` in the file.
+Files the examples produce (thumbnails, reports) go to ``<trace folder>/demo/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import sys
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from flux import FluxEngine, FluxResult, FluxSilentLogger, JsonFileTraceSink
+
+#: The example modules, in the order the demo runs them.
+EXAMPLES = (
+    "order_fulfillment",
+    "event_routing",
+    "multi_node",
+    "report_generation",
+    "image_processing",
+    "travel_booking",
+    "retry_failed_step",
+    "approval",
+)
+
+#: Examples that need a package outside the standard library: module -> import name.
+NEEDS = {"image_processing": "PIL"}
+
+
+def examples_dir() -> Path:
+    """Where the example modules are: shipped next to the viewer, or in the checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "examples", here.parent / "examples"):
+        if (candidate / f"{EXAMPLES[0]}.py").is_file():
+            return candidate
+    raise NotImplementedError(
+        f"the example workflows are not in this build (looked in {here / 'examples'} "
+        f"and {here.parent / 'examples'})"
+    )
+
+
+def load_example(path: Path) -> ModuleType:
+    """Import an example module from its file, under a name of its own.
+
+    The module is registered in ``sys.modules`` before it runs, so that its dataclasses
+    work and the engine can rebuild them from storage by module name.
+    """
+    name = f"flux_examples_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the example {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _run_kwargs(module: ModuleType, out: Path) -> dict[str, Any]:
+    """Where an example that writes files should write them."""
+    params = inspect.signature(module.run).parameters
+    wanted = {"upload_dir": out / "uploads", "report_dir": out / "reports"}
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+def _summary(results: list[FluxResult]) -> str:
+    latest: dict[str, FluxResult] = {}
+    for result in results:  # a run may appear twice (suspended, then completed): keep the last
+        latest[result.id] = result
+    counts: dict[str, int] = {}
+    for result in latest.values():
+        counts[result.status.value] = counts.get(result.status.value, 0) + 1
+    statuses = ", ".join(f"{n} {status}" for status, n in counts.items())
+    workflows = ", ".join(sorted({r.name for r in latest.values()}))
+    runs = "run" if len(latest) == 1 else "runs"
+    return f"  {workflows:<20} {len(latest)} {runs}: {statuses}"
+
+
+async def _run_all(trace: Path) -> list[str]:
+    folder = examples_dir()
+    out = trace.parent / "demo"
+    engine = FluxEngine(trace=JsonFileTraceSink(trace, reset=True), logger=FluxSilentLogger())
+    lines = []
+    try:
+        for stem in EXAMPLES:
+            needed = NEEDS.get(stem)
+            if needed is not None and importlib.util.find_spec(needed) is None:
+                lines.append(f"  {stem:<20} skipped: needs {needed} (pip install pillow)")
+                continue
+            module = load_example(folder / f"{stem}.py")
+            results = await module.run(engine, **_run_kwargs(module, out))
+            lines.append(_summary(results))
+    finally:
+        await engine.close()  # flushes the trace
+    return lines
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, list[str]]) -> list[str]:
+    """asyncio.run, also when called from code that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="flux-demo")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    result: list[str] = box["value"]
+    return result
+
+
+def run_demo(trace: Path) -> None:
+    """Run the demo workflows so that their events are in ``trace`` (emptied first)."""
+    trace = Path(trace)
+    print(f"flux dev --demo: running the example workflows into {trace}")
+    for line in _run_coroutine(_run_all(trace)):
+        print(line)
