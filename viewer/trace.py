@@ -1,0 +1,346 @@
+"""The trace reader: bytes of an NDJSON trace in, a compact index of runs out.
+
+This module is pure: it is fed bytes and never touches a file, a clock or the
+network, so every edge case (a half-written last line, a malformed line, lines
+without ``v``/``seq`` from ``@gravito/flux``) is testable without a server.
+
+It keeps per run only what the runs page needs plus the byte offset and length
+of each of the run's lines. A trace of a million events would not fit in the
+memory budget as parsed dicts; the run page re-reads and parses just its own
+run's lines on demand (see ``viewer.store``).
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Every run status the engine writes (``flux.RunStatus``).
+RUN_STATUSES = (
+    "pending",
+    "running",
+    "suspended",
+    "completed",
+    "failed",
+    "rolling_back",
+    "rolled_back",
+    "rollback_failed",
+)
+TERMINAL_STATUSES = frozenset({"completed", "failed", "rolled_back", "rollback_failed"})
+_ERROR_STATUSES = frozenset({"failed", "rolled_back", "rollback_failed"})
+
+#: How many malformed lines are remembered with their line number; beyond that
+#: they are only counted, so a file of garbage cannot exhaust memory.
+MALFORMED_KEPT = 100
+
+# The C scanner behind json.loads, called directly: it skips loads' type
+# checks and whitespace handling, which is a quarter of the time per line.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A line that was skipped, with its 1-based line number and why."""
+
+    line: int
+    reason: str
+
+
+class RunSummary:
+    """What the runs page shows about one run, folded from its events."""
+
+    __slots__ = (
+        "done",
+        "duration",
+        "ended_at",
+        "error",
+        "error_type",
+        "first_line",
+        "id",
+        "last_seq",
+        "meta_steps",
+        "offsets",
+        "seen",
+        "started_at",
+        "status",
+        "waiting_for",
+        "workflow",
+    )
+
+    def __init__(self, run_id: str, workflow: str, first_line: int) -> None:
+        self.id = run_id
+        self.workflow = workflow
+        self.status = "running"
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.duration: float | None = None
+        self.meta_steps = 0
+        # Names of steps finished (completed or skipped) and, when the trace
+        # carries no ``meta.steps``, of every step seen, to count the total.
+        self.done: set[str] = set()
+        self.seen: set[str] | None = None
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.waiting_for: str | None = None
+        self.last_seq = 0
+        self.first_line = first_line
+        self.offsets = array("Q")
+
+    @property
+    def events(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def steps_done(self) -> int:
+        return len(self.done)
+
+    @property
+    def steps_total(self) -> int:
+        return self.meta_steps if self.seen is None else len(self.seen)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def sort_key(self) -> tuple[float, int]:
+        return (self.started_at if self.started_at is not None else 0.0, self.first_line)
+
+
+@dataclass
+class Delta:
+    """What one ``feed`` changed: the ids of runs touched, new malformed lines."""
+
+    runs: set[str] = field(default_factory=set)
+    new_runs: int = 0
+    malformed: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.runs) or self.malformed > 0
+
+
+def parse_line(text: str) -> dict[str, Any] | str:
+    """Parse one line into an event dict, or return why it is malformed."""
+    try:
+        obj, end = _scan(text, 0)
+        if end != len(text) and text[end:].strip():
+            return f"unexpected data after the JSON object at column {end + 1}"
+    except (StopIteration, json.JSONDecodeError, RecursionError):
+        # scan_once is strict about leading whitespace and terse in its
+        # errors; json.loads gives the message a person can act on.
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"invalid JSON: {exc.msg} at column {exc.colno}"
+        except (RecursionError, ValueError) as exc:
+            return f"invalid JSON: {exc}"
+    if type(obj) is not dict:
+        return "not a JSON object"
+    wid = obj.get("workflowId")
+    if type(wid) is not str:
+        if type(wid) is int:
+            obj["workflowId"] = str(wid)
+        else:
+            return "no workflowId"
+    if type(obj.get("type")) is not str:
+        return "no type"
+    return obj
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if type(value) is str else json.dumps(value)
+
+
+def _number_or_none(value: Any) -> float | None:
+    if type(value) is int or type(value) is float:
+        return float(value)
+    return None
+
+
+class TraceIndex:
+    """Folds a trace, fed in arbitrary byte chunks, into ``RunSummary`` objects.
+
+    Bytes after the last newline are held back until their line is complete:
+    a writer may be halfway through a line when the tailer reads.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunSummary] = {}
+        #: workflow name -> number of runs, for the runs page's filter.
+        self.workflows: dict[str, int] = {}
+        self.malformed: list[Malformed] = []
+        self.malformed_count = 0
+        #: Complete lines consumed, and their total size in bytes.
+        self.lines = 0
+        self.consumed = 0
+        #: Bumped whenever the order of the runs list may have changed.
+        self.order_version = 0
+        self._pending = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a line not yet terminated by a newline."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> Delta:
+        delta = Delta()
+        if self._pending:
+            data = self._pending + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._pending = data
+            return delta
+        self._pending = data[cut + 1 :]
+        body = data[:cut]
+        text = body.decode("utf-8", "replace")
+        if text.isascii():
+            # One character per byte: a line's length is its size on disk.
+            lines = text.split("\n")
+            sizes = None
+        else:
+            raw = body.split(b"\n")
+            lines = [b.decode("utf-8", "replace") for b in raw]
+            sizes = [len(b) for b in raw]
+        self._fold_lines(lines, sizes, delta)
+        return delta
+
+    def _fold_lines(self, lines: list[str], sizes: list[int] | None, delta: Delta) -> None:
+        # The hot loop of a million-line start-up: the two commonest events are
+        # folded inline and everything else goes through ``_fold``.
+        runs = self.runs
+        changed = delta.runs
+        scan = _scan
+        offset = self.consumed
+        lineno = self.lines
+        for i, line in enumerate(lines):
+            n = len(line)
+            start = offset
+            offset += (n if sizes is None else sizes[i]) + 1
+            lineno += 1
+            try:
+                ev, end = scan(line, 0)
+                ok = end == n and type(ev) is dict
+            except (StopIteration, ValueError, RecursionError):
+                ok = False
+            if ok:
+                wid = ev.get("workflowId")
+                typ = ev.get("type")
+                ok = type(wid) is str and type(typ) is str
+            if not ok:
+                if not line.strip():
+                    continue
+                parsed = parse_line(line)
+                if isinstance(parsed, str):
+                    self._skip(lineno, parsed, delta)
+                    continue
+                ev = parsed
+                wid = ev["workflowId"]
+                typ = ev["type"]
+            run = runs.get(wid)
+            if run is None:
+                run = self._new_run(wid, ev, lineno)
+                delta.new_runs += 1
+            run.offsets.append(start)
+            changed.add(wid)
+            if typ == "step:complete" or typ == "step:skipped":
+                name = ev.get("stepName")
+                if type(name) is str:
+                    run.done.add(name)
+                    if run.seen is not None:
+                        run.seen.add(name)
+            elif typ == "step:start":
+                if run.seen is not None and type(name := ev.get("stepName")) is str:
+                    run.seen.add(name)
+            else:
+                self._fold(run, ev, typ)
+        self.consumed = offset
+        self.lines = lineno
+
+    def _new_run(self, wid: str, ev: dict[str, Any], lineno: int) -> RunSummary:
+        name = ev.get("workflowName")
+        name = name if type(name) is str else ""
+        run = self.runs[wid] = RunSummary(wid, name, lineno)
+        run.started_at = _number_or_none(ev.get("timestamp"))
+        run.seen = set()
+        self.workflows[name] = self.workflows.get(name, 0) + 1
+        self.order_version += 1
+        return run
+
+    def _skip(self, lineno: int, reason: str, delta: Delta) -> None:
+        self.malformed_count += 1
+        delta.malformed += 1
+        if len(self.malformed) < MALFORMED_KEPT:
+            self.malformed.append(Malformed(lineno, reason))
+
+    def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
+        # Flux numbers each run's events; a status event that reaches the file
+        # after a later one (two processes, two buffers) must not roll the
+        # status back. Lines without ``seq`` (@gravito/flux) are in file order,
+        # which is all there is to go by.
+        seq = ev.get("seq")
+        current = True
+        if type(seq) is int:
+            if seq < run.last_seq:
+                current = False
+            else:
+                run.last_seq = seq
+        ts = _number_or_none(ev.get("timestamp"))
+        if typ == "workflow:start" and ts is not None and (run.started_at is None or ts < run.started_at):
+            run.started_at = ts
+            self.order_version += 1
+
+        if typ == "step:retry":
+            if run.seen is not None and type(name := ev.get("stepName")) is str:
+                run.seen.add(name)
+        elif typ == "workflow:start" or typ == "workflow:resume":
+            if not run.workflow and type(ev.get("workflowName")) is str:
+                run.workflow = ev["workflowName"]
+            meta = ev.get("meta")
+            if type(meta) is dict and type(meta.get("steps")) is list:
+                run.meta_steps = len(meta["steps"])
+                run.seen = None
+            if current:
+                run.status = "running"
+                run.ended_at = run.duration = None
+                run.error = run.error_type = run.waiting_for = None
+        elif not current:
+            return
+        elif typ == "step:error":
+            run.error = _text_or_none(ev.get("error"))
+            run.error_type = _text_or_none(ev.get("errorType"))
+            if "v" not in ev:
+                # @gravito/flux writes no workflow:error: a failed step is the end.
+                run.status = "failed"
+                run.ended_at = ts
+        elif typ == "step:suspend":
+            run.status = "suspended"
+            run.waiting_for = _text_or_none(ev.get("signal")) or _text_or_none(ev.get("stepName"))
+        elif typ == "signal:received":
+            if run.status == "suspended":
+                run.status = "running"
+            run.waiting_for = None
+        elif typ == "workflow:rollback_start":
+            run.status = "rolling_back"
+        elif typ == "workflow:rollback_complete":
+            status = ev.get("status")
+            if status in _ERROR_STATUSES:
+                run.status = status
+        elif typ == "workflow:error":
+            status = ev.get("status")
+            run.status = status if status in _ERROR_STATUSES else "failed"
+            if "error" in ev:
+                run.error = _text_or_none(ev.get("error"))
+                run.error_type = _text_or_none(ev.get("errorType"))
+            run.ended_at = ts
+            run.duration = _number_or_none(ev.get("duration"))
+            run.waiting_for = None
+        elif typ == "workflow:complete":
+            run.status = "completed"
+            run.ended_at = ts
+            run.duration = _number_or_none(ev.get("duration"))
+            run.error = run.error_type = run.waiting_for = None
