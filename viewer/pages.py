@@ -1,0 +1,145 @@
+"""The pages and the fragments htmx swaps into them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from jinja2 import Environment
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from viewer.axis import Axis
+from viewer.query import RunOrder, RunsQuery, select
+from viewer.store import TraceStore
+from viewer.templating import query_string
+from viewer.timeline import RunView, fold_run, order_events
+from viewer.trace import RUN_STATUSES, RunSummary
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    env: Environment = request.app.state.templates
+    return HTMLResponse(env.get_template(name).render(context), status_code=status)
+
+
+async def _store(request: Request) -> TraceStore:
+    # Read whatever was appended before answering: a page is never behind the
+    # file, whatever the watcher's latency.
+    store: TraceStore = request.app.state.store
+    await store.sync()
+    return store
+
+
+def _common(store: TraceStore) -> dict[str, Any]:
+    index = store.index
+    return {
+        "trace_path": str(store.path),
+        "exists": store.exists,
+        "error": store.error,
+        "version": store.version,
+        "malformed": index.malformed,
+        "malformed_count": index.malformed_count,
+        "pending_bytes": index.pending,
+        "now": time.time() * 1000.0,
+    }
+
+
+def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
+    query = RunsQuery.from_params(request.query_params)
+    order: RunOrder = request.app.state.order
+    page = select(order, store.index, query)
+    return {
+        **_common(store),
+        "query": query,
+        "page": page,
+        "total_runs": len(store.index.runs),
+        "workflows": sorted(store.index.workflows),
+        "statuses": RUN_STATUSES,
+    }
+
+
+async def runs_page(request: Request) -> Response:
+    store = await _store(request)
+    return _render(request, "runs.html", _runs_context(request, store))
+
+
+async def runs_fragment(request: Request) -> Response:
+    store = await _store(request)
+    context = _runs_context(request, store)
+    # How many workflow names the page's filter lists: when new ones have
+    # appeared, the fragment carries a fresh filter out of band.
+    try:
+        context["known"] = int(request.query_params.get("known", ""))
+    except ValueError:
+        context["known"] = -1
+    response = _render(request, "_runs_table.html", context)
+    # Keep the address bar in step with filters and page, for reload and sharing.
+    qs = query_string(context["query"].params())
+    response.headers["HX-Replace-Url"] = "/?" + qs if qs else "/"
+    return response
+
+
+class _RunContext:
+    """A run's events folded up to the replay position, and its time axis."""
+
+    def __init__(self, request: Request, store: TraceStore, run: RunSummary) -> None:
+        events = order_events(store.events(run))
+        params = request.query_params
+        total = len(events)
+        try:
+            upto = int(params.get("upto", total))
+        except ValueError:
+            upto = total
+        if params.get("live", "1") == "1":
+            upto = total
+        upto = max(0, min(upto, total))
+        self.view: RunView = fold_run(run.id, events, upto)
+        stamps = [ev["timestamp"] for ev in events if type(ev.get("timestamp")) in (int, float)]
+        first = min(stamps) if stamps else None
+        last = max(stamps) if stamps else None
+        if upto < total:
+            last_ts = self.view.last_event.get("timestamp") if self.view.last_event else None
+            now = float(last_ts) if isinstance(last_ts, (int, float)) else first
+        elif run.terminal or self.view.terminal:
+            now = last
+        else:
+            now = time.time() * 1000.0
+        self.axis = Axis(first, last, now)
+        self.step = params.get("step", "")
+
+    def context(self, store: TraceStore) -> dict[str, Any]:
+        return {
+            **_common(store),
+            "run": self.view,
+            "axis": self.axis,
+            "selected": self.step,
+            "row": self.view.step(self.step) if self.step else None,
+        }
+
+
+async def _run_response(request: Request, template: str, fragment: bool) -> Response:
+    store = await _store(request)
+    run_id = request.path_params["run_id"]
+    run = store.run(run_id)
+    if run is None:
+        context = {**_common(store), "run_id": run_id}
+        if fragment:
+            return _render(request, "_run_missing.html", context)
+        return _render(request, "run_missing.html", context, status=404)
+    return _render(request, template, _RunContext(request, store, run).context(store))
+
+
+async def run_page(request: Request) -> Response:
+    return await _run_response(request, "run.html", fragment=False)
+
+
+async def run_header(request: Request) -> Response:
+    return await _run_response(request, "_run_header.html", fragment=True)
+
+
+async def run_timeline(request: Request) -> Response:
+    return await _run_response(request, "_timeline.html", fragment=True)
+
+
+async def run_step(request: Request) -> Response:
+    return await _run_response(request, "_step_detail.html", fragment=True)

@@ -1,0 +1,205 @@
+"""``flux dev``: the Starlette app and the uvicorn server that runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import sys
+import webbrowser
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+try:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError("flux dev needs the viewer extra: pip install 'gravito-flux[viewer]'") from exc
+
+from viewer import pages, sse
+from viewer.hub import Hub
+from viewer.query import RunOrder
+from viewer.store import TraceStore
+from viewer.tailer import tail
+from viewer.templating import asset_dir, make_env
+
+LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+
+# Nothing from the trace can run as script even if an escape were missed:
+# scripts only from our own static files. Styles allow inline attributes for
+# the timeline's bar positions, which are numbers the server formats.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(trace: Path, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The dashboard for the trace at ``trace``; it need not exist yet.
+
+    ``allowed_hosts`` guards against DNS rebinding, which would let a web page
+    read the trace through the browser; it defaults to loopback names only.
+    """
+    store = TraceStore(Path(trace))
+    hub = Hub()
+    store.listeners.append(hub.publish)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(tail(store, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            hub.close()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    routes = [
+        Route("/", pages.runs_page),
+        Route("/fragments/runs", pages.runs_fragment),
+        Route("/events", sse.events),
+        Route("/runs/{run_id:path}/header", pages.run_header),
+        Route("/runs/{run_id:path}/timeline", pages.run_timeline),
+        Route("/runs/{run_id:path}/step", pages.run_step),
+        Route("/runs/{run_id:path}", pages.run_page),
+        Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOOPBACK_NAMES),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.store = store
+    app.state.hub = hub
+    app.state.order = RunOrder()
+    app.state.templates = make_env()
+    return app
+
+
+class _Server(uvicorn.Server):
+    """Says when it listens, and ends the open SSE streams first on shutdown,
+    which would otherwise hold it up until the graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.hub.close()
+        await super().shutdown(sockets)
+
+
+def _warn_exposed(host: str) -> None:
+    bar = "!" * 72
+    print(
+        f"{bar}\n  WARNING: flux dev is listening on {host}, not on loopback.\n"
+        "  Anyone who can reach this address can read every run's input, data and\n"
+        "  errors from the trace. It has no authentication. Use --host 127.0.0.1\n"
+        f"  unless you mean it.\n{bar}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def _serve(server: _Server, host: str, open_browser: bool) -> None:
+    task = asyncio.create_task(server.serve())
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
+    listening.cancel()
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/"
+        print(f"flux dev: serving {url}", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+    await task
+
+
+def run(
+    trace: Path,
+    host: str = "127.0.0.1",
+    port: int = 4280,
+    demo: bool = False,
+    open_browser: bool = False,
+) -> int:
+    """Serve the dashboard until interrupted; blocking. Returns an exit code."""
+    trace = Path(trace)
+    if demo:
+        from viewer.demo import run_demo
+
+        try:
+            run_demo(trace)
+        except NotImplementedError:
+            print("flux dev: --demo is not available in this build", file=sys.stderr)
+            return 2
+    allowed = None
+    if not is_loopback(host):
+        _warn_exposed(host)
+        allowed = ["*"]
+    app = create_app(trace, allowed_hosts=allowed)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        lifespan="on",
+    )
+    server = _Server(config, app.state.hub)
+    try:
+        asyncio.run(_serve(server, host, open_browser))
+    except KeyboardInterrupt:
+        return 0
+    except SystemExit as exc:  # uvicorn exits this way when it cannot bind
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0 if server.started else 1

@@ -1,0 +1,166 @@
+"""The trace file seen through a ``TraceIndex``: the one place that reads it.
+
+``sync`` reads only the bytes appended since the last call, from a remembered
+offset, and starts over when the file was truncated (``reset=True`` in the
+engine), replaced (another inode) or rewritten (its first bytes differ). It
+never creates, writes or locks anything: the viewer is read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from viewer.trace import RunSummary, TraceIndex
+
+#: Bytes read and folded between two yields to the event loop, so that a large
+#: trace loads without starving the server.
+CHUNK = 4 << 20
+#: Leading bytes remembered to notice a file rewritten in place to the same size.
+PREFIX = 256
+#: Runs whose parsed events are kept for the run page and its fragments.
+CACHED_RUNS = 4
+
+
+@dataclass(frozen=True)
+class Change:
+    """Published after a sync that changed something."""
+
+    version: int
+    runs: frozenset[str]
+    reset: bool = False
+
+
+class TraceStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.index = TraceIndex()
+        self.exists = False
+        self.error: str | None = None
+        #: Bumped on every change, so that a page can tell what it has missed.
+        self.version = 0
+        #: Bumped on every reset: run events cached before it are void.
+        self.epoch = 0
+        self.listeners: list[Callable[[Change], None]] = []
+        self._identity: tuple[int, int] | None = None
+        self._prefix = b""
+        self._lock = asyncio.Lock()
+        self._cache: OrderedDict[str, tuple[int, int, list[dict[str, Any]]]] = OrderedDict()
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the file taken in, the held-back partial line included."""
+        return self.index.consumed + self.index.pending
+
+    async def sync(self) -> None:
+        async with self._lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if self.exists or self.offset:
+                self._reset()
+            self.exists, self.error = False, None
+            return
+        except OSError as exc:
+            self.error = f"cannot read {self.path}: {exc.strerror}"
+            return
+        identity = (st.st_dev, st.st_ino)
+        if self.offset and (
+            identity != self._identity or st.st_size < self.offset or not self._same_prefix()
+        ):
+            self._reset()
+        self.exists, self._identity = True, identity
+        if st.st_size > self.offset:
+            await self._read_appended()
+
+    def _same_prefix(self) -> bool:
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(len(self._prefix)) == self._prefix
+        except OSError:
+            return False
+
+    async def _read_appended(self) -> None:
+        # Local reads of page-cached bytes are quick; parsing is what takes
+        # time, and it stays on the event loop so that the index is never
+        # changed under a request. Yielding between chunks keeps the server
+        # responsive while a large file loads.
+        try:
+            for chunk in self._chunks():
+                if len(self._prefix) < PREFIX:
+                    self._prefix = (self._prefix + chunk)[:PREFIX]
+                delta = self.index.feed(chunk)
+                if delta:
+                    self._publish(Change(self.version + 1, frozenset(delta.runs)))
+                if len(chunk) == CHUNK:
+                    await asyncio.sleep(0)
+        except OSError as exc:
+            self.error = f"cannot read {self.path}: {exc.strerror}"
+        else:
+            self.error = None
+
+    def _chunks(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    def _reset(self) -> None:
+        self.index = TraceIndex()
+        self._identity, self._prefix = None, b""
+        self._cache.clear()
+        self.epoch += 1
+        self._publish(Change(self.version + 1, frozenset(), reset=True))
+
+    def _publish(self, change: Change) -> None:
+        self.version = change.version
+        for listener in self.listeners:
+            listener(change)
+
+    def run(self, run_id: str) -> RunSummary | None:
+        return self.index.runs.get(run_id)
+
+    def events(self, run: RunSummary) -> list[dict[str, Any]]:
+        """The run's events in file order, parsed from the lines the index points at.
+
+        Lines are re-read on demand (only the new ones when the run is cached),
+        so the index itself never holds parsed events.
+        """
+        cached = self._cache.get(run.id)
+        if cached is not None and cached[0] == self.epoch and cached[1] <= len(run.offsets):
+            _, seen, events = cached
+            self._cache.move_to_end(run.id)
+        else:
+            seen, events = 0, []
+        if seen < len(run.offsets):
+            events = events + self._read_lines(run, seen)
+            seen = len(run.offsets)
+        self._cache[run.id] = (self.epoch, seen, events)
+        while len(self._cache) > CACHED_RUNS:
+            self._cache.popitem(last=False)
+        return events
+
+    def _read_lines(self, run: RunSummary, start: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        try:
+            with open(self.path, "rb") as f:
+                for offset in run.offsets[start:]:
+                    f.seek(offset)
+                    try:
+                        ev = json.loads(f.readline())
+                    except ValueError:
+                        continue  # the file changed under us; the next sync resets
+                    if isinstance(ev, dict) and str(ev.get("workflowId")) == run.id:
+                        out.append(ev)
+        except OSError:
+            pass
+        return out

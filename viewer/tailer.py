@@ -1,0 +1,64 @@
+"""Follow the trace file: every change on disk becomes a ``TraceStore.sync``.
+
+The parent directory is watched rather than the file, so that a file that does
+not exist yet, or is deleted and written again, is picked up without the
+viewer creating anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from viewer.store import TraceStore
+
+log = logging.getLogger("viewer")
+
+#: A low debounce: the rust watcher waits this long for more changes before
+#: reporting, which sits directly on the append-to-screen latency.
+DEBOUNCE_MS = 10
+STEP_MS = 10
+#: Even with no change reported, look at the file this often: a missed
+#: notification (network file systems, some containers) then costs a second.
+RESCAN_MS = 1000
+#: How often to look for a parent directory that does not exist yet.
+DIR_POLL_S = 0.5
+
+
+async def tail(store: TraceStore, stop: asyncio.Event) -> None:
+    """Keep ``store`` in step with its file until ``stop`` is set."""
+    await store.sync()
+    name = store.path.name
+
+    def ours(change: Change, path: str) -> bool:
+        return Path(path).name == name
+
+    while not stop.is_set():
+        parent = store.path.parent
+        if not parent.is_dir():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), DIR_POLL_S)
+            await store.sync()
+            continue
+        try:
+            async for _ in awatch(
+                parent,
+                watch_filter=ours,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=stop,
+                recursive=False,
+                rust_timeout=RESCAN_MS,
+                yield_on_timeout=True,
+            ):
+                await store.sync()
+                if not parent.is_dir():
+                    break
+        except (OSError, RuntimeError) as exc:  # the directory vanished mid-watch
+            log.debug("watch on %s ended: %s", parent, exc)
+        if not stop.is_set():
+            await store.sync()
