@@ -36,8 +36,8 @@ EXAMPLES = (
     "approval",
 )
 
-#: Examples that need a package outside the standard library: module -> import name.
-NEEDS = {"image_processing": "PIL"}
+#: Examples that need a package outside the standard library: module -> (import, install).
+NEEDS = {"image_processing": ("PIL", "pillow")}
 
 
 def examples_dir() -> Path:
@@ -100,8 +100,8 @@ async def _run_all(trace: Path) -> list[str]:
     try:
         for stem in EXAMPLES:
             needed = NEEDS.get(stem)
-            if needed is not None and importlib.util.find_spec(needed) is None:
-                lines.append(f"  {stem:<20} skipped: needs {needed} (pip install pillow)")
+            if needed is not None and importlib.util.find_spec(needed[0]) is None:
+                lines.append(f"  {stem:<20} skipped: needs {needed[0]} (pip install {needed[1]})")
                 continue
             module = load_example(folder / f"{stem}.py")
             results = await module.run(engine, **_run_kwargs(module, out))
