@@ -25,9 +25,7 @@ class Backoff:
         for field in ("initial", "factor", "max", "jitter"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise WorkflowDefinitionError(
-                    f"Backoff({field}={value!r}): must be a number >= 0"
-                )
+                raise WorkflowDefinitionError(f"Backoff({field}={value!r}): must be a number >= 0")
         if self.jitter > 1:
             raise WorkflowDefinitionError(f"Backoff(jitter={self.jitter!r}): must be <= 1")
         if self.factor < 1:

@@ -1,34 +1,237 @@
-"""The `flux` command."""
+"""The `flux` command: `flux dev` (the dashboard) and `flux runs ...` (stored runs)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import serialization as ser
+from .builder import Workflow
+from .engine import FluxEngine
+from .errors import FluxError
+from .logger import FluxSilentLogger
+from .result import FluxResult
+from .status import RunStatus
+
+
+class CLIError(Exception):
+    """A user mistake on the command line: printed without a traceback."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "dev":
+            return _dev(args)
+        return asyncio.run(_runs(args))
+    except (CLIError, FluxError) as exc:
+        print(f"flux: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `flux runs list | head`
+        sys.stderr.close()
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flux", description="Flux workflow engine")
     sub = parser.add_subparsers(dest="command", required=True)
+
     dev = sub.add_parser("dev", help="serve the live trace dashboard")
     dev.add_argument("--trace", default="./.flux/trace.ndjson", help="NDJSON trace file to tail")
     dev.add_argument("--port", type=int, default=4280)
-    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dev.add_argument("--demo", action="store_true", help="run the bundled example workflows first")
     dev.add_argument("--open", action="store_true", help="open the dashboard in a browser")
-    args = parser.parse_args(argv)
-    if args.command == "dev":
-        try:
-            from viewer.server import run
-        except ImportError as exc:
-            print(f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})",
-                  file=sys.stderr)
-            return 2
-        from pathlib import Path
 
-        return run(Path(args.trace), host=args.host, port=args.port, demo=args.demo,
-                   open_browser=args.open)
-    return 2
+    runs = sub.add_parser("runs", help="look at and act on stored runs")
+    actions = runs.add_subparsers(dest="action", required=True)
+    storage_help = "storage URL: sqlite:///path.db, postgresql://... (or FLUX_STORAGE)"
+
+    def add_storage(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--storage", default=os.environ.get("FLUX_STORAGE"), help=storage_help)
+
+    listing = actions.add_parser("list", help="list runs, newest first")
+    add_storage(listing)
+    listing.add_argument("--name", help="only runs of this workflow")
+    listing.add_argument("--status", action="append", choices=[s.value for s in RunStatus])
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = actions.add_parser("show", help="show one run and its steps")
+    add_storage(show)
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+
+    retry = actions.add_parser("retry", help="run a step again, and everything after it")
+    add_storage(retry)
+    retry.add_argument("id")
+    retry.add_argument("step")
+    retry.add_argument("--workflow", required=True, help="the definition, as module:attribute")
+
+    signal = actions.add_parser("signal", help="deliver a signal to a suspended run")
+    add_storage(signal)
+    signal.add_argument("id")
+    signal.add_argument("signal")
+    signal.add_argument("--payload", default="null", help="the payload, as JSON")
+    signal.add_argument("--workflow", required=True, help="the definition, as module:attribute")
+    return parser
+
+
+def _dev(args: argparse.Namespace) -> int:
+    try:
+        from viewer.server import run
+    except ImportError as exc:
+        raise CLIError(
+            f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})"
+        ) from None
+    return run(Path(args.trace), host=args.host, port=args.port, demo=args.demo, open_browser=args.open)
+
+
+async def _runs(args: argparse.Namespace) -> int:
+    if not args.storage:
+        raise CLIError("no storage: pass --storage sqlite:///path.db (or set FLUX_STORAGE)")
+    from .storage import open_storage
+
+    engine = FluxEngine(storage=open_storage(args.storage, create=False), logger=FluxSilentLogger())
+    try:
+        if args.action == "list":
+            results = await engine.list(args.name, args.status, args.limit, args.offset)
+            if args.json:
+                for r in results:
+                    print(json.dumps(_summary(r), ensure_ascii=False))
+            else:
+                _print_table(results)
+        elif args.action == "show":
+            result = await engine.get(args.id)
+            if args.json:
+                print(json.dumps(_detail(result), ensure_ascii=False, indent=2))
+            else:
+                _print_run(result)
+        elif args.action == "retry":
+            result = await engine.retry_step(load_workflow(args.workflow), args.id, args.step)
+            _print_run(result)
+        else:
+            try:
+                payload = json.loads(args.payload)
+            except json.JSONDecodeError as exc:
+                raise CLIError(f"--payload is not valid JSON: {exc}") from None
+            result = await engine.signal(load_workflow(args.workflow), args.id, args.signal, payload)
+            _print_run(result)
+    finally:
+        await engine.close()
+    return 0
+
+
+def load_workflow(spec: str) -> Workflow[Any]:
+    """Import `module:attribute` (the current directory is importable) and check it."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise CLIError(f"--workflow {spec!r}: expected module:attribute, e.g. myapp.flows:order_flow")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise CLIError(f"--workflow {spec!r}: cannot import {module_name}: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise CLIError(f"--workflow {spec!r}: {module_name} has no attribute {attribute!r}") from None
+    if not isinstance(target, Workflow):
+        raise CLIError(
+            f"--workflow {spec!r} is a {type(target).__name__}, not a workflow from create_workflow()"
+        )
+    return target
+
+
+def _summary(r: FluxResult) -> dict[str, Any]:
+    done = sum(1 for s in r.history if s.status.value in ("completed", "skipped"))
+    return {
+        "id": r.id,
+        "workflow": r.name,
+        "status": r.status.value,
+        "created_at": r.created_at.isoformat() if r.created_at else None,
+        "duration": round(r.duration, 6),
+        "steps_done": done,
+        "steps": len(r.history),
+        "error": r.error,
+        "error_type": r.error_type,
+        "waiting_for": r.waiting_for,
+    }
+
+
+def _detail(r: FluxResult) -> dict[str, Any]:
+    return {
+        **_summary(r),
+        "input": ser.to_jsonable(r.input),
+        "data": ser.to_jsonable(r.data),
+        "failed_step": r.failed_step,
+        "version": r.version,
+        "history": [
+            {
+                "name": s.name,
+                "status": s.status.value,
+                "attempts": s.attempts,
+                "commit": s.commit,
+                "duration": s.duration,
+                "error": s.error,
+                "error_type": s.error_type,
+                "output": ser.to_jsonable(s.output),
+            }
+            for s in r.history
+        ],
+    }
+
+
+def _print_table(results: list[FluxResult]) -> None:
+    if not results:
+        print("no runs")
+        return
+    rows = [("ID", "WORKFLOW", "STATUS", "CREATED", "STEPS", "ERROR")]
+    for r in results:
+        s = _summary(r)
+        rows.append(
+            (
+                r.id,
+                r.name,
+                r.status.value,
+                (s["created_at"] or "")[:19],
+                f"{s['steps_done']}/{s['steps']}",
+                (r.error or "")[:60],
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def _print_run(r: FluxResult) -> None:
+    print(
+        f"run {r.id}  workflow {r.name}  status {r.status.value}"
+        + (f"  waiting for '{r.waiting_for}'" if r.waiting_for else "")
+    )
+    if r.error:
+        print(f"error: {r.error_type}: {r.error}" + (f" (step {r.failed_step})" if r.failed_step else ""))
+    print(f"input: {json.dumps(ser.to_jsonable(r.input), ensure_ascii=False)}")
+    print(f"data:  {json.dumps(ser.to_jsonable(r.data), ensure_ascii=False)}")
+    for s in r.history:
+        kind = "commit" if s.commit else "step"
+        line = f"  {s.name:<20} {kind:<6} {s.status.value:<20} attempts={s.attempts}"
+        if s.error:
+            line += f"  error={s.error}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ class WorkflowContext(Generic[T]):
     retries, resumes and `retry_step` of one step: pass it to payment APIs.
     """
 
-    __slots__ = ("_cancel", "_history", "attempt", "data", "id", "input", "name", "outputs",
-                 "step_name")
+    __slots__ = ("_cancel", "_history", "attempt", "data", "id", "input", "name", "outputs", "step_name")
 
     def __init__(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import os
 import random
@@ -31,7 +32,7 @@ from .logger import FluxLogger, StdlibLogger
 from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
 from .runner import RunDriver, _utc
-from .status import RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
+from .status import EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
 from .validation import validate_input
@@ -65,7 +66,8 @@ class FluxEngine:
         if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
             raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
         if default_timeout is not None and (
-            isinstance(default_timeout, bool) or not isinstance(default_timeout, (int, float))
+            isinstance(default_timeout, bool)
+            or not isinstance(default_timeout, (int, float))
             or default_timeout <= 0
         ):
             raise FluxError(f"FluxEngine(default_timeout={default_timeout!r}): must be seconds > 0 or None")
@@ -106,7 +108,10 @@ class FluxEngine:
         value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
         input_json = ser.dumps(value, path="input")
         if id is None:
-            return await self._start(flow, new_run_id(), value, input_json)
+            started = await self._start(flow, new_run_id(), value, input_json)
+            if started is None:  # 128 random bits collided: astronomically unlikely
+                raise RunConflictError("a new run id collided with a stored run; try again")
+            return started
         run_id = self._check_id(id)
         while True:
             await self._wait_active(run_id)
@@ -129,7 +134,9 @@ class FluxEngine:
         """Deliver `signal` to a suspended run and continue it in this process."""
         self._check_flow(flow)
         if not isinstance(signal, str) or not signal:
-            raise RunStateError(f"signal to run '{id}': the signal name must be a non-empty string, got {signal!r}")
+            raise RunStateError(
+                f"signal to run '{id}': the signal name must be a non-empty string, got {signal!r}"
+            )
         payload_json = ser.dumps(payload, path="signal.payload")
         await self._wait_active(self._check_id(id))
         run = await self._load(flow, id)
@@ -217,7 +224,7 @@ class FluxEngine:
         status: RunStatus | str | Sequence[RunStatus | str] | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[FluxResult]:
+    ) -> builtins.list[FluxResult]:
         for field, value in (("limit", limit), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FluxError(f"list({field}={value!r}): must be an int >= 0")
@@ -263,7 +270,7 @@ class FluxEngine:
     def retry_step_sync(self, flow: Workflow[T], id: str, step: str) -> FluxResult:
         return self._sync("retry_step_sync", lambda: self.retry_step(flow, id, step))
 
-    def recover_sync(self, flows: Iterable[Workflow[Any]]) -> list[FluxResult]:
+    def recover_sync(self, flows: Iterable[Workflow[Any]]) -> builtins.list[FluxResult]:
         return self._sync("recover_sync", lambda: self.recover(flows))
 
     def get_sync(self, id: str) -> FluxResult:
@@ -275,7 +282,7 @@ class FluxEngine:
         status: RunStatus | str | Sequence[RunStatus | str] | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> list[FluxResult]:
+    ) -> builtins.list[FluxResult]:
         return self._sync("list_sync", lambda: self.list(name, status, limit, offset))
 
     def close_sync(self) -> None:
@@ -287,8 +294,9 @@ class FluxEngine:
     def __enter__(self) -> FluxEngine:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close_sync()
 
     def _sync(self, method: str, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -335,7 +343,9 @@ class FluxEngine:
     @staticmethod
     def _check_id(run_id: object) -> str:
         if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
-            raise RunStateError(f"a run id must be a non-empty string of at most 255 characters, got {run_id!r}")
+            raise RunStateError(
+                f"a run id must be a non-empty string of at most 255 characters, got {run_id!r}"
+            )
         return run_id
 
     async def _load(self, flow: Workflow[Any], run_id: str) -> RunRecord:
@@ -343,9 +353,7 @@ class FluxEngine:
         if run is None:
             raise RunNotFoundError(f"workflow '{flow.name}': no run with id '{run_id}'")
         if run.name != flow.name:
-            raise RunConflictError(
-                f"run '{run_id}' belongs to workflow '{run.name}', not to '{flow.name}'"
-            )
+            raise RunConflictError(f"run '{run_id}' belongs to workflow '{run.name}', not to '{flow.name}'")
         return run
 
     @staticmethod
@@ -362,7 +370,8 @@ class FluxEngine:
     def _check_waiting(run: RunRecord, signal: str) -> None:
         if run.status is not R.SUSPENDED:
             raise RunStateError(
-                f"cannot signal '{signal}' to run '{run.id}' ({run.name}): it is {run.status.value}, not suspended"
+                f"cannot signal '{signal}' to run '{run.id}' ({run.name}): "
+                f"it is {run.status.value}, not suspended"
             )
         if run.waiting_for != signal:
             raise RunStateError(
@@ -428,32 +437,48 @@ class FluxEngine:
         while (future := self._active.get(run_id)) is not None:
             await asyncio.shield(future)
 
-    async def _start(self, flow: Workflow[Any], run_id: str, value: Any, input_json: str) -> FluxResult | None:
+    async def _start(
+        self, flow: Workflow[Any], run_id: str, value: Any, input_json: str
+    ) -> FluxResult | None:
         now = time.time()
         run = RunRecord(
-            id=run_id, name=flow.name, status=R.RUNNING, input_json=input_json,
-            shape=flow.shape(), version=flow.version_tag,
+            id=run_id,
+            name=flow.name,
+            status=R.RUNNING,
+            input_json=input_json,
+            shape=flow.shape(),
+            version=flow.version_tag,
             steps=[StepRecord(s.name, s.kind) for s in flow.steps],
-            created_at=now, updated_at=now,
+            created_at=now,
+            updated_at=now,
             lease=self._lease() if self.storage.durable else None,
         )
         if not await self.storage.create_run(run):
             return None
         driver = RunDriver(self, flow, run, value)
         if self.trace is not None:
-            driver.emit("workflow:start", {
-                "status": "running",
-                "meta": {"steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
-                         "version": flow.version_tag},
-            }, {"input": input_json})
+            driver.emit(
+                "workflow:start",
+                {
+                    "status": "running",
+                    "meta": {
+                        "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
+                        "version": flow.version_tag,
+                    },
+                },
+                {"input": input_json},
+            )
         return await self._drive(driver, driver.drive(0))
 
-    async def _continue(self, flow: Workflow[Any], run: RunRecord, *, reason: str,
-                        claimed: bool = False) -> FluxResult:
+    async def _continue(
+        self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False
+    ) -> FluxResult:
         """Bring an existing run forward as far as it can go without being asked explicitly."""
         status = run.status
-        if status is R.COMPLETED or status is R.SUSPENDED or (
-            status is R.FAILED and run.error_type == "CommitInterruptedError"
+        if (
+            status is R.COMPLETED
+            or status is R.SUSPENDED
+            or (status is R.FAILED and run.error_type == "CommitInterruptedError")
         ):
             return self._result(run)
         self._adopt_definition(flow, run)
@@ -468,8 +493,11 @@ class FluxEngine:
         if run.status is R.ROLLING_BACK:
             driver = RunDriver(self, flow, run, ser.loads(run.input_json))
             failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
-            todo = [j for j in range(failed - 1, -1, -1)
-                    if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and flow.steps[j].compensate]
+            todo = [
+                j
+                for j in range(failed - 1, -1, -1)
+                if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and flow.steps[j].compensate
+            ]
             driver.emit("workflow:resume", self._resume_meta(flow, run, run.steps[failed].name, reason))
             return await self._drive(driver, driver.rollback(todo, FluxError(run.error or "step failed")))
         restart = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
@@ -508,10 +536,15 @@ class FluxEngine:
 
     @staticmethod
     def _resume_meta(flow: Workflow[Any], run: RunRecord, from_step: str, reason: str) -> dict[str, Any]:
-        return {"status": "running", "meta": {
-            "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
-            "version": flow.version_tag, "fromStep": from_step, "reason": reason,
-        }}
+        return {
+            "status": "running",
+            "meta": {
+                "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
+                "version": flow.version_tag,
+                "fromStep": from_step,
+                "reason": reason,
+            },
+        }
 
     async def _drive(self, driver: RunDriver, work: Awaitable[None]) -> FluxResult:
         run_id = driver.run.id
@@ -523,7 +556,8 @@ class FluxEngine:
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
-            await self._release(run_id)
+            if driver.run.status in EXECUTING:  # otherwise the last save released it
+                await self._release(run_id)
             del self._active[run_id]
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
@@ -541,19 +575,32 @@ class FluxEngine:
                 self.logger.error("lease lost: another process took the run over", run=run_id)
                 return
 
-    def _result(self, run: RunRecord, data: dict[str, Any] | None = None,
-                outputs: dict[str, Any] | None = None) -> FluxResult:
+    def _result(
+        self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
+    ) -> FluxResult:
         if outputs is None:
-            outputs = {s.name: ser.loads(s.output_json) for s in run.steps
-                       if s.status is S.COMPLETED and s.output_json is not None}
+            outputs = {
+                s.name: ser.loads(s.output_json)
+                for s in run.steps
+                if s.status is S.COMPLETED and s.output_json is not None
+            }
         end = run.completed_at if run.status in RUN_TERMINAL else None
         return FluxResult(
-            id=run.id, name=run.name, status=run.status, input=ser.loads(run.input_json),
-            data=ser.loads(run.data_json) if data is None else data, outputs=outputs,
-            error=run.error, error_type=run.error_type,
-            duration=(end or time.time()) - run.created_at, waiting_for=run.waiting_for,
-            failed_step=run.error_step, version=run.version,
-            created_at=_utc(run.created_at), completed_at=_utc(end), _steps=run.steps,
+            id=run.id,
+            name=run.name,
+            status=run.status,
+            input=ser.loads(run.input_json),
+            data=ser.loads(run.data_json) if data is None else data,
+            outputs=outputs,
+            error=run.error,
+            error_type=run.error_type,
+            duration=(end or time.time()) - run.created_at,
+            waiting_for=run.waiting_for,
+            failed_step=run.error_step,
+            version=run.version,
+            created_at=_utc(run.created_at),
+            completed_at=_utc(end),
+            _steps=run.steps,
         )
 
 
@@ -572,4 +619,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-

@@ -31,6 +31,10 @@ S = StepStatus
 R = RunStatus
 
 
+DONE = "done"
+SUSPENDED = "suspended"
+
+
 class _HandlerRaised(Exception):
     """Carries a handler's own TimeoutError out of `wait_for`, so it is not taken for ours."""
 
@@ -51,14 +55,23 @@ def build_history(steps: list[StepRecord], outputs: dict[str, Any]) -> list[Step
     for rec in steps:
         duration = (
             rec.completed_at - rec.started_at
-            if rec.completed_at is not None and rec.started_at is not None else None
+            if rec.completed_at is not None and rec.started_at is not None
+            else None
         )
-        out.append(StepExecution(
-            name=rec.name, status=rec.status, attempts=rec.attempts,
-            started_at=_utc(rec.started_at), completed_at=_utc(rec.completed_at),
-            duration=duration, output=outputs.get(rec.name), error=rec.error,
-            error_type=rec.error_type, commit=rec.kind == "commit",
-        ))
+        out.append(
+            StepExecution(
+                name=rec.name,
+                status=rec.status,
+                attempts=rec.attempts,
+                started_at=_utc(rec.started_at),
+                completed_at=_utc(rec.completed_at),
+                duration=duration,
+                output=outputs.get(rec.name),
+                error=rec.error,
+                error_type=rec.error_type,
+                commit=rec.kind == "commit",
+            )
+        )
     return out
 
 
@@ -91,8 +104,13 @@ class RunDriver:
         run = self.run
         run.seq += 1
         event = {
-            "v": 1, "seq": run.seq, "type": kind, "timestamp": time.time() * 1000,
-            "workflowId": run.id, "workflowName": run.name, **fields,
+            "v": 1,
+            "seq": run.seq,
+            "type": kind,
+            "timestamp": time.time() * 1000,
+            "workflowId": run.id,
+            "workflowName": run.name,
+            **fields,
         }
         try:
             if raw is None:
@@ -109,12 +127,23 @@ class RunDriver:
         self.run.updated_at = time.time()
         await self.engine.storage.save_run(self.run, steps, self.owner)
 
-    def ctx(self, step: str, attempt: int, data: dict[str, Any] | None = None,
-            cancel: threading.Event | None = None) -> WorkflowContext[Any]:
+    def ctx(
+        self,
+        step: str,
+        attempt: int,
+        data: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> WorkflowContext[Any]:
         return WorkflowContext(
-            id=self.run.id, name=self.run.name, input=self.input,
-            data=self.data if data is None else data, outputs=self.outputs_view,
-            step_name=step, attempt=attempt, history=self.history, cancel=cancel,
+            id=self.run.id,
+            name=self.run.name,
+            input=self.input,
+            data=self.data if data is None else data,
+            outputs=self.outputs_view,
+            step_name=step,
+            attempt=attempt,
+            history=self.history,
+            cancel=cancel,
         )
 
     def history(self) -> list[StepExecution]:
@@ -149,22 +178,21 @@ class RunDriver:
                 await self.fail(i, exc)
                 return
             outcome = await self.run_step(i, steps[i], rec)
-            if outcome is None:
-                i += 1
-                continue
-            if outcome is True:  # suspended
+            if isinstance(outcome, BaseException):
+                await self.fail(i, outcome)
                 return
-            await self.fail(i, outcome)
-            return
+            if outcome is SUSPENDED:
+                return
+            i += 1
         await self.complete()
 
-    async def run_step(self, i: int, sdef: StepDefinition[Any], rec: StepRecord) -> BaseException | bool | None:
-        """Run one step to its end: None when done or skipped, True when suspended,
-        the error when it failed for good."""
+    async def run_step(self, i: int, sdef: StepDefinition[Any], rec: StepRecord) -> BaseException | str:
+        """Run one step to its end: DONE when completed or skipped, SUSPENDED, or the
+        error when it failed for good."""
         engine = self.engine
         if sdef.when is not None and rec.status is S.PENDING:
             try:
-                go = sdef.when(self.ctx(sdef.name, rec.attempts + 1))
+                go: Any = sdef.when(self.ctx(sdef.name, rec.attempts + 1))
                 if inspect.isawaitable(go):
                     go = await go
             except Exception as exc:
@@ -178,7 +206,7 @@ class RunDriver:
                 rec.completed_at = time.time()
                 await self.save(i)
                 self.emit("step:skipped", {"stepName": sdef.name, "stepIndex": i, "status": "skipped"})
-                return None
+                return DONE
         max_retries = engine.default_retries if sdef.retries is None else sdef.retries
         timeout = engine.default_timeout if sdef.timeout is None else sdef.timeout
         backoff = sdef.backoff or engine.default_backoff
@@ -193,8 +221,16 @@ class RunDriver:
             rec.status = check_step(rec.status, S.RUNNING)
             if commit:
                 await self.save(i)  # at-most-once: the start is durable before the call
-            self.emit("step:start", {"stepName": sdef.name, "stepIndex": i, "commit": commit,
-                                     "attempt": attempt, "maxRetries": max_retries})
+            self.emit(
+                "step:start",
+                {
+                    "stepName": sdef.name,
+                    "stepIndex": i,
+                    "commit": commit,
+                    "attempt": attempt,
+                    "maxRetries": max_retries,
+                },
+            )
             ctx = None
             started = time.perf_counter()
             try:
@@ -204,7 +240,8 @@ class RunDriver:
                 if not isinstance(ctx.data, dict):
                     raise SerializationError(
                         f"ctx.data must stay a dict in step '{sdef.name}', got {type(ctx.data).__name__}",
-                        path="data", step=sdef.name,
+                        path="data",
+                        step=sdef.name,
                     )
                 if isinstance(result, WaitRequest):
                     return await self.suspend(i, rec, ctx, result)
@@ -219,11 +256,20 @@ class RunDriver:
                     and (sdef.retry_on is None or isinstance(exc, sdef.retry_on))
                 )
                 if retryable:
-                    self.emit("step:retry", {**self.error_fields(i, rec, exc, duration),
-                                             "retries": attempt - first, "maxRetries": max_retries})
+                    self.emit(
+                        "step:retry",
+                        {
+                            **self.error_fields(i, rec, exc, duration),
+                            "retries": attempt - first,
+                            "maxRetries": max_retries,
+                        },
+                    )
                     engine.logger.warn(
                         f"attempt {attempt} failed: {_error_text(exc)}; retrying",
-                        workflow=self.run.name, run=self.run.id, step=sdef.name)
+                        workflow=self.run.name,
+                        run=self.run.id,
+                        step=sdef.name,
+                    )
                     await asyncio.sleep(backoff.delay(attempt - first))
                     continue
                 self.fail_step(rec, exc, duration)
@@ -239,16 +285,30 @@ class RunDriver:
             rec.error = rec.error_type = None
             self.run.data_json = data_json
             await self.save(i)
-            self.emit("step:complete", {
-                "stepName": sdef.name, "stepIndex": i, "commit": commit, "attempt": attempt,
-                "duration": duration * 1000, "status": "completed",
-            }, {"output": output_json, "data": data_json})
+            self.emit(
+                "step:complete",
+                {
+                    "stepName": sdef.name,
+                    "stepIndex": i,
+                    "commit": commit,
+                    "attempt": attempt,
+                    "duration": duration * 1000,
+                    "status": "completed",
+                },
+                {"output": output_json, "data": data_json},
+            )
             await engine.call_hook("step_complete", sdef.name, ctx, result)
-            return None
+            return DONE
 
     async def attempt(
-        self, fn: Callable[..., Any], is_async: bool, step: str, attempt: int,
-        timeout: float | None, *, hook: bool = False,
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        step: str,
+        attempt: int,
+        timeout: float | None,
+        *,
+        hook: bool = False,
     ) -> tuple[WorkflowContext[Any], Any]:
         """Call `fn` once under the step's timeout; return the context it ran with (its
         `data` is the data to keep if the attempt succeeded) and its result."""
@@ -309,11 +369,17 @@ class RunDriver:
         rec.error_type = type(exc).__name__
 
     def error_fields(self, i: int, rec: StepRecord, exc: BaseException, duration: float) -> dict[str, Any]:
-        return {"stepName": rec.name, "stepIndex": i, "commit": rec.kind == "commit",
-                "attempt": rec.attempts, "duration": duration * 1000,
-                "error": _error_text(exc), "errorType": type(exc).__name__}
+        return {
+            "stepName": rec.name,
+            "stepIndex": i,
+            "commit": rec.kind == "commit",
+            "attempt": rec.attempts,
+            "duration": duration * 1000,
+            "error": _error_text(exc),
+            "errorType": type(exc).__name__,
+        }
 
-    async def suspend(self, i: int, rec: StepRecord, ctx: WorkflowContext[Any], wait: WaitRequest) -> bool:
+    async def suspend(self, i: int, rec: StepRecord, ctx: WorkflowContext[Any], wait: WaitRequest) -> str:
         data_json = ser.dumps(ctx.data, path="data", step=rec.name)
         self.data = ctx.data
         self.run.data_json = data_json
@@ -322,11 +388,17 @@ class RunDriver:
         self.set_status(R.SUSPENDED)
         self.run.waiting_for = wait.signal
         await self.save(i)
-        self.emit("step:suspend", {"stepName": rec.name, "stepIndex": i, "signal": wait.signal,
-                                   "status": "suspended"})
-        self.engine.logger.info(f"suspended, waiting for signal '{wait.signal}'",
-                                workflow=self.run.name, run=self.run.id, step=rec.name)
-        return True
+        self.emit(
+            "step:suspend",
+            {"stepName": rec.name, "stepIndex": i, "signal": wait.signal, "status": "suspended"},
+        )
+        self.engine.logger.info(
+            f"suspended, waiting for signal '{wait.signal}'",
+            workflow=self.run.name,
+            run=self.run.id,
+            step=rec.name,
+        )
+        return SUSPENDED
 
     async def deliver(self, i: int, payload: Any, payload_json: str) -> None:
         """Complete the suspended step `i` with a signal's payload and go on."""
@@ -340,8 +412,11 @@ class RunDriver:
         self.set_status(R.RUNNING)
         self.run.waiting_for = None
         await self.save(i)
-        self.emit("signal:received", {"stepName": rec.name, "stepIndex": i, "signal": signal},
-                  {"output": payload_json})
+        self.emit(
+            "signal:received",
+            {"stepName": rec.name, "stepIndex": i, "signal": signal},
+            {"output": payload_json},
+        )
         await self.engine.call_hook("step_complete", rec.name, self.ctx(rec.name, rec.attempts), payload)
         await self.drive(i + 1)
 
@@ -350,8 +425,11 @@ class RunDriver:
         self.run.completed_at = time.time()
         self.run.error = self.run.error_type = self.run.error_step = None
         await self.save()
-        self.emit("workflow:complete", {"status": "completed", "duration": self.duration_ms()},
-                  {"data": self.run.data_json})
+        self.emit(
+            "workflow:complete",
+            {"status": "completed", "duration": self.duration_ms()},
+            {"data": self.run.data_json},
+        )
         self.engine.logger.info("completed", workflow=self.run.name, run=self.run.id)
         await self.engine.call_hook("workflow_complete", self.ctx("", 0))
 
@@ -365,13 +443,19 @@ class RunDriver:
         run.error = _error_text(exc)
         run.error_type = type(exc).__name__
         run.error_step = run.steps[i].name
-        self.engine.logger.error(f"step failed for good: {run.error}",
-                                 workflow=run.name, run=run.id, step=run.error_step)
+        self.engine.logger.error(
+            f"step failed for good: {run.error}", workflow=run.name, run=run.id, step=run.error_step
+        )
         steps = self.flow.steps
-        todo = [] if isinstance(exc, CommitInterruptedError) else [
-            j for j in range(i - 1, -1, -1)
-            if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and steps[j].compensate is not None
-        ]
+        todo = (
+            []
+            if isinstance(exc, CommitInterruptedError)
+            else [
+                j
+                for j in range(i - 1, -1, -1)
+                if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and steps[j].compensate is not None
+            ]
+        )
         if not todo:
             self.set_status(R.FAILED)
             run.completed_at = time.time()
@@ -395,10 +479,17 @@ class RunDriver:
 
     async def finish_error(self, exc: BaseException) -> None:
         run = self.run
-        self.emit("workflow:error", {
-            "status": run.status.value, "error": run.error, "errorType": run.error_type,
-            "stepName": run.error_step, "duration": self.duration_ms(),
-        }, {"data": run.data_json})
+        self.emit(
+            "workflow:error",
+            {
+                "status": run.status.value,
+                "error": run.error,
+                "errorType": run.error_type,
+                "stepName": run.error_step,
+                "duration": self.duration_ms(),
+            },
+            {"data": run.data_json},
+        )
         await self.engine.call_hook("workflow_error", self.ctx("", 0), exc)
 
     async def compensate(self, j: int) -> bool:
@@ -418,8 +509,9 @@ class RunDriver:
             attempt = rec.compensation_attempts
             started = time.perf_counter()
             try:
-                ctx, _ = await self.attempt(sdef.compensate, sdef.compensate_is_async,
-                                            sdef.name, attempt, timeout)
+                ctx, _ = await self.attempt(
+                    sdef.compensate, sdef.compensate_is_async, sdef.name, attempt, timeout
+                )
                 data_json = ser.dumps(ctx.data, path="data", step=sdef.name)
             except Exception as exc:
                 duration = time.perf_counter() - started
@@ -433,8 +525,12 @@ class RunDriver:
                 rec.error = f"compensation failed: {_error_text(exc)}"
                 await self.save(j)
                 self.emit("step:compensate_error", {**fields, "status": "compensation_failed"})
-                engine.logger.error(f"compensation failed for good: {_error_text(exc)}",
-                                    workflow=self.run.name, run=self.run.id, step=sdef.name)
+                engine.logger.error(
+                    f"compensation failed for good: {_error_text(exc)}",
+                    workflow=self.run.name,
+                    run=self.run.id,
+                    step=sdef.name,
+                )
                 return False
             self.data = ctx.data
             self.run.data_json = data_json
@@ -442,7 +538,14 @@ class RunDriver:
             rec.compensated_at = time.time()
             self.outputs.pop(sdef.name, None)
             await self.save(j)
-            self.emit("step:compensate", {"stepName": sdef.name, "stepIndex": j, "attempt": attempt,
-                                          "duration": (time.perf_counter() - started) * 1000,
-                                          "status": "compensated"})
+            self.emit(
+                "step:compensate",
+                {
+                    "stepName": sdef.name,
+                    "stepIndex": j,
+                    "attempt": attempt,
+                    "duration": (time.perf_counter() - started) * 1000,
+                    "status": "compensated",
+                },
+            )
             return True

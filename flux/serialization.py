@@ -23,6 +23,7 @@ from .errors import SerializationError
 
 TAG = "__flux_type__"
 
+
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return {TAG: "datetime", "value": value.isoformat()}
@@ -48,9 +49,7 @@ def _class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-_encoder = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
-)
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
 
 
 def dumps(value: Any, *, path: str, step: str | None = None) -> str:
@@ -60,9 +59,7 @@ def dumps(value: Any, *, path: str, step: str | None = None) -> str:
     except (TypeError, ValueError, RecursionError) as exc:
         bad, why = find_unserialisable(value, path)
         where = f" in step '{step}'" if step else ""
-        raise SerializationError(
-            f"cannot serialise {bad}{where}: {why}", path=bad, step=step
-        ) from exc
+        raise SerializationError(f"cannot serialise {bad}{where}: {why}", path=bad, step=step) from exc
 
 
 def loads(text: str) -> Any:
@@ -73,7 +70,7 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     tag = obj.get(TAG)
     if tag is None:
         return obj
-    raw = obj.get("value")
+    raw: Any = obj.get("value")
     if tag == "datetime":
         return dt.datetime.fromisoformat(raw)
     if tag == "date":
@@ -145,8 +142,11 @@ def find_unserialisable(value: Any, path: str) -> tuple[str, str]:
         try:
             encoded = _default(v)
         except TypeError:
-            return (p, f"{type(v).__name__} is not serialisable (use JSON types, bytes, "
-                    "datetime, date, Decimal, UUID, a dataclass or a pydantic model)")
+            return (
+                p,
+                f"{type(v).__name__} is not serialisable (use JSON types, bytes, "
+                "datetime, date, Decimal, UUID, a dataclass or a pydantic model)",
+            )
         if isinstance(v, (dt.date, Decimal, uuid.UUID, bytes, bytearray, memoryview)):
             return None
         return walk(encoded["value"], p)

@@ -83,6 +83,8 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 
 #: Run states in which no process is working on the run and none will without being asked.
 RUN_TERMINAL = frozenset({R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED})
+#: Run states in which a process holds (or should hold) the run's lease.
+EXECUTING = frozenset({R.PENDING, R.RUNNING, R.ROLLING_BACK})
 #: Step states that a resume does not run again.
 STEP_DONE = frozenset({S.COMPLETED, S.SKIPPED})
 

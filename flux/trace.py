@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import threading
 import time
-import atexit
 import weakref
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable

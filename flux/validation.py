@@ -46,9 +46,7 @@ def validate_input(tp: Any, value: Any, workflow: str) -> Any:
     problem = _check(value, tp, "input")
     if problem is not None:
         field, why = problem
-        raise InputValidationError(
-            f"workflow '{workflow}': invalid input at {field}: {why}", field=field
-        )
+        raise InputValidationError(f"workflow '{workflow}': invalid input at {field}: {why}", field=field)
     if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
         return _build_dataclass(tp, value)
     return value
@@ -88,7 +86,7 @@ def _describe(value: Any) -> str:
     return f"got {type(value).__name__} {value!r:.60}"
 
 
-def _check(value: Any, tp: Any, path: str) -> tuple[str, str] | None:  # noqa: PLR0911
+def _check(value: Any, tp: Any, path: str) -> tuple[str, str] | None:
     if tp is Any or tp is object:
         return None
     origin = typing.get_origin(tp)
@@ -143,7 +141,7 @@ def _check_sequence(value: Any, kind: Any, args: tuple[Any, ...], path: str) -> 
     if kind is tuple and args and args[-1] is not Ellipsis:
         if len(value) != len(args):
             return (path, f"expected {len(args)} items, got {len(value)}")
-        pairs = list(zip(value, args))
+        pairs = list(zip(value, args, strict=True))
     else:
         item_type = args[0] if args else Any
         pairs = [(item, item_type) for item in value]

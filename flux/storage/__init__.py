@@ -9,8 +9,11 @@ from .memory import MemoryStorage
 __all__ = ["MemoryStorage", "WorkflowStorage", "open_storage"]
 
 
-def open_storage(url: str) -> WorkflowStorage:
-    """`memory://`, `sqlite:///relative.db`, `sqlite:////abs/path.db`, `postgresql://...`."""
+def open_storage(url: str, *, create: bool = True) -> WorkflowStorage:
+    """`memory://`, `sqlite:///relative.db`, `sqlite:////abs/path.db`, `postgresql://...`.
+
+    With `create=False` a SQLite file that does not exist is an error instead of a new database.
+    """
     if not isinstance(url, str):
         raise StorageError(f"a storage URL must be a string, got {url!r}")
     scheme, sep, rest = url.partition("://")
@@ -27,7 +30,7 @@ def open_storage(url: str) -> WorkflowStorage:
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
             raise StorageError(f"storage URL {url!r} names no database file")
-        return SQLiteStorage(path)
+        return SQLiteStorage(path, create=create)
     if scheme in ("postgres", "postgresql"):
         from .postgres import PostgresStorage
 

@@ -33,7 +33,8 @@ class WorkflowStorage(Protocol):
         """Atomically write the run's own fields and the steps at the given indexes.
 
         With `owner`, the write happens only while `owner` holds the run's lease; otherwise
-        it raises `LeaseLostError` and writes nothing. `steps` may name indexes beyond the
+        it raises `LeaseLostError` and writes nothing. A run saved in a state where nobody
+        executes it (suspended, completed, failed, ...) gives up its lease in the same write. `steps` may name indexes beyond the
         stored ones (a definition that grew) and the whole list when steps were reset.
         """
         ...

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
-from ..status import RunStatus
+from ..status import EXECUTING, RunStatus
 
 
 class MemoryStorage:
@@ -36,9 +36,10 @@ class MemoryStorage:
             raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
         kept, lease, shape = stored.steps, stored.lease, stored.shape
         stored.__dict__.update(run.__dict__)
-        stored.steps, stored.lease = kept, lease
+        stored.steps = kept
+        stored.lease = lease if run.status in EXECUTING else None
         stored.shape = shape if shape == run.shape else [list(s) for s in run.shape]
-        del kept[len(run.steps):]
+        del kept[len(run.steps) :]
         for i in steps:
             copy = run.steps[i].copy()
             if i < len(kept):
@@ -56,7 +57,8 @@ class MemoryStorage:
     ) -> list[RunRecord]:
         wanted = set(status) if status else None
         runs = [
-            r for r in self._runs.values()
+            r
+            for r in self._runs.values()
             if (name is None or r.name == name) and (wanted is None or r.status in wanted)
         ]
         runs.sort(key=lambda r: r.created_at, reverse=True)

@@ -9,6 +9,7 @@ with a busy timeout, then a bounded retry), so "database is locked" does not esc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
-from ..status import RunStatus, StepStatus
+from ..status import EXECUTING, RunStatus, StepStatus
 
 SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
@@ -88,6 +89,11 @@ _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
     "completed_at=?, seq=?, status=?, shape=?, version=? WHERE id=?"
 )
+_UPDATE_RUN_RELEASE = (
+    "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
+    "completed_at=?, seq=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
+    "lease_pid=NULL, lease_expires_at=NULL WHERE id=?"
+)
 # Most saves change neither status nor shape: leaving them out of SET spares SQLite the
 # rewrite of the status index on every step.
 _UPDATE_RUN_BODY = (
@@ -97,30 +103,99 @@ _UPDATE_RUN_BODY = (
 
 
 def _step_row(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
-    return (run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
-            s.output_json, s.error, s.error_type, s.data_before, s.waiting_for,
-            s.compensation_attempts, s.compensated_at)
+    return (
+        run_id,
+        idx,
+        s.name,
+        s.kind,
+        s.status.value,
+        s.attempts,
+        s.started_at,
+        s.completed_at,
+        s.output_json,
+        s.error,
+        s.error_type,
+        s.data_before,
+        s.waiting_for,
+        s.compensation_attempts,
+        s.compensated_at,
+    )
 
 
 def _run_from_row(row: sqlite3.Row | tuple[Any, ...], steps: list[StepRecord]) -> RunRecord:
-    (id_, name, status, input_, data, shape, version, error, error_type, error_step, waiting_for,
-     created_at, updated_at, completed_at, seq, owner, host, pid, expires) = row
+    (
+        id_,
+        name,
+        status,
+        input_,
+        data,
+        shape,
+        version,
+        error,
+        error_type,
+        error_step,
+        waiting_for,
+        created_at,
+        updated_at,
+        completed_at,
+        seq,
+        owner,
+        host,
+        pid,
+        expires,
+    ) = row
     return RunRecord(
-        id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
-        shape=json.loads(shape), version=version, steps=steps, error=error, error_type=error_type,
-        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
-        completed_at=completed_at, seq=seq,
+        id=id_,
+        name=name,
+        status=RunStatus(status),
+        input_json=input_,
+        data_json=data,
+        shape=json.loads(shape),
+        version=version,
+        steps=steps,
+        error=error,
+        error_type=error_type,
+        error_step=error_step,
+        waiting_for=waiting_for,
+        created_at=created_at,
+        updated_at=updated_at,
+        completed_at=completed_at,
+        seq=seq,
         lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
     )
 
 
 def _step_from_row(row: tuple[Any, ...]) -> StepRecord:
-    (_, _, name, kind, status, attempts, started_at, completed_at, output, error, error_type,
-     data_before, waiting_for, comp_attempts, compensated_at) = row
+    (
+        _,
+        _,
+        name,
+        kind,
+        status,
+        attempts,
+        started_at,
+        completed_at,
+        output,
+        error,
+        error_type,
+        data_before,
+        waiting_for,
+        comp_attempts,
+        compensated_at,
+    ) = row
     return StepRecord(
-        name=name, kind=kind, status=StepStatus(status), attempts=attempts, started_at=started_at,
-        completed_at=completed_at, output_json=output, error=error, error_type=error_type,
-        data_before=data_before, waiting_for=waiting_for, compensation_attempts=comp_attempts,
+        name=name,
+        kind=kind,
+        status=StepStatus(status),
+        attempts=attempts,
+        started_at=started_at,
+        completed_at=completed_at,
+        output_json=output,
+        error=error,
+        error_type=error_type,
+        data_before=data_before,
+        waiting_for=waiting_for,
+        compensation_attempts=comp_attempts,
         compensated_at=compensated_at,
     )
 
@@ -130,7 +205,9 @@ class SQLiteStorage:
 
     durable = True
 
-    def __init__(self, path: str | os.PathLike[str], durability: str = "normal", *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], durability: str = "normal", *, create: bool = True
+    ) -> None:
         if durability not in ("normal", "full"):
             raise StorageError(f"SQLiteStorage(durability={durability!r}): use 'normal' or 'full'")
         self.path = Path(path)
@@ -178,7 +255,9 @@ class SQLiteStorage:
         if not tables:
             return
         if "flux_meta" not in tables:
-            raise StorageError(f"{where} is not a Flux database (tables: {', '.join(sorted(tables))}); left untouched")
+            raise StorageError(
+                f"{where} is not a Flux database (tables: {', '.join(sorted(tables))}); left untouched"
+            )
         row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
         version = int(row[0]) if row and str(row[0]).isdigit() else None
         if version is None:
@@ -215,11 +294,11 @@ class SQLiteStorage:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:
-                    if "locked" in str(exc) or "busy" in str(exc):
-                        if time.monotonic() < deadline:
-                            time.sleep(delay * (1 + random.random()))
-                            delay = min(delay * 2, 0.1)
-                            continue
+                    busy = "locked" in str(exc) or "busy" in str(exc)
+                    if busy and time.monotonic() < deadline:
+                        time.sleep(delay * (1 + random.random()))
+                        delay = min(delay * 2, 0.1)
+                        continue
                     raise self._error(what, exc) from exc
                 except sqlite3.Error as exc:
                     raise self._error(what, exc) from exc
@@ -228,10 +307,8 @@ class SQLiteStorage:
                     conn.execute("COMMIT")
                     return result
                 except BaseException as exc:
-                    try:
+                    with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
                     if isinstance(exc, sqlite3.Error):
                         raise self._error(what, exc) from exc
                     raise
@@ -254,11 +331,27 @@ class SQLiteStorage:
         def insert(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                (run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
-                 run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
-                 run.updated_at, run.completed_at, run.seq,
-                 lease.owner if lease else None, lease.host if lease else None,
-                 lease.pid if lease else None, lease.expires_at if lease else None),
+                (
+                    run.id,
+                    run.name,
+                    run.status.value,
+                    run.input_json,
+                    run.data_json,
+                    json.dumps(run.shape),
+                    run.version,
+                    run.error,
+                    run.error_type,
+                    run.error_step,
+                    run.waiting_for,
+                    run.created_at,
+                    run.updated_at,
+                    run.completed_at,
+                    run.seq,
+                    lease.owner if lease else None,
+                    lease.host if lease else None,
+                    lease.pid if lease else None,
+                    lease.expires_at if lease else None,
+                ),
             )
             if cur.rowcount != 1:
                 return False
@@ -273,8 +366,12 @@ class SQLiteStorage:
             row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 return None
-            steps = [_step_from_row(r) for r in conn.execute(
-                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,))]
+            steps = [
+                _step_from_row(r)
+                for r in conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
+                )
+            ]
             run = _run_from_row(row, steps)
             self._remember(run)
             return run
@@ -286,15 +383,24 @@ class SQLiteStorage:
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
         status = run.status.value
-        params: tuple[Any, ...] = (run.data_json, run.error, run.error_type, run.error_step,
-                                   run.waiting_for, run.updated_at, run.completed_at, run.seq)
+        params: tuple[Any, ...] = (
+            run.data_json,
+            run.error,
+            run.error_type,
+            run.error_step,
+            run.waiting_for,
+            run.updated_at,
+            run.completed_at,
+            run.seq,
+        )
         # Only a lease holder is sure that nobody else changed the row since its last write.
         known = self._known.get(run.id) if owner is not None else None
         full = known is None or known[0] != status or known[1] != run.shape or known[2] != run.version
         if not full:
             sql = _UPDATE_RUN_BODY
         else:
-            sql = _UPDATE_RUN
+            # A run that is no longer executing gives its lease up in the same write.
+            sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
             params += (status, json.dumps(run.shape), run.version)
         params += (run.id,)
         if owner is not None:
@@ -306,7 +412,8 @@ class SQLiteStorage:
             if cur.rowcount != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
-                    if owner else f"run '{run.id}' is not stored"
+                    if owner
+                    else f"run '{run.id}' is not stored"
                 )
             if len(steps) == 1:
                 conn.execute(_INSERT_STEP, _step_row(run.id, steps[0], run.steps[steps[0]]))
@@ -349,8 +456,12 @@ class SQLiteStorage:
             rows = conn.execute(sql, (*args, limit, offset)).fetchall()
             runs = []
             for row in rows:
-                steps = [_step_from_row(r) for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],))]
+                steps = [
+                    _step_from_row(r)
+                    for r in conn.execute(
+                        f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],)
+                    )
+                ]
                 run = _run_from_row(row, steps)
                 self._known.pop(run.id, None)
                 runs.append(run)
@@ -364,9 +475,18 @@ class SQLiteStorage:
         def acquire(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
                 "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "
-                "WHERE id=? AND (lease_owner IS NULL OR lease_owner=? OR lease_owner=? OR lease_expires_at<?)",
-                (lease.owner, lease.host, lease.pid, lease.expires_at, run_id, lease.owner,
-                 take_from, time.time()),
+                "WHERE id=? AND (lease_owner IS NULL OR lease_owner=? OR lease_owner=? "
+                "OR lease_expires_at<?)",
+                (
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
+                    lease.expires_at,
+                    run_id,
+                    lease.owner,
+                    take_from,
+                    time.time(),
+                ),
             )
             return cur.rowcount == 1
 

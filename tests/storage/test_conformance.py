@@ -17,10 +17,14 @@ from .conftest import Factory, run
 def make_run(run_id: str = "r1", name: str = "wf", created: float | None = None, **kw: object) -> RunRecord:
     now = time.time() if created is None else created
     fields: dict[str, object] = {
-        "id": run_id, "name": name, "status": RunStatus.RUNNING, "input_json": '{"a":1}',
+        "id": run_id,
+        "name": name,
+        "status": RunStatus.RUNNING,
+        "input_json": '{"a":1}',
         "shape": [["s1", "step"], ["s2", "commit"]],
         "steps": [StepRecord("s1", "step"), StepRecord("s2", "commit")],
-        "created_at": now, "updated_at": now,
+        "created_at": now,
+        "updated_at": now,
     }
     fields.update(kw)
     return RunRecord(**fields)  # type: ignore[arg-type]
@@ -34,8 +38,16 @@ def test_create_then_load_round_trips_every_field(make_storage: Factory) -> None
     storage = make_storage()
     record = make_run(version="v2", seq=3, data_json='{"k":[1,2]}', lease=lease("me"))
     record.steps[0] = StepRecord(
-        "s1", "step", StepStatus.COMPLETED, attempts=2, started_at=1.5, completed_at=2.5,
-        output_json='"out"', error=None, data_before="{}", compensation_attempts=0,
+        "s1",
+        "step",
+        StepStatus.COMPLETED,
+        attempts=2,
+        started_at=1.5,
+        completed_at=2.5,
+        output_json='"out"',
+        error=None,
+        data_before="{}",
+        compensation_attempts=0,
     )
     assert run(storage.create_run(record)) is True
     loaded = run(make_storage().load_run("r1"))
@@ -127,8 +139,13 @@ def test_status_changes_after_many_saves_are_all_visible(make_storage: Factory) 
     storage = make_storage()
     record = make_run()
     run(storage.create_run(record))
-    for status in (RunStatus.RUNNING, RunStatus.SUSPENDED, RunStatus.RUNNING, RunStatus.RUNNING,
-                   RunStatus.COMPLETED):
+    for status in (
+        RunStatus.RUNNING,
+        RunStatus.SUSPENDED,
+        RunStatus.RUNNING,
+        RunStatus.RUNNING,
+        RunStatus.COMPLETED,
+    ):
         record.status = status
         run(storage.save_run(record, [], None))
         loaded = run(make_storage().load_run("r1"))
@@ -153,8 +170,11 @@ def test_list_filters_orders_and_pages(make_storage: Factory) -> None:
     storage = make_storage()
     for i in range(6):
         status = RunStatus.COMPLETED if i % 2 else RunStatus.FAILED
-        run(storage.create_run(make_run(f"r{i}", name="a" if i < 4 else "b", created=1000.0 + i,
-                                        status=status)))
+        run(
+            storage.create_run(
+                make_run(f"r{i}", name="a" if i < 4 else "b", created=1000.0 + i, status=status)
+            )
+        )
     ids = [r.id for r in run(storage.list_runs(limit=10))]
     assert ids == ["r5", "r4", "r3", "r2", "r1", "r0"]
     assert [r.id for r in run(storage.list_runs(name="a", limit=10))] == ["r3", "r2", "r1", "r0"]
@@ -210,3 +230,20 @@ def test_unicode_and_large_payloads(make_storage: Factory) -> None:
     run(storage.create_run(make_run("ü-ñ-☃", data_json=big)))
     loaded = run(storage.load_run("ü-ñ-☃"))
     assert loaded is not None and loaded.data_json == big
+
+
+@pytest.mark.parametrize("status", [RunStatus.SUSPENDED, RunStatus.COMPLETED, RunStatus.FAILED])
+def test_saving_a_run_that_stops_executing_releases_its_lease(
+    make_storage: Factory, status: RunStatus
+) -> None:
+    storage = make_storage()
+    record = make_run(lease=lease("holder"))
+    run(storage.create_run(record))
+    run(storage.save_run(record, [0], "holder"))  # still running: keeps it
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.lease is not None
+    record.status = status
+    run(storage.save_run(record, [0], "holder"))
+    loaded = run(storage.load_run("r1"))
+    assert loaded is not None and loaded.lease is None
+    assert run(storage.acquire_lease("r1", lease("next")))

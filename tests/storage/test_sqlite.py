@@ -21,7 +21,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_untouched(tmp_path: Path) -> N
     path = tmp_path / "corrupt.db"
     path.write_bytes(b"this is not a database at all" * 100)
     before = digest(path)
-    with pytest.raises(StorageError, match="corrupt.db") as err:
+    with pytest.raises(StorageError, match=r"corrupt\.db") as err:
         SQLiteStorage(path)
     assert "not a SQLite database" in str(err.value)
     assert digest(path) == before
@@ -36,7 +36,7 @@ def test_a_damaged_database_page_is_a_storage_error(tmp_path: Path) -> None:
     raw[100:4096] = b"\xff" * (4096 - 100)  # smash the schema page after the header
     path.write_bytes(bytes(raw))
     before = digest(path)
-    with pytest.raises(StorageError, match="damaged.db"):
+    with pytest.raises(StorageError, match=r"damaged\.db"):
         SQLiteStorage(path)
     assert digest(path) == before
 

@@ -1,0 +1,504 @@
+"""`PostgresStorage`: runs in PostgreSQL (psycopg 3), shared by processes on many hosts.
+
+Each operation is one statement in autocommit mode, and so one transaction and one round
+trip: a finished step updates the run row and upserts the step row in a single
+`WITH ... UPDATE ... INSERT` statement that writes nothing unless the caller holds the lease.
+
+Calls are made on the calling thread: a hop to a thread pool per call costs more than the
+round trip itself on a local server. Concurrency comes from several engines (threads or
+processes, as `flux worker --concurrency` runs them), each with its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ..errors import LeaseLostError, StorageError
+from ..records import Lease, RunRecord, StepRecord
+from ..status import EXECUTING, RunStatus, StepStatus
+
+try:
+    import psycopg
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("PostgresStorage needs psycopg: pip install 'gravito-flux[postgres]'") from exc
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS flux_runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL,
+        data TEXT NOT NULL, shape TEXT NOT NULL, version TEXT, error TEXT, error_type TEXT,
+        error_step TEXT, waiting_for TEXT, created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, completed_at DOUBLE PRECISION, seq INTEGER NOT NULL,
+        lease_owner TEXT, lease_host TEXT, lease_pid INTEGER, lease_expires_at DOUBLE PRECISION)""",
+    "CREATE INDEX IF NOT EXISTS flux_runs_created ON flux_runs (created_at)",
+    "CREATE INDEX IF NOT EXISTS flux_runs_status ON flux_runs (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS flux_runs_name ON flux_runs (name, created_at)",
+    """CREATE TABLE IF NOT EXISTS flux_steps (
+        run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL, started_at DOUBLE PRECISION,
+        completed_at DOUBLE PRECISION, output TEXT, error TEXT, error_type TEXT, data_before TEXT,
+        waiting_for TEXT, compensation_attempts INTEGER NOT NULL, compensated_at DOUBLE PRECISION,
+        PRIMARY KEY (run_id, idx))""",
+]
+
+_RUN_COLUMNS = (
+    "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
+    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at"
+)
+_STEP_COLUMNS = (
+    "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
+    "error_type, data_before, waiting_for, compensation_attempts, compensated_at"
+)
+_STEP_TYPES = (
+    "text[], int[], text[], text[], text[], int[], float8[], float8[], text[], text[], text[], "
+    "text[], text[], int[], float8[]"
+)
+_STEP_SET = (
+    "name=EXCLUDED.name, kind=EXCLUDED.kind, status=EXCLUDED.status, attempts=EXCLUDED.attempts, "
+    "started_at=EXCLUDED.started_at, completed_at=EXCLUDED.completed_at, output=EXCLUDED.output, "
+    "error=EXCLUDED.error, error_type=EXCLUDED.error_type, data_before=EXCLUDED.data_before, "
+    "waiting_for=EXCLUDED.waiting_for, compensation_attempts=EXCLUDED.compensation_attempts, "
+    "compensated_at=EXCLUDED.compensated_at"
+)
+_UNNEST = ", ".join("%s::" + t for t in _STEP_TYPES.split(", "))
+_UPSERT_STEPS = f"""
+    INSERT INTO flux_steps ({_STEP_COLUMNS})
+    SELECT u.* FROM run, unnest({_UNNEST}) AS u
+    ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
+"""
+
+
+def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecord]) -> list[list[Any]]:
+    """The step rows as 15 parallel arrays, for `unnest`."""
+    cols: list[list[Any]] = [[] for _ in range(15)]
+    for i in indexes:
+        s = steps[i]
+        row = (
+            run_id,
+            i,
+            s.name,
+            s.kind,
+            s.status.value,
+            s.attempts,
+            s.started_at,
+            s.completed_at,
+            s.output_json,
+            s.error,
+            s.error_type,
+            s.data_before,
+            s.waiting_for,
+            s.compensation_attempts,
+            s.compensated_at,
+        )
+        for col, value in zip(cols, row, strict=True):
+            col.append(value)
+    return cols
+
+
+def _run_from_row(row: Sequence[Any], steps: list[StepRecord]) -> RunRecord:
+    (
+        id_,
+        name,
+        status,
+        input_,
+        data,
+        shape,
+        version,
+        error,
+        error_type,
+        error_step,
+        waiting_for,
+        created_at,
+        updated_at,
+        completed_at,
+        seq,
+        owner,
+        host,
+        pid,
+        expires,
+    ) = row
+    return RunRecord(
+        id=id_,
+        name=name,
+        status=RunStatus(status),
+        input_json=input_,
+        data_json=data,
+        shape=json.loads(shape),
+        version=version,
+        steps=steps,
+        error=error,
+        error_type=error_type,
+        error_step=error_step,
+        waiting_for=waiting_for,
+        created_at=created_at,
+        updated_at=updated_at,
+        completed_at=completed_at,
+        seq=seq,
+        lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
+    )
+
+
+def _step_from_row(row: Sequence[Any]) -> StepRecord:
+    (
+        _,
+        _,
+        name,
+        kind,
+        status,
+        attempts,
+        started_at,
+        completed_at,
+        output,
+        error,
+        error_type,
+        data_before,
+        waiting_for,
+        comp_attempts,
+        compensated_at,
+    ) = row
+    return StepRecord(
+        name=name,
+        kind=kind,
+        status=StepStatus(status),
+        attempts=attempts,
+        started_at=started_at,
+        completed_at=completed_at,
+        output_json=output,
+        error=error,
+        error_type=error_type,
+        data_before=data_before,
+        waiting_for=waiting_for,
+        compensation_attempts=comp_attempts,
+        compensated_at=compensated_at,
+    )
+
+
+def _complete(run: RunRecord) -> RunRecord:
+    """Add the pending steps that have no row yet (rows are written when a step runs)."""
+    have = {s.name for s in run.steps}
+    if len(run.steps) < len(run.shape):
+        by_index = run.steps
+        run.steps = []
+        stored = iter(by_index)
+        nxt = next(stored, None)
+        for name, kind in run.shape:
+            if nxt is not None and nxt.name == name:
+                run.steps.append(nxt)
+                nxt = next(stored, None)
+            elif name not in have:
+                run.steps.append(StepRecord(name, kind))
+    return run
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "<invalid PostgreSQL URL>"
+    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+
+
+class PostgresStorage:
+    """Runs in PostgreSQL; the schema is created on first use (safe with many processes)."""
+
+    durable = True
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self._where = f"PostgreSQL {_redact(url)}"
+        self._connect_timeout = connect_timeout
+        self._idle: list[psycopg.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        #: Step count of each run as this process last wrote it (None: unknown, trim to be safe).
+        self._known_len: dict[str, int] = {}
+        self._call_now(self._create_schema, "creating the schema")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_timeout))
+
+    def _give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if conn.closed or conn.broken or self._closed:
+            conn.close()
+            return
+        with self._lock:
+            self._idle.append(conn)
+
+    def _call_now(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+        try:
+            return fn(conn)
+        except psycopg.Error as exc:
+            conn.close()  # its state is unknown: never reuse it
+            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+        finally:
+            self._give_back(conn)
+
+    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
+        if self._closed:
+            raise StorageError(f"{self._where}: the storage is closed")
+        return self._call_now(fn, what)
+
+    def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(7283401)")  # one creator at a time
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_name LIKE 'flux%%'"
+                )
+            }
+            if tables and "flux_meta" not in tables:
+                raise StorageError(
+                    f"{self._where}: tables {sorted(tables)} exist without flux_meta: "
+                    "not a Flux schema; left untouched"
+                )
+            if "flux_meta" in tables:
+                row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
+                version = int(row[0]) if row and str(row[0]).isdigit() else None
+                if version is None:
+                    raise StorageError(f"{self._where}: no Flux schema version; left untouched")
+                if version > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{self._where}: Flux schema version {version} is newer than this Flux "
+                        f"understands ({SCHEMA_VERSION}); upgrade gravito-flux. Left untouched"
+                    )
+                return
+            for statement in _SCHEMA:
+                conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute("INSERT INTO flux_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
+
+    # ------------------------------------------------------------------ protocol
+
+    async def create_run(self, run: RunRecord) -> bool:
+        lease = run.lease
+        params = (
+            run.id,
+            run.name,
+            run.status.value,
+            run.input_json,
+            run.data_json,
+            json.dumps(run.shape),
+            run.version,
+            run.error,
+            run.error_type,
+            run.error_step,
+            run.waiting_for,
+            run.created_at,
+            run.updated_at,
+            run.completed_at,
+            run.seq,
+            lease.owner if lease else None,
+            lease.host if lease else None,
+            lease.pid if lease else None,
+            lease.expires_at if lease else None,
+        )
+        # Step rows are written as the steps run; until then `load_run` fills them in from the shape.
+        sql = (
+            f"INSERT INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+
+        started = [i for i, s in enumerate(run.steps) if s != StepRecord(s.name, s.kind)]
+        steps_sql = _UPSERT_STEPS.replace("FROM run, unnest", "FROM unnest")
+
+        def insert(conn: psycopg.Connection[Any]) -> bool:
+            with conn.transaction():
+                created = conn.execute(sql, params).rowcount == 1
+                if created and started:
+                    conn.execute(steps_sql, _step_columns(run.id, started, run.steps))  # type: ignore[arg-type]
+            if created:
+                self._known_len[run.id] = len(run.steps)
+            return created
+
+        return await self._call(insert, f"creating run '{run.id}'")
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        def load(conn: psycopg.Connection[Any]) -> RunRecord | None:
+            with conn.transaction():  # one snapshot for the run and its steps
+                row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
+                if row is None:
+                    return None
+                steps = conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
+                ).fetchall()
+            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]))
+
+        return await self._call(load, f"loading run '{run_id}'")
+
+    async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
+        # A run that is no longer executing gives its lease up in the same statement.
+        release = run.status not in EXECUTING
+        update = (
+            "UPDATE flux_runs SET status=%s, data=%s, shape=%s, version=%s, error=%s, error_type=%s, "
+            "error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s"
+            + (
+                ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL"
+                if release
+                else ""
+            )
+            + " WHERE id=%s"
+            + (" AND lease_owner=%s" if owner is not None else "")
+            + " RETURNING id"
+        )
+        params: list[Any] = [
+            run.status.value,
+            run.data_json,
+            json.dumps(run.shape),
+            run.version,
+            run.error,
+            run.error_type,
+            run.error_step,
+            run.waiting_for,
+            run.updated_at,
+            run.completed_at,
+            run.seq,
+            run.id,
+        ]
+        if owner is not None:
+            params.append(owner)
+        if len(steps) == 1 and self._known_len.get(run.id) == len(run.steps):
+            # The common case, one finished step: a single-row upsert plans and runs fastest.
+            i = steps[0]
+            st = run.steps[i]
+            sql = f"""
+                WITH run AS ({update})
+                INSERT INTO flux_steps ({_STEP_COLUMNS})
+                SELECT id, {", ".join(["%s"] * 14)} FROM run
+                ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
+                RETURNING (SELECT count(*) FROM run)
+            """
+            params += [
+                i,
+                st.name,
+                st.kind,
+                st.status.value,
+                st.attempts,
+                st.started_at,
+                st.completed_at,
+                st.output_json,
+                st.error,
+                st.error_type,
+                st.data_before,
+                st.waiting_for,
+                st.compensation_attempts,
+                st.compensated_at,
+            ]
+        else:
+            # Several steps, or a definition that may have changed length: trim and upsert.
+            sql = f"""
+                WITH run AS ({update}),
+                trimmed AS (DELETE FROM flux_steps WHERE run_id IN (SELECT id FROM run) AND idx >= %s),
+                steps AS ({_UPSERT_STEPS} RETURNING 1)
+                SELECT count(*) FROM run
+            """
+            params.append(len(run.steps))
+            params.extend(_step_columns(run.id, steps, run.steps))
+
+        def save(conn: psycopg.Connection[Any]) -> None:
+            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            if not row or row[0] != 1:
+                raise LeaseLostError(
+                    f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
+                    if owner
+                    else f"run '{run.id}' is not stored"
+                )
+
+        try:
+            await self._call(save, f"saving run '{run.id}'")
+        except BaseException:
+            self._known_len.pop(run.id, None)
+            raise
+        if release:
+            self._known_len.pop(run.id, None)
+        else:
+            self._known_len[run.id] = len(run.steps)
+
+    async def list_runs(
+        self,
+        *,
+        name: str | None = None,
+        status: Sequence[RunStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        where, args = [], []
+        if name is not None:
+            where.append("name=%s")
+            args.append(name)
+        if status:
+            where.append("status = ANY(%s)")
+            args.append([s.value for s in status])
+        sql = f"SELECT {_RUN_COLUMNS} FROM flux_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id LIMIT %s OFFSET %s"
+
+        def query(conn: psycopg.Connection[Any]) -> list[RunRecord]:
+            with conn.transaction():
+                rows = conn.execute(sql, (*args, limit, offset)).fetchall()  # type: ignore[arg-type]
+                ids = [r[0] for r in rows]
+                by_run: dict[str, list[StepRecord]] = {i: [] for i in ids}
+                for r in conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id = ANY(%s) ORDER BY run_id, idx",
+                    (ids,),
+                ):
+                    by_run[r[0]].append(_step_from_row(r))
+            return [_complete(_run_from_row(r, by_run[r[0]])) for r in rows]
+
+        return await self._call(query, "listing runs")
+
+    async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
+        def acquire(conn: psycopg.Connection[Any]) -> bool:
+            cur = conn.execute(
+                "UPDATE flux_runs SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s "
+                "WHERE id=%s AND (lease_owner IS NULL OR lease_owner=%s OR lease_owner=%s "
+                "OR lease_expires_at < extract(epoch from clock_timestamp()))",
+                (lease.owner, lease.host, lease.pid, lease.expires_at, run_id, lease.owner, take_from),
+            )
+            return cur.rowcount == 1
+
+        return await self._call(acquire, f"claiming run '{run_id}'")
+
+    async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
+        def renew(conn: psycopg.Connection[Any]) -> bool:
+            cur = conn.execute(
+                "UPDATE flux_runs SET lease_expires_at=%s WHERE id=%s AND lease_owner=%s",
+                (expires_at, run_id, owner),
+            )
+            return cur.rowcount == 1
+
+        return await self._call(renew, f"renewing the lease of run '{run_id}'")
+
+    async def release_lease(self, run_id: str, owner: str) -> None:
+        def release(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "UPDATE flux_runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, "
+                "lease_expires_at=NULL WHERE id=%s AND lease_owner=%s",
+                (run_id, owner),
+            )
+
+        await self._call(release, f"releasing run '{run_id}'")
+
+    async def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

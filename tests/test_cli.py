@@ -1,0 +1,149 @@
+"""`flux runs ...` against a real SQLite file, with a workflow imported by module:attribute."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from flux.cli import main
+
+FLOWS = textwrap.dedent(
+    """
+    import os
+
+    from flux import Flux, create_workflow
+
+    CALLS = []
+
+    def ask(ctx):
+        return Flux.wait("approval")
+
+    def flaky(ctx):
+        CALLS.append(ctx.step_name)
+        if os.path.exists("service-down"):
+            raise RuntimeError("service down")
+        return "ok"
+
+    approval = create_workflow("cli-approval").step("ask", ask).step("after", lambda ctx: ctx.outputs["ask"])
+    failing = create_workflow("cli-failing").step("one", lambda ctx: 1).step("two", flaky, retries=0)
+    not_a_flow = 42
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "cli_flows.py").write_text(FLOWS)
+    (tmp_path / "service-down").touch()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "cli_flows", raising=False)
+    url = f"sqlite:///{tmp_path / 'flux.db'}"
+    import cli_flows  # type: ignore[import-not-found]
+
+    from flux import FluxEngine
+
+    engine = FluxEngine(storage=url)
+    assert engine.execute_sync(cli_flows.approval, {}, id="ap-1").status == "suspended"
+    assert engine.execute_sync(cli_flows.failing, {"fail": True}, id="f-1").status == "failed"
+    engine.close_sync()
+    return url
+
+
+def test_list_shows_runs_newest_first(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "list", "--storage", project]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "STEPS", "ERROR"]
+    assert lines[1].split()[:3] == ["f-1", "cli-failing", "failed"]
+    assert "service down" in lines[1]
+    assert lines[2].split()[:3] == ["ap-1", "cli-approval", "suspended"]
+
+
+def test_list_filters_and_json(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "list", "--storage", project, "--status", "suspended", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["status"], r["waiting_for"]) for r in rows] == [("ap-1", "suspended", "approval")]
+
+
+def test_show_one_run(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "show", "f-1", "--storage", project, "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["error_type"] == "RuntimeError" and detail["failed_step"] == "two"
+    assert [h["status"] for h in detail["history"]] == ["completed", "failed"]
+
+
+def test_signal_continues_the_run(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "runs",
+            "signal",
+            "ap-1",
+            "approval",
+            "--payload",
+            '{"by": "ann"}',
+            "--workflow",
+            "cli_flows:approval",
+            "--storage",
+            project,
+        ]
+    )
+    assert code == 0
+    assert "status completed" in capsys.readouterr().out
+
+
+def test_retry_reruns_the_failed_step(
+    project: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import cli_flows
+
+    (tmp_path / "service-down").unlink()  # the service is back
+    cli_flows.CALLS.clear()
+    code = main(["runs", "retry", "f-1", "two", "--workflow", "cli_flows:failing", "--storage", project])
+    assert code == 0
+    assert "status completed" in capsys.readouterr().out
+    assert cli_flows.CALLS == ["two"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "show", "nope"], "no run with id 'nope'"),
+        (["runs", "signal", "f-1", "approval", "--workflow", "cli_flows:failing"], "not suspended"),
+        (["runs", "signal", "ap-1", "wrong", "--workflow", "cli_flows:approval"], "waits for 'approval'"),
+        (
+            ["runs", "signal", "ap-1", "approval", "--payload", "{bad", "--workflow", "cli_flows:approval"],
+            "--payload is not valid JSON",
+        ),
+        (
+            ["runs", "retry", "f-1", "two", "--workflow", "missing_module:flow"],
+            "cannot import missing_module",
+        ),
+        (["runs", "retry", "f-1", "two", "--workflow", "cli_flows:nothing"], "has no attribute 'nothing'"),
+        (["runs", "retry", "f-1", "two", "--workflow", "cli_flows:not_a_flow"], "not a workflow"),
+        (["runs", "retry", "f-1", "two", "--workflow", "cli_flows"], "expected module:attribute"),
+        (["runs", "retry", "f-1", "zzz", "--workflow", "cli_flows:failing"], "has no step 'zzz'"),
+    ],
+)
+def test_mistakes_are_clear_errors(
+    project: str, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main([*argv, "--storage", project]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("flux: error:") and message in err
+
+
+def test_missing_database_is_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    assert main(["runs", "list", "--storage", url]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_no_storage_given(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLUX_STORAGE", raising=False)
+    assert main(["runs", "list"]) == 1
+    assert "no storage" in capsys.readouterr().err
