@@ -202,7 +202,8 @@ def _redact(url: str) -> str:
         info = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
         return "<invalid PostgreSQL URL>"
-    return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '5432')}/{info.get('dbname', '')}"
+    host, port = info.get("host", ""), info.get("port", "5432")
+    return f"postgresql://{info.get('user', '')}@{host}:{port}/{info.get('dbname', '')}"
 
 
 class PostgresStorage:
@@ -281,7 +282,7 @@ class PostgresStorage:
                     )
                 return
             for statement in _SCHEMA:
-                conn.execute(statement)  # type: ignore[arg-type]
+                conn.execute(statement)
             conn.execute("INSERT INTO flux_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------------ protocol
@@ -322,7 +323,7 @@ class PostgresStorage:
             with conn.transaction():
                 created = conn.execute(sql, params).rowcount == 1
                 if created and started:
-                    conn.execute(steps_sql, _step_columns(run.id, started, run.steps))  # type: ignore[arg-type]
+                    conn.execute(steps_sql, _step_columns(run.id, started, run.steps))
             if created:
                 self._known_len[run.id] = len(run.steps)
             return created
@@ -412,7 +413,7 @@ class PostgresStorage:
             params.extend(_step_columns(run.id, steps, run.steps))
 
         def save(conn: psycopg.Connection[Any]) -> None:
-            row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            row = conn.execute(sql, params).fetchone()
             if not row or row[0] != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
@@ -438,7 +439,8 @@ class PostgresStorage:
         limit: int = 50,
         offset: int = 0,
     ) -> list[RunRecord]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if name is not None:
             where.append("name=%s")
             args.append(name)
@@ -452,7 +454,7 @@ class PostgresStorage:
 
         def query(conn: psycopg.Connection[Any]) -> list[RunRecord]:
             with conn.transaction():
-                rows = conn.execute(sql, (*args, limit, offset)).fetchall()  # type: ignore[arg-type]
+                rows = conn.execute(sql, (*args, limit, offset)).fetchall()
                 ids = [r[0] for r in rows]
                 by_run: dict[str, list[StepRecord]] = {i: [] for i in ids}
                 for r in conn.execute(
