@@ -130,8 +130,9 @@ image_flow = (
 def make_photo(path: Path, width: int, height: int) -> None:
     """A deterministic test picture: a gradient sky, a sun and a horizon."""
     sky = Image.linear_gradient("L").resize((width, height))
-    img = Image.merge("RGB", (sky.point(lambda v: 40 + v // 3), sky.point(lambda v: 90 + v // 4),
-                              Image.new("L", (width, height), 200)))
+    red = sky.point([40 + v // 3 for v in range(256)])  # lookup tables, one value per level
+    green = sky.point([90 + v // 4 for v in range(256)])
+    img = Image.merge("RGB", (red, green, Image.new("L", (width, height), 200)))
     draw = ImageDraw.Draw(img)
     r = min(width, height) // 8
     draw.ellipse((width // 2 - r, height // 3 - r, width // 2 + r, height // 3 + r),
