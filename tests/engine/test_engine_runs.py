@@ -192,6 +192,91 @@ def test_concurrent_executes_of_one_id_run_the_handlers_once(make_engine: Engine
     assert all(dict(r.outputs) == {"slow": "once", "after": None} for r in results)
 
 
+def test_two_engines_of_one_process_never_run_one_run_at_once(make_engine: EngineFactory) -> None:
+    """A second engine on the same storage (as a web app that builds one per request)
+    must see that the run is being executed and not run its handlers a second time."""
+    first, second = make_engine(), make_engine()
+    calls: list[int] = []
+
+    async def main() -> list[Any]:
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        async def slow(ctx: WorkflowContext[Any]) -> str:
+            calls.append(ctx.attempt)
+            started.set()
+            await gate.wait()
+            return "once"
+
+        flow = create_workflow("dup").step("slow", slow)
+        one = asyncio.create_task(first.execute(flow, {"m": 1}, id="MSG-2"))
+        await started.wait()
+        two = asyncio.create_task(second.execute(flow, {"m": 1}, id="MSG-2"))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        gate.set()
+        return await asyncio.gather(one, two, return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert calls == [1]
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert results[0].status is RunStatus.COMPLETED
+    assert make_engine().get_sync("MSG-2").outputs == {"slow": "once"}
+
+
+def test_a_cancelled_execute_leaves_a_run_that_execute_finishes(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    calls: list[str] = []
+
+    async def main() -> FluxResult:
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        async def slow(ctx: WorkflowContext[Any]) -> str:
+            calls.append("slow")
+            if calls.count("slow") == 1:
+                started.set()
+                await gate.wait()
+            return "done"
+
+        flow = create_workflow("cancel").step("a", lambda ctx: calls.append("a")).step("slow", slow)
+        task = asyncio.create_task(engine.execute(flow, {}, id="CX-1"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await engine.get("CX-1")).status is RunStatus.RUNNING
+        return await engine.execute(flow, {}, id="CX-1")
+
+    result = asyncio.run(main())
+    assert result.status is RunStatus.COMPLETED
+    assert calls == ["a", "slow", "slow"]  # a step is at-least-once; a is not repeated
+
+
+def test_a_commit_cancelled_in_flight_is_not_run_again(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    calls: list[str] = []
+
+    async def main() -> FluxResult:
+        started, gate = asyncio.Event(), asyncio.Event()
+
+        async def pay(ctx: WorkflowContext[Any]) -> str:
+            calls.append("pay")
+            started.set()
+            await gate.wait()
+            return "paid"
+
+        flow = create_workflow("cancel").commit("pay", pay)
+        task = asyncio.create_task(engine.execute(flow, {}, id="CX-2"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await engine.execute(flow, {}, id="CX-2")
+
+    result = asyncio.run(main())
+    assert calls == ["pay"]
+    assert (result.status, result.error_type) == (RunStatus.FAILED, "CommitInterruptedError")
+
+
 # ------------------------------------------------------------------ retry_step
 
 

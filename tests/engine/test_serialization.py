@@ -229,6 +229,28 @@ def test_an_unserialisable_output_fails_the_step_without_retry(
     assert make_engine().get_sync("s-1").error_type == "SerializationError"
 
 
+def test_execute_returns_the_values_as_stored(make_engine: EngineFactory) -> None:
+    """What execute returns, what later steps see and what get returns after a resume
+    must agree, or code works on a fresh run and breaks on a resumed one."""
+    engine = make_engine()
+    seen: list[Any] = []
+
+    def produce(ctx: WorkflowContext[Any]) -> Any:
+        ctx.data["pair"] = ("x", 1)
+        return {"pair": (1, 2), "by_id": {7: "seven"}}
+
+    flow = (
+        create_workflow("stored")
+        .step("produce", produce)
+        .step("consume", lambda ctx: seen.append((ctx.outputs["produce"], ctx.data["pair"])))
+    )
+    result = engine.execute_sync(flow, id="st-1")
+    stored = make_engine().get_sync("st-1")
+    assert dict(result.outputs) == dict(stored.outputs)
+    assert result.data == stored.data
+    assert seen == [(stored.outputs["produce"], stored.data["pair"])]
+
+
 def test_unserialisable_data_fails_the_step_naming_the_data_path(make_engine: EngineFactory) -> None:
     engine = make_engine()
 
