@@ -281,20 +281,34 @@ def test_every_sync_twin_works_without_a_loop(tmp_path: Path) -> None:
     engine.close_sync()
     engine.close_sync()  # closing twice is harmless
     with pytest.raises(FluxError, match="closed"):
-        engine.execute_sync(flow, {"k": 1})
+        asyncio.run(engine.execute(flow, {"k": 1}))
 
 
 def test_the_engine_is_a_context_manager(tmp_path: Path) -> None:
     with FluxEngine(flux.SQLiteStorage(tmp_path / "cm.db")) as engine:
         engine.execute_sync(create_workflow("cm").step("a", lambda ctx: 1), id="cm")
     with pytest.raises(FluxError, match="closed"):
-        engine.execute_sync(create_workflow("cm").step("a", lambda ctx: 1))
+        asyncio.run(engine.execute(create_workflow("cm").step("a", lambda ctx: 1)))
 
     async def main() -> None:
         async with FluxEngine(flux.SQLiteStorage(tmp_path / "cm.db")) as engine:
             assert (await engine.get("cm")).ok
 
     asyncio.run(main())
+
+
+def test_a_sync_call_on_a_closed_engine_leaves_no_event_loop_open() -> None:
+    engine = FluxEngine()
+    engine.close_sync()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(FluxError, match="closed"):
+            engine.execute_sync(create_workflow("c").step("a", lambda ctx: 1))
+        with pytest.raises(FluxError, match="closed"):
+            engine.resume_sync(create_workflow("c").step("a", lambda ctx: 1), "x")
+        del engine
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 def _twin_calls(engine: FluxEngine) -> list[tuple[str, Callable[[], Any]]]:

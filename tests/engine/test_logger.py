@@ -116,6 +116,6 @@ def test_a_custom_logger_receives_the_fields() -> None:
             lines.append(("error", message, extra))
 
     recorder: FluxLogger = Recorder()
-    with FluxEngine(logger=recorder, default_backoff=FluxEngine().default_backoff) as engine:
+    with FluxEngine(logger=recorder) as engine:
         engine.execute_sync(create_workflow("w").step("a", lambda ctx: 1), id="C-1")
     assert ("info", "completed", {"workflow": "w", "run": "C-1"}) in lines
