@@ -66,6 +66,8 @@ class RunRecord:
     #: Number of the last trace event emitted for the run, so numbering survives resumes.
     seq: int = 0
     lease: Lease | None = None
+    #: Incremented by each save, so a storage can tell which of its writes is the latest.
+    rev: int = 0
 
     def copy(self) -> RunRecord:
         clone = object.__new__(RunRecord)

@@ -125,6 +125,7 @@ class RunDriver:
 
     async def save(self, *steps: int) -> None:
         self.run.updated_at = time.time()
+        self.run.rev += 1
         await self.engine.storage.save_run(self.run, steps, self.owner)
 
     def ctx(
@@ -221,16 +222,9 @@ class RunDriver:
             rec.status = check_step(rec.status, S.RUNNING)
             if commit:
                 await self.save(i)  # at-most-once: the start is durable before the call
-            self.emit(
-                "step:start",
-                {
-                    "stepName": sdef.name,
-                    "stepIndex": i,
-                    "commit": commit,
-                    "attempt": attempt,
-                    "maxRetries": max_retries,
-                },
-            )
+            if self.trace is not None:
+                self.emit("step:start", {"stepName": sdef.name, "stepIndex": i, "commit": commit,
+                                         "attempt": attempt, "maxRetries": max_retries})  # fmt: skip
             ctx = None
             started = time.perf_counter()
             try:
@@ -284,20 +278,18 @@ class RunDriver:
             rec.completed_at = time.time()
             rec.error = rec.error_type = None
             self.run.data_json = data_json
+            if i == len(self.flow.steps) - 1:
+                self.mark_completed()  # the last step and the run's end: one write
             await self.save(i)
-            self.emit(
-                "step:complete",
-                {
-                    "stepName": sdef.name,
-                    "stepIndex": i,
-                    "commit": commit,
-                    "attempt": attempt,
-                    "duration": duration * 1000,
-                    "status": "completed",
-                },
-                {"output": output_json, "data": data_json},
-            )
-            await engine.call_hook("step_complete", sdef.name, ctx, result)
+            if self.trace is not None:
+                self.emit(
+                    "step:complete",
+                    {"stepName": sdef.name, "stepIndex": i, "commit": commit, "attempt": attempt,
+                     "duration": duration * 1000, "status": "completed"},
+                    {"output": output_json, "data": data_json},
+                )  # fmt: skip
+            if engine.hooks:
+                await engine.call_hook("step_complete", sdef.name, ctx, result)
             return DONE
 
     async def attempt(
@@ -314,7 +306,7 @@ class RunDriver:
         `data` is the data to keep if the attempt succeeded) and its result."""
         if timeout is None:
             ctx = self.ctx(step, attempt)
-            if hook:
+            if hook and self.engine.hooks:
                 await self.engine.call_hook("step_start", step, ctx)
             result = fn(ctx)
             if is_async or inspect.isawaitable(result):
@@ -420,11 +412,15 @@ class RunDriver:
         await self.engine.call_hook("step_complete", rec.name, self.ctx(rec.name, rec.attempts), payload)
         await self.drive(i + 1)
 
-    async def complete(self) -> None:
+    def mark_completed(self) -> None:
         self.set_status(R.COMPLETED)
         self.run.completed_at = time.time()
         self.run.error = self.run.error_type = self.run.error_step = None
-        await self.save()
+
+    async def complete(self) -> None:
+        if self.run.status is not R.COMPLETED:  # else saved with the last step
+            self.mark_completed()
+            await self.save()
         self.emit(
             "workflow:complete",
             {"status": "completed", "duration": self.duration_ms()},

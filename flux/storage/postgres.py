@@ -179,20 +179,13 @@ def _step_from_row(row: Sequence[Any]) -> StepRecord:
     )
 
 
-def _complete(run: RunRecord) -> RunRecord:
-    """Add the pending steps that have no row yet (rows are written when a step runs)."""
-    have = {s.name for s in run.steps}
-    if len(run.steps) < len(run.shape):
-        by_index = run.steps
-        run.steps = []
-        stored = iter(by_index)
-        nxt = next(stored, None)
-        for name, kind in run.shape:
-            if nxt is not None and nxt.name == name:
-                run.steps.append(nxt)
-                nxt = next(stored, None)
-            elif name not in have:
-                run.steps.append(StepRecord(name, kind))
+def _complete(run: RunRecord, indexes: list[int]) -> RunRecord:
+    """Lay the stored step rows (at `indexes`) over the shape: steps without a row never ran."""
+    steps = [StepRecord(name, kind) for name, kind in run.shape]
+    for i, step in zip(indexes, run.steps, strict=True):
+        if i < len(steps):
+            steps[i] = step
+    run.steps = steps
     return run
 
 
@@ -339,7 +332,7 @@ class PostgresStorage:
                 steps = conn.execute(
                     f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
                 ).fetchall()
-            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]))
+            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]), [r[1] for r in steps])
 
         return await self._call(load, f"loading run '{run_id}'")
 
@@ -456,13 +449,18 @@ class PostgresStorage:
             with conn.transaction():
                 rows = conn.execute(sql, (*args, limit, offset)).fetchall()
                 ids = [r[0] for r in rows]
-                by_run: dict[str, list[StepRecord]] = {i: [] for i in ids}
+                by_run: dict[str, list[Any]] = {i: [] for i in ids}
                 for r in conn.execute(
                     f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id = ANY(%s) ORDER BY run_id, idx",
                     (ids,),
                 ):
-                    by_run[r[0]].append(_step_from_row(r))
-            return [_complete(_run_from_row(r, by_run[r[0]])) for r in rows]
+                    by_run[r[0]].append(r)
+            return [
+                _complete(
+                    _run_from_row(r, [_step_from_row(s) for s in by_run[r[0]]]), [s[1] for s in by_run[r[0]]]
+                )
+                for r in rows
+            ]
 
         return await self._call(query, "listing runs")
 

@@ -51,7 +51,8 @@ CREATE TABLE flux_runs (
     lease_owner TEXT,
     lease_host TEXT,
     lease_pid INTEGER,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    rev INTEGER NOT NULL
 );
 CREATE INDEX flux_runs_created ON flux_runs (created_at);
 CREATE INDEX flux_runs_status ON flux_runs (status, created_at);
@@ -72,37 +73,43 @@ CREATE TABLE flux_steps (
     waiting_for TEXT,
     compensation_attempts INTEGER NOT NULL,
     compensated_at REAL,
+    -- A step saved on the fast path also carries the run's data as it stood after it:
+    run_data TEXT,
+    run_seq INTEGER,
+    run_updated_at REAL,
+    rev INTEGER NOT NULL,
     PRIMARY KEY (run_id, idx)
 ) WITHOUT ROWID;
 """
 
 _RUN_COLUMNS = (
     "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
-    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at"
+    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at, rev"
 )
 _STEP_COLUMNS = (
     "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
-    "error_type, data_before, waiting_for, compensation_attempts, compensated_at"
+    "error_type, data_before, waiting_for, compensation_attempts, compensated_at, "
+    "run_data, run_seq, run_updated_at, rev"
 )
-_INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+_INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 19)})"
 _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=?, status=?, shape=?, version=? WHERE id=?"
+    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=? WHERE id=?"
 )
 _UPDATE_RUN_RELEASE = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
+    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
     "lease_pid=NULL, lease_expires_at=NULL WHERE id=?"
 )
-# Most saves change neither status nor shape: leaving them out of SET spares SQLite the
-# rewrite of the status index on every step.
-_UPDATE_RUN_BODY = (
-    "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=? WHERE id=?"
+# The fast path of a finished step while the run's own state is unchanged: one statement,
+# one B-tree. The step row carries the run's new data; `load_run` takes the newest `rev`.
+_LOG_STEP = (
+    f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) SELECT {', '.join('?' * 19)} "
+    "WHERE EXISTS (SELECT 1 FROM flux_runs WHERE id=? AND lease_owner=?)"
 )
 
 
-def _step_row(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
+def _step_row(run_id: str, idx: int, s: StepRecord, run: RunRecord | None = None) -> tuple[Any, ...]:
     return (
         run_id,
         idx,
@@ -119,85 +126,43 @@ def _step_row(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
         s.waiting_for,
         s.compensation_attempts,
         s.compensated_at,
+        run.data_json if run else None,
+        run.seq if run else None,
+        run.updated_at if run else None,
+        run.rev if run else 0,
     )
 
 
-def _run_from_row(row: sqlite3.Row | tuple[Any, ...], steps: list[StepRecord]) -> RunRecord:
-    (
-        id_,
-        name,
-        status,
-        input_,
-        data,
-        shape,
-        version,
-        error,
-        error_type,
-        error_step,
-        waiting_for,
-        created_at,
-        updated_at,
-        completed_at,
-        seq,
-        owner,
-        host,
-        pid,
-        expires,
-    ) = row
+def _run_from_rows(row: tuple[Any, ...], step_rows: list[tuple[Any, ...]]) -> RunRecord:
+    """A run from its row and its step rows, with the data of the newest write of either."""
+    (id_, name, status, input_, data, shape, version, error, error_type, error_step, waiting_for,
+     created_at, updated_at, completed_at, seq, owner, host, pid, expires, rev) = row  # fmt: skip
+    shape = json.loads(shape)
+    # Steps that never ran have no row: they are pending, as the shape says.
+    steps = [StepRecord(step_name, kind) for step_name, kind in shape]
+    for r in step_rows:
+        if r[1] < len(steps):
+            steps[r[1]] = StepRecord(
+                name=r[2], kind=r[3], status=StepStatus(r[4]), attempts=r[5], started_at=r[6],
+                completed_at=r[7], output_json=r[8], error=r[9], error_type=r[10], data_before=r[11],
+                waiting_for=r[12], compensation_attempts=r[13], compensated_at=r[14],
+            )  # fmt: skip
+        if r[18] > rev:
+            data, seq, updated_at, rev = r[15], r[16], r[17], r[18]
     return RunRecord(
-        id=id_,
-        name=name,
-        status=RunStatus(status),
-        input_json=input_,
-        data_json=data,
-        shape=json.loads(shape),
-        version=version,
-        steps=steps,
-        error=error,
-        error_type=error_type,
-        error_step=error_step,
-        waiting_for=waiting_for,
-        created_at=created_at,
-        updated_at=updated_at,
-        completed_at=completed_at,
-        seq=seq,
+        id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
+        shape=shape, version=version, steps=steps, error=error, error_type=error_type,
+        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
+        completed_at=completed_at, seq=seq, rev=rev,
         lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
-    )
+    )  # fmt: skip
 
 
-def _step_from_row(row: tuple[Any, ...]) -> StepRecord:
-    (
-        _,
-        _,
-        name,
-        kind,
-        status,
-        attempts,
-        started_at,
-        completed_at,
-        output,
-        error,
-        error_type,
-        data_before,
-        waiting_for,
-        comp_attempts,
-        compensated_at,
-    ) = row
-    return StepRecord(
-        name=name,
-        kind=kind,
-        status=StepStatus(status),
-        attempts=attempts,
-        started_at=started_at,
-        completed_at=completed_at,
-        output_json=output,
-        error=error,
-        error_type=error_type,
-        data_before=data_before,
-        waiting_for=waiting_for,
-        compensation_attempts=comp_attempts,
-        compensated_at=compensated_at,
-    )
+def _state(run: RunRecord) -> tuple[Any, ...]:
+    """What of a run, besides its data, a step's fast-path save leaves as it was."""
+    # The engine replaces `shape` when the definition changes, so identity and length tell.
+    return (run.status, run.version, run.error, run.error_type, run.error_step,
+            run.waiting_for, run.completed_at, id(run.shape), len(run.shape))  # fmt: skip
 
 
 class SQLiteStorage:
@@ -213,8 +178,8 @@ class SQLiteStorage:
         self.path = Path(path)
         self.durability = durability
         self._lock = threading.Lock()
-        #: (status, shape, version) of each run as this connection last read or wrote it.
-        self._known: dict[str, tuple[str, list[list[str]], str | None]] = {}
+        #: `_state` of each run as this connection last read or wrote it.
+        self._known: dict[str, tuple[Any, ...]] = {}
         self._conn = self._open(create)
 
     def _open(self, create: bool) -> sqlite3.Connection:
@@ -313,6 +278,24 @@ class SQLiteStorage:
                         raise self._error(what, exc) from exc
                     raise
 
+    def _write_one(self, what: str, sql: str, params: tuple[Any, ...]) -> int:
+        """One statement in autocommit mode (its own transaction); the rows it changed."""
+        deadline = time.monotonic() + _LOCK_WAIT
+        delay = 0.001
+        with self._lock:
+            while True:
+                try:
+                    return self._conn.execute(sql, params).rowcount
+                except sqlite3.OperationalError as exc:
+                    busy = "locked" in str(exc) or "busy" in str(exc)
+                    if busy and time.monotonic() < deadline:
+                        time.sleep(delay * (1 + random.random()))
+                        delay = min(delay * 2, 0.1)
+                        continue
+                    raise self._error(what, exc) from exc
+                except sqlite3.Error as exc:
+                    raise self._error(what, exc) from exc
+
     def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             try:
@@ -328,98 +311,79 @@ class SQLiteStorage:
     async def create_run(self, run: RunRecord) -> bool:
         lease = run.lease
 
+        params = (
+            run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
+            run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
+            run.updated_at, run.completed_at, run.seq,
+            lease.owner if lease else None, lease.host if lease else None,
+            lease.pid if lease else None, lease.expires_at if lease else None, run.rev,
+        )  # fmt: skip
+
+        sql = f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+        started = [i for i, s in enumerate(run.steps) if s != StepRecord(s.name, s.kind)]
+
         def insert(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 19)})",
-                (
-                    run.id,
-                    run.name,
-                    run.status.value,
-                    run.input_json,
-                    run.data_json,
-                    json.dumps(run.shape),
-                    run.version,
-                    run.error,
-                    run.error_type,
-                    run.error_step,
-                    run.waiting_for,
-                    run.created_at,
-                    run.updated_at,
-                    run.completed_at,
-                    run.seq,
-                    lease.owner if lease else None,
-                    lease.host if lease else None,
-                    lease.pid if lease else None,
-                    lease.expires_at if lease else None,
-                ),
-            )
-            if cur.rowcount != 1:
+            if conn.execute(sql, params).rowcount != 1:
                 return False
-            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, s) for i, s in enumerate(run.steps)])
-            self._remember(run)
+            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in started])
             return True
 
-        return self._write(f"creating run '{run.id}'", insert)
+        what = f"creating run '{run.id}'"
+        # Steps that never ran need no row, so a new run is usually one statement.
+        created = self._write(what, insert) if started else self._write_one(what, sql, params) == 1
+        if created:
+            self._known[run.id] = _state(run)
+        return created
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         def load(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
                 return None
-            steps = [
-                _step_from_row(r)
-                for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
-                )
-            ]
-            run = _run_from_row(row, steps)
-            self._remember(run)
-            return run
+            steps = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
+            ).fetchall()
+            return _run_from_rows(row, steps)
 
-        return self._read(f"loading run '{run_id}'", load)
-
-    def _remember(self, run: RunRecord) -> None:
-        self._known[run.id] = (run.status.value, [list(s) for s in run.shape], run.version)
+        run = self._read(f"loading run '{run_id}'", load)
+        if run is not None:
+            self._known[run.id] = _state(run)
+        return run
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
-        status = run.status.value
+        state = _state(run)
+        # Only a lease holder is sure that nobody else changed the run since its last write.
+        if owner is not None and len(steps) == 1 and self._known.get(run.id) == state:
+            i = steps[0]
+            row = _step_row(run.id, i, run.steps[i], run)
+            if self._write_one(f"saving run '{run.id}'", _LOG_STEP, (*row, run.id, owner)) != 1:
+                self._known.pop(run.id, None)
+                raise LeaseLostError(
+                    f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
+                )
+            return
+        known = self._known.get(run.id)
+        shrunk = known is None or known[-1] > len(run.shape)
+        # A run that is no longer executing gives its lease up in the same write.
+        sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
         params: tuple[Any, ...] = (
-            run.data_json,
-            run.error,
-            run.error_type,
-            run.error_step,
-            run.waiting_for,
-            run.updated_at,
-            run.completed_at,
-            run.seq,
-        )
-        # Only a lease holder is sure that nobody else changed the row since its last write.
-        known = self._known.get(run.id) if owner is not None else None
-        full = known is None or known[0] != status or known[1] != run.shape or known[2] != run.version
-        if not full:
-            sql = _UPDATE_RUN_BODY
-        else:
-            # A run that is no longer executing gives its lease up in the same write.
-            sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
-            params += (status, json.dumps(run.shape), run.version)
-        params += (run.id,)
+            run.data_json, run.error, run.error_type, run.error_step, run.waiting_for, run.updated_at,
+            run.completed_at, run.seq, run.rev, run.status.value, json.dumps(run.shape), run.version, run.id,
+        )  # fmt: skip
         if owner is not None:
             sql += " AND lease_owner=?"
             params += (owner,)
 
         def save(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(sql, params)
-            if cur.rowcount != 1:
+            if conn.execute(sql, params).rowcount != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
                     if owner
                     else f"run '{run.id}' is not stored"
                 )
-            if len(steps) == 1:
-                conn.execute(_INSERT_STEP, _step_row(run.id, steps[0], run.steps[steps[0]]))
-            elif steps:
+            if steps:
                 conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
-            if full:  # the definition may have shrunk
+            if shrunk:
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
         try:
@@ -429,8 +393,8 @@ class SQLiteStorage:
             raise
         if run.status in _FINAL:
             self._known.pop(run.id, None)
-        elif full:
-            self._remember(run)
+        else:
+            self._known[run.id] = state
 
     async def list_runs(
         self,
@@ -453,18 +417,13 @@ class SQLiteStorage:
         sql += " ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
 
         def query(conn: sqlite3.Connection) -> list[RunRecord]:
-            rows = conn.execute(sql, (*args, limit, offset)).fetchall()
             runs = []
-            for row in rows:
-                steps = [
-                    _step_from_row(r)
-                    for r in conn.execute(
-                        f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],)
-                    )
-                ]
-                run = _run_from_row(row, steps)
-                self._known.pop(run.id, None)
-                runs.append(run)
+            for row in conn.execute(sql, (*args, limit, offset)).fetchall():
+                steps = conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],)
+                ).fetchall()
+                runs.append(_run_from_rows(row, steps))
+                self._known.pop(row[0], None)
             return runs
 
         return self._read("listing runs", query)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from flux import StorageError
+from flux import StorageError, WorkflowStorage
 from flux.errors import LeaseLostError
 from flux.records import Lease, RunRecord, StepRecord
 from flux.status import RunStatus, StepStatus
@@ -28,6 +28,12 @@ def make_run(run_id: str = "r1", name: str = "wf", created: float | None = None,
     }
     fields.update(kw)
     return RunRecord(**fields)  # type: ignore[arg-type]
+
+
+def save(storage: WorkflowStorage, record: RunRecord, steps: list[int], owner: str | None) -> None:
+    """Save as the engine does: every save increments `rev`."""
+    record.rev += 1
+    run(storage.save_run(record, steps, owner))
 
 
 def lease(owner: str, ttl: float = 30.0, pid: int = 1) -> Lease:
@@ -94,7 +100,7 @@ def test_save_writes_run_fields_and_only_the_named_steps(make_storage: Factory) 
     record.data_json = '{"x":1}'
     record.steps[0].status = StepStatus.SUSPENDED
     record.steps[1].attempts = 99  # not named: must not be written
-    run(storage.save_run(record, [0], None))
+    save(storage, record, [0], None)
     loaded = run(make_storage().load_run("r1"))
     assert loaded is not None
     assert loaded.status is RunStatus.SUSPENDED and loaded.waiting_for == "approval"
@@ -109,12 +115,12 @@ def test_save_with_grown_and_shrunk_definitions(make_storage: Factory) -> None:
     run(storage.create_run(record))
     record.steps.append(StepRecord("s3", "step"))
     record.shape.append(["s3", "step"])
-    run(storage.save_run(record, [0, 1, 2], None))
+    save(storage, record, [0, 1, 2], None)
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and [s.name for s in loaded.steps] == ["s1", "s2", "s3"]
     record.steps = record.steps[:1]
     record.shape = record.shape[:1]
-    run(storage.save_run(record, [0], None))
+    save(storage, record, [0], None)
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and [s.name for s in loaded.steps] == ["s1"]
     assert loaded.shape == [["s1", "step"]]
@@ -126,11 +132,11 @@ def test_save_by_a_non_holder_raises_and_writes_nothing(make_storage: Factory) -
     run(storage.create_run(record))
     record.data_json = '{"stolen":true}'
     with pytest.raises(LeaseLostError):
-        run(storage.save_run(record, [0], "intruder"))
+        save(storage, record, [0], "intruder")
     assert isinstance(LeaseLostError("x"), StorageError)
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and loaded.data_json == "{}"
-    run(storage.save_run(record, [0], "holder"))
+    save(storage, record, [0], "holder")
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and loaded.data_json == '{"stolen":true}'
 
@@ -147,7 +153,7 @@ def test_status_changes_after_many_saves_are_all_visible(make_storage: Factory) 
         RunStatus.COMPLETED,
     ):
         record.status = status
-        run(storage.save_run(record, [], None))
+        save(storage, record, [], None)
         loaded = run(make_storage().load_run("r1"))
         assert loaded is not None and loaded.status is status
 
@@ -159,9 +165,9 @@ def test_a_second_view_sees_changes_made_by_the_first(make_storage: Factory) -> 
     loaded = run(b.load_run("r1"))
     assert loaded is not None
     loaded.status = RunStatus.FAILED
-    run(b.save_run(loaded, [], None))
+    save(b, loaded, [], None)
     record.status = RunStatus.RUNNING  # a's own idea; the save must still write the status
-    run(a.save_run(record, [], None))
+    save(a, record, [], None)
     final = run(b.load_run("r1"))
     assert final is not None and final.status is RunStatus.RUNNING
 
@@ -239,11 +245,32 @@ def test_saving_a_run_that_stops_executing_releases_its_lease(
     storage = make_storage()
     record = make_run(lease=lease("holder"))
     run(storage.create_run(record))
-    run(storage.save_run(record, [0], "holder"))  # still running: keeps it
+    save(storage, record, [0], "holder")  # still running: keeps it
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and loaded.lease is not None
     record.status = status
-    run(storage.save_run(record, [0], "holder"))
+    save(storage, record, [0], "holder")
     loaded = run(storage.load_run("r1"))
     assert loaded is not None and loaded.lease is None
     assert run(storage.acquire_lease("r1", lease("next")))
+
+
+def test_a_series_of_step_saves_by_the_holder_reads_back_the_latest(make_storage: Factory) -> None:
+    storage = make_storage()
+    record = make_run(lease=lease("holder"))
+    run(storage.create_run(record))
+    for i, status in enumerate((StepStatus.COMPLETED, StepStatus.COMPLETED)):
+        record.steps[i].status = status
+        record.steps[i].output_json = f'"out{i}"'
+        record.data_json = f'{{"step":{i}}}'
+        record.seq = 10 + i
+        save(storage, record, [i], "holder")
+        loaded = run(make_storage().load_run("r1"))
+        assert loaded is not None
+        assert loaded.data_json == f'{{"step":{i}}}' and loaded.seq == 10 + i
+        assert loaded.steps[i].output_json == f'"out{i}"'
+    record.status = RunStatus.COMPLETED
+    record.data_json = '{"final":true}'
+    save(storage, record, [], "holder")
+    listed = run(make_storage().list_runs(name="wf"))[0]
+    assert listed.status is RunStatus.COMPLETED and listed.data_json == '{"final":true}'
