@@ -25,7 +25,9 @@ class Worker:
     def start(self, mode: str, *args: str, **env: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(self.db), str(self.effects), mode, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **env},
         )
         self.procs.append(proc)
