@@ -235,7 +235,7 @@ def test_a_sync_handler_is_abandoned_at_its_timeout_and_told_so(make_engine: Eng
     flow = (
         create_workflow("t")
         .step("prepare", lambda ctx: ctx.data.update(x=1))
-        .step("slow", slow, timeout=0.05, retries=1)
+        .step("slow", slow, timeout=0.3, retries=1)  # room for attempt 2 on a busy machine
     )
     try:
         result = engine.execute_sync(flow, id="t2")
