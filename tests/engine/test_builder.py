@@ -35,8 +35,16 @@ def test_builder_records_steps_in_order_with_their_options() -> None:
         create_workflow("order")
         .input(Order)
         .step("fetch", noop)
-        .step("pay", anoop, retries=2, timeout=1.5, compensate=noop, backoff=backoff,
-              retry_on=(ValueError,), when=when)
+        .step(
+            "pay",
+            anoop,
+            retries=2,
+            timeout=1.5,
+            compensate=noop,
+            backoff=backoff,
+            retry_on=(ValueError,),
+            when=when,
+        )
         .commit("ship", noop)
         .version("v2")
     )
@@ -48,7 +56,12 @@ def test_builder_records_steps_in_order_with_their_options() -> None:
     pay = flow.steps[1]
     assert pay.is_async and not flow.steps[0].is_async
     assert (pay.retries, pay.timeout, pay.compensate, pay.backoff, pay.retry_on, pay.when) == (
-        2, 1.5, noop, backoff, (ValueError,), when
+        2,
+        1.5,
+        noop,
+        backoff,
+        (ValueError,),
+        when,
     )
     assert flow.steps[2].commit and not pay.commit
     assert flow.shape() == [["fetch", "step"], ["pay", "step"], ["ship", "commit"]]
@@ -154,7 +167,7 @@ def test_a_bad_step_option_names_workflow_step_and_option(method: str, option: s
     message = _definition_error(build)
     assert "'orders'" in message
     assert "'second'" in message
-    assert option in message or option == "handler" and "handler" in message
+    assert option in message or (option == "handler" and "handler" in message)
 
 
 @pytest.mark.parametrize("tp", [int, dict, list, str, None, "Order", Order(qty=1)])
@@ -174,8 +187,15 @@ def test_version_must_be_a_non_empty_string(version: Any) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"initial": -1}, {"factor": 0.5}, {"max": -2}, {"jitter": 1.5}, {"jitter": -0.1}, {"initial": True},
-     {"initial": "1"}],
+    [
+        {"initial": -1},
+        {"factor": 0.5},
+        {"max": -2},
+        {"jitter": 1.5},
+        {"jitter": -0.1},
+        {"initial": True},
+        {"initial": "1"},
+    ],
 )
 def test_a_bad_backoff_fails_where_it_is_written(kwargs: dict[str, Any]) -> None:
     with pytest.raises(WorkflowDefinitionError) as info:

@@ -21,18 +21,32 @@ def test_the_context_carries_the_run_and_the_step(make_engine: EngineFactory) ->
         return {"n": 41}
 
     async def second(ctx: WorkflowContext[Any]) -> int:
-        seen.update(id=ctx.id, name=ctx.name, input=ctx.input, data=dict(ctx.data),
-                    outputs=dict(ctx.outputs), step=ctx.step_name, attempt=ctx.attempt,
-                    key=ctx.idempotency_key, cancelled=ctx.cancelled)
+        seen.update(
+            id=ctx.id,
+            name=ctx.name,
+            input=ctx.input,
+            data=dict(ctx.data),
+            outputs=dict(ctx.outputs),
+            step=ctx.step_name,
+            attempt=ctx.attempt,
+            key=ctx.idempotency_key,
+            cancelled=ctx.cancelled,
+        )
         return int(ctx.outputs["first"]["n"]) + 1
 
     flow = create_workflow("ctx").step("first", first).step("second", second)
     result = engine.execute_sync(flow, {"order": "A1"}, id="run-7")
     assert result.status == "completed"
     assert seen == {
-        "id": "run-7", "name": "ctx", "input": {"order": "A1"}, "data": {"count": 1},
-        "outputs": {"first": {"n": 41}}, "step": "second", "attempt": 1,
-        "key": "run-7:second", "cancelled": False,
+        "id": "run-7",
+        "name": "ctx",
+        "input": {"order": "A1"},
+        "data": {"count": 1},
+        "outputs": {"first": {"n": 41}},
+        "step": "second",
+        "attempt": 1,
+        "key": "run-7:second",
+        "cancelled": False,
     }
     assert result.outputs == {"first": {"n": 41}, "second": 42}
     assert result.data == {"count": 1}
@@ -42,6 +56,7 @@ def test_data_is_shared_and_mutated_by_the_steps_in_order(memory_engine: FluxEng
     def add(item: str) -> Callable[[WorkflowContext[Any]], None]:
         def handler(ctx: WorkflowContext[Any]) -> None:
             ctx.data.setdefault("items", []).append(item)
+
         return handler
 
     flow = create_workflow("d").step("a", add("a")).step("b", add("b")).step("c", add("c"))
@@ -71,8 +86,9 @@ def test_outputs_assignment_raises_type_error_in_the_handler(memory_engine: Flux
     def meddle(ctx: WorkflowContext[Any]) -> None:
         ctx.outputs["a"] = 2  # type: ignore[index]
 
-    result = memory_engine.execute_sync(create_workflow("ro").step("a", lambda ctx: 1)
-                                        .step("b", meddle, retries=0))
+    result = memory_engine.execute_sync(
+        create_workflow("ro").step("a", lambda ctx: 1).step("b", meddle, retries=0)
+    )
     assert result.status == "failed"
     assert result.error_type == "TypeError"
     assert result.outputs["a"] == 1
@@ -110,7 +126,10 @@ def test_history_lists_every_step_as_it_stands(memory_engine: FluxEngine) -> Non
     history = seen[0]
     assert [h.name for h in history] == ["a", "skip", "look", "later"]
     assert [h.status for h in history] == [
-        StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.RUNNING, StepStatus.PENDING
+        StepStatus.COMPLETED,
+        StepStatus.SKIPPED,
+        StepStatus.RUNNING,
+        StepStatus.PENDING,
     ]
     assert history[0].output == "A" and history[0].attempts == 1
     assert history[0].started_at is not None and history[0].completed_at is not None
@@ -127,7 +146,10 @@ def test_history_records_errors(memory_engine: FluxEngine) -> None:
     result = memory_engine.execute_sync(create_workflow("h").step("a", boom))
     step = result.history[0]
     assert (step.status, step.error, step.error_type, step.attempts) == (
-        "failed", "unpaid order", "FatalError", 1
+        "failed",
+        "unpaid order",
+        "FatalError",
+        1,
     )
 
 

@@ -36,8 +36,12 @@ EngineFactory = Callable[..., FluxEngine]
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"default_retries": -1}, {"default_retries": 1.5}, {"default_retries": True},
-        {"default_timeout": 0}, {"default_timeout": -3}, {"default_timeout": "30"},
+        {"default_retries": -1},
+        {"default_retries": 1.5},
+        {"default_retries": True},
+        {"default_timeout": 0},
+        {"default_timeout": -3},
+        {"default_timeout": "30"},
         {"lease_seconds": 0},
         {"trace": object()},
         {"on": {"step_begin": lambda step, ctx: None}},
@@ -136,8 +140,16 @@ def test_list_pages_with_limit_and_offset(make_engine: EngineFactory) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"status": "done"}, {"status": ["completed", "nope"]}, {"limit": -1}, {"limit": "5"},
-     {"limit": True}, {"limit": 2.0}, {"offset": -1}, {"offset": None}],
+    [
+        {"status": "done"},
+        {"status": ["completed", "nope"]},
+        {"limit": -1},
+        {"limit": "5"},
+        {"limit": True},
+        {"limit": 2.0},
+        {"offset": -1},
+        {"offset": None},
+    ],
 )
 def test_list_rejects_bad_arguments(memory_engine: FluxEngine, kwargs: dict[str, Any]) -> None:
     with pytest.raises(FluxError):
@@ -154,7 +166,13 @@ def test_get_returns_the_run_as_stored(make_engine: EngineFactory) -> None:
     result = engine.execute_sync(create_workflow("g").step("s", step).version("v7"), {"n": 4}, id="G-1")
     got = make_engine().get_sync("G-1")
     assert (got.id, got.name, got.status, got.input, got.data, dict(got.outputs)) == (
-        "G-1", "g", RunStatus.COMPLETED, {"n": 4}, {"seen": 4}, {"s": {"double": 8}})
+        "G-1",
+        "g",
+        RunStatus.COMPLETED,
+        {"n": 4},
+        {"seen": 4},
+        {"s": {"double": 8}},
+    )
     assert got.version == "v7"
     assert got.ok
     assert got.duration == pytest.approx(result.duration, abs=1.0)
@@ -162,7 +180,8 @@ def test_get_returns_the_run_as_stored(make_engine: EngineFactory) -> None:
     assert got.created_at is not None and got.completed_at is not None
     assert got.created_at <= got.completed_at
     assert [(h.name, h.status, h.attempts, h.output) for h in got.history] == [
-        ("s", "completed", 1, {"double": 8})]
+        ("s", "completed", 1, {"double": 8})
+    ]
 
 
 def test_get_of_an_unknown_id_raises(make_engine: EngineFactory) -> None:
@@ -175,18 +194,24 @@ def test_get_of_an_unknown_id_raises(make_engine: EngineFactory) -> None:
 
 def test_hooks_receive_the_contract_arguments(make_engine: EngineFactory) -> None:
     calls: list[tuple[Any, ...]] = []
-    engine = make_engine(on={
-        "step_start": lambda step, ctx: calls.append(("step_start", step, ctx.step_name, ctx.attempt)),
-        "step_complete": lambda step, ctx, result: calls.append(("step_complete", step, ctx.id, result)),
-        "step_error": lambda step, ctx, error: calls.append(("step_error", step, ctx.id, error)),
-        "workflow_complete": lambda ctx: calls.append(("workflow_complete", ctx.id, ctx.name, dict(ctx.data))),
-        "workflow_error": lambda ctx, error: calls.append(("workflow_error", ctx.id, error)),
-    })
+    engine = make_engine(
+        on={
+            "step_start": lambda step, ctx: calls.append(("step_start", step, ctx.step_name, ctx.attempt)),
+            "step_complete": lambda step, ctx, result: calls.append(("step_complete", step, ctx.id, result)),
+            "step_error": lambda step, ctx, error: calls.append(("step_error", step, ctx.id, error)),
+            "workflow_complete": lambda ctx: calls.append(
+                ("workflow_complete", ctx.id, ctx.name, dict(ctx.data))
+            ),
+            "workflow_error": lambda ctx, error: calls.append(("workflow_error", ctx.id, error)),
+        }
+    )
     flow = create_workflow("h").step("a", lambda ctx: ctx.data.update(x=1) or "A").step("b", lambda ctx: "B")
     engine.execute_sync(flow, id="H-1")
     assert calls == [
-        ("step_start", "a", "a", 1), ("step_complete", "a", "H-1", "A"),
-        ("step_start", "b", "b", 1), ("step_complete", "b", "H-1", "B"),
+        ("step_start", "a", "a", 1),
+        ("step_complete", "a", "H-1", "A"),
+        ("step_start", "b", "b", 1),
+        ("step_complete", "b", "H-1", "B"),
         ("workflow_complete", "H-1", "h", {"x": 1}),
     ]
 
@@ -197,17 +222,23 @@ def test_hooks_receive_the_contract_arguments(make_engine: EngineFactory) -> Non
         raise error
 
     engine.execute_sync(create_workflow("h2").step("pay", fail), id="H-2")
-    assert calls == [("step_start", "pay", "pay", 1), ("step_error", "pay", "H-2", error),
-                     ("workflow_error", "H-2", error)]
+    assert calls == [
+        ("step_start", "pay", "pay", 1),
+        ("step_error", "pay", "H-2", error),
+        ("workflow_error", "H-2", error),
+    ]
 
 
 def test_step_start_is_called_for_every_attempt(memory_engine: FluxEngine) -> None:
     starts: list[int] = []
     errors: list[str] = []
-    engine = FluxEngine(default_backoff=memory_engine.default_backoff, on={
-        "step_start": lambda step, ctx: starts.append(ctx.attempt),
-        "step_error": lambda step, ctx, error: errors.append(str(error)),
-    })
+    engine = FluxEngine(
+        default_backoff=memory_engine.default_backoff,
+        on={
+            "step_start": lambda step, ctx: starts.append(ctx.attempt),
+            "step_error": lambda step, ctx, error: errors.append(str(error)),
+        },
+    )
 
     def down(ctx: WorkflowContext[Any]) -> None:
         raise ConnectionError(f"down {ctx.attempt}")
@@ -242,8 +273,13 @@ def test_a_raising_hook_is_logged_and_does_not_change_the_run(
         raise RuntimeError("hook bug")
 
     hook = async_hook if is_async else sync_hook
-    engine = make_engine(logger=None, on={key: hook for key in (
-        "step_start", "step_complete", "step_error", "workflow_complete", "workflow_error")})
+    engine = make_engine(
+        logger=None,
+        on={
+            key: hook
+            for key in ("step_start", "step_complete", "step_error", "workflow_complete", "workflow_error")
+        },
+    )
     flow = create_workflow("h").step("a", lambda ctx: ctx.data.update(x=1) or "A")
     with caplog.at_level(logging.ERROR, logger="flux"):
         result = engine.execute_sync(flow, id="HB-1")

@@ -52,10 +52,12 @@ class Steps:
                 raise FatalError(f"{name} is broken")
             ctx.data[name] = self.calls[name]
             return f"{name}#{self.calls[name]}"
+
         return handler
 
-    def flow(self, *names: str, name: str = "runs", compensate: tuple[str, ...] = (),
-             commits: tuple[str, ...] = ()) -> Any:
+    def flow(
+        self, *names: str, name: str = "runs", compensate: tuple[str, ...] = (), commits: tuple[str, ...] = ()
+    ) -> Any:
         flow: Any = create_workflow(name)
         for step in names:
             undo = (lambda ctx, s=step: self.calls.update([f"undo {s}"])) if step in compensate else None
@@ -66,7 +68,14 @@ class Steps:
 
 def _same(a: FluxResult, b: FluxResult) -> None:
     assert (a.id, a.name, a.status, a.input, a.data, dict(a.outputs), a.error, a.error_type) == (
-        b.id, b.name, b.status, b.input, b.data, dict(b.outputs), b.error, b.error_type
+        b.id,
+        b.name,
+        b.status,
+        b.input,
+        b.data,
+        dict(b.outputs),
+        b.error,
+        b.error_type,
     )
     assert [(h.name, h.status, h.attempts, h.output, h.error) for h in a.history] == [
         (h.name, h.status, h.attempts, h.output, h.error) for h in b.history
@@ -311,7 +320,11 @@ def test_retry_step_moves_back_to_a_compensated_step(make_engine: EngineFactory)
     flow = steps.flow("a", "b", "c", compensate=("b",))
     rolled = make_engine().execute_sync(flow, id="RS-3")
     assert rolled.status is RunStatus.ROLLED_BACK
-    assert [h.status for h in rolled.history] == [StepStatus.COMPLETED, StepStatus.COMPENSATED, StepStatus.FAILED]
+    assert [h.status for h in rolled.history] == [
+        StepStatus.COMPLETED,
+        StepStatus.COMPENSATED,
+        StepStatus.FAILED,
+    ]
     steps.failing.clear()
     result = make_engine().retry_step_sync(flow, "RS-3", "c")
     assert result.status is RunStatus.COMPLETED
@@ -362,8 +375,12 @@ def test_a_finished_commit_never_runs_again_on_resume(make_engine: EngineFactory
 
 
 def _suspended_run(make_engine: EngineFactory, steps: Steps) -> None:
-    flow = create_workflow("v").step("a", steps("a")).step("approve", lambda ctx: Flux.wait("ok")).step(
-        "c", steps("c"))
+    flow = (
+        create_workflow("v")
+        .step("a", steps("a"))
+        .step("approve", lambda ctx: Flux.wait("ok"))
+        .step("c", steps("c"))
+    )
     assert make_engine().execute_sync(flow, id="V-1").status is RunStatus.SUSPENDED
 
 
@@ -371,7 +388,9 @@ def _suspended_run(make_engine: EngineFactory, steps: Steps) -> None:
     "changed",
     [
         lambda s: create_workflow("v").step("a2", s("a")).step("approve", lambda ctx: None).step("c", s("c")),
-        lambda s: create_workflow("v").commit("a", s("a")).step("approve", lambda ctx: None).step("c", s("c")),
+        lambda s: (
+            create_workflow("v").commit("a", s("a")).step("approve", lambda ctx: None).step("c", s("c"))
+        ),
         lambda s: create_workflow("v").step("x", s("x")).step("a", s("a")).step("approve", lambda ctx: None),
         lambda s: create_workflow("v").step("approve", lambda ctx: None).step("c", s("c")),
     ],
@@ -407,8 +426,12 @@ def test_adding_a_step_at_the_end_is_allowed(make_engine: EngineFactory) -> None
     steps = Steps()
     _suspended_run(make_engine, steps)
     grown = (
-        create_workflow("v").step("a", steps("a")).step("approve", lambda ctx: None)
-        .step("c", steps("c")).step("d", steps("d")).version("v2")
+        create_workflow("v")
+        .step("a", steps("a"))
+        .step("approve", lambda ctx: None)
+        .step("c", steps("c"))
+        .step("d", steps("d"))
+        .version("v2")
     )
     result = make_engine().signal_sync(grown, "V-1", "ok", {"by": "ann"})
     assert result.status is RunStatus.COMPLETED
@@ -421,8 +444,9 @@ def test_adding_a_step_at_the_end_is_allowed(make_engine: EngineFactory) -> None
 def test_changing_steps_that_have_not_run_is_allowed(make_engine: EngineFactory) -> None:
     steps = Steps()
     _suspended_run(make_engine, steps)
-    changed = create_workflow("v").step("a", steps("a")).step("approve", lambda ctx: None).step(
-        "c2", steps("c2"))
+    changed = (
+        create_workflow("v").step("a", steps("a")).step("approve", lambda ctx: None).step("c2", steps("c2"))
+    )
     result = make_engine().signal_sync(changed, "V-1", "ok")
     assert result.status is RunStatus.COMPLETED
     assert steps.calls == {"a": 1, "c2": 1}
@@ -458,14 +482,17 @@ def _crash(tmp_path: Path, kind: str) -> Path:
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(script), str(db), kind], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(db), kind], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 9, proc.stderr
     return db
 
 
 def _crash_flow(steps: Steps, kind: str) -> Any:
-    flow = create_workflow("crashy").step("a", steps("a"), compensate=lambda ctx: steps.calls.update(["undo a"]))
+    flow = create_workflow("crashy").step(
+        "a", steps("a"), compensate=lambda ctx: steps.calls.update(["undo a"])
+    )
     return getattr(flow, kind)("b", steps("b")).step("c", steps("c"))
 
 

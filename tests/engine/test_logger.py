@@ -43,12 +43,15 @@ def test_the_engine_logs_through_the_flux_logger_with_run_and_step(
     records = [r for r in caplog.records if r.name == "flux"]
     retry = next(r for r in records if "blip" in r.getMessage())
     assert retry.levelno == logging.WARNING
-    assert (getattr(retry, "flux_run"), getattr(retry, "flux_step"), getattr(retry, "flux_workflow")) == (
-        "ORD-1", "payment", "order")
+    assert (retry.flux_run, retry.flux_step, retry.flux_workflow) == (
+        "ORD-1",
+        "payment",
+        "order",
+    )
     assert "order/ORD-1/payment" in retry.getMessage()
     failure = next(r for r in records if "card declined" in r.getMessage())
     assert failure.levelno == logging.ERROR
-    assert (getattr(failure, "flux_run"), getattr(failure, "flux_step")) == ("ORD-1", "charge")
+    assert (failure.flux_run, failure.flux_step) == ("ORD-1", "charge")
 
 
 def test_the_engine_adds_no_handler_to_the_flux_logger() -> None:
@@ -61,7 +64,9 @@ def test_the_engine_adds_no_handler_to_the_flux_logger() -> None:
 
 def test_the_console_logger_names_workflow_run_and_step(memory_engine: FluxEngine) -> None:
     stream = io.StringIO()
-    engine = FluxEngine(logger=FluxConsoleLogger(stream=stream), default_backoff=memory_engine.default_backoff)
+    engine = FluxEngine(
+        logger=FluxConsoleLogger(stream=stream), default_backoff=memory_engine.default_backoff
+    )
     with engine:
         engine.execute_sync(_flaky_flow(), id="ORD-2")
     text = stream.getvalue()

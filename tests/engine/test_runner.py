@@ -51,7 +51,8 @@ def test_retries_counts_attempts_after_the_first(make_engine: EngineFactory) -> 
     assert result.history[0].attempts == 3
     retries = _of(sink, "step:retry")
     assert [(e["attempt"], e["error"], e["errorType"], e["stepName"]) for e in retries] == [
-        (1, "down #1", "ConnectionError", "call"), (2, "down #2", "ConnectionError", "call"),
+        (1, "down #1", "ConnectionError", "call"),
+        (2, "down #2", "ConnectionError", "call"),
     ]
     assert [e["retries"] for e in retries] == [1, 2]
     assert all(e["maxRetries"] == 2 for e in retries)
@@ -283,8 +284,9 @@ def test_a_handler_raising_its_own_timeout_error_keeps_its_error_type(
     async def async_handler(ctx: WorkflowContext[Any]) -> None:
         sync_handler(ctx)
 
-    flow = create_workflow("t").step("call", async_handler if is_async else sync_handler,
-                                     timeout=30.0, retries=1)
+    flow = create_workflow("t").step(
+        "call", async_handler if is_async else sync_handler, timeout=30.0, retries=1
+    )
     result = engine.execute_sync(flow)
     assert result.error_type == "TimeoutError"
     assert result.error == "the upstream API timed out"
@@ -411,6 +413,7 @@ class Saga:
             self.log.append(f"do {name}")
             ctx.data.setdefault("done", []).append(name)
             return name.upper()
+
         return handler
 
     def undo(self, name: str) -> Callable[[WorkflowContext[Any]], None]:
@@ -423,6 +426,7 @@ class Saga:
                 if self.compensation_failures <= self.fail_times:
                     raise ConnectionError(f"blip undoing {name}")
             ctx.data.setdefault("undone", []).append(name)
+
         return handler
 
     def fail(self, ctx: WorkflowContext[Any]) -> None:
@@ -446,13 +450,16 @@ def test_compensations_run_in_reverse_order_of_completion(make_engine: EngineFac
     saga = Saga()
     engine = make_engine(trace=sink, on={"workflow_error": lambda ctx, error: saga.log.append("hook")})
     result = engine.execute_sync(saga.flow(), id="s1")
-    assert saga.log == [
-        "do reserve", "do note", "do hold", "do charge", "undo hold", "undo reserve", "hook"]
+    assert saga.log == ["do reserve", "do note", "do hold", "do charge", "undo hold", "undo reserve", "hook"]
     assert result.status is RunStatus.ROLLED_BACK
     assert (result.error, result.error_type, result.failed_step) == ("card declined", "FatalError", "charge")
     assert {h.name: h.status.value for h in result.history} == {
-        "reserve": "compensated", "note": "completed", "gift": "skipped", "hold": "compensated",
-        "charge": "failed", "ship": "pending",
+        "reserve": "compensated",
+        "note": "completed",
+        "gift": "skipped",
+        "hold": "compensated",
+        "charge": "failed",
+        "ship": "pending",
     }
     assert [e["stepName"] for e in _of(sink, "step:compensate")] == ["hold", "reserve"]
     types = _types(sink)
@@ -479,8 +486,9 @@ def test_compensations_are_retried_like_steps(memory_engine: FluxEngine) -> None
 def test_a_compensation_that_fails_for_good_ends_in_rollback_failed(make_engine: EngineFactory) -> None:
     sink = MemoryTraceSink()
     hooks: list[tuple[str, str]] = []
-    engine = make_engine(trace=sink, on={"workflow_error": lambda ctx, error: hooks.append(
-        (type(error).__name__, str(error)))})
+    engine = make_engine(
+        trace=sink, on={"workflow_error": lambda ctx, error: hooks.append((type(error).__name__, str(error)))}
+    )
     saga = Saga(failing_compensation="hold")
     result = engine.execute_sync(saga.flow(), id="s2")
     assert result.status is RunStatus.ROLLBACK_FAILED
@@ -510,7 +518,9 @@ def test_nothing_to_compensate_ends_in_failed(make_engine: EngineFactory) -> Non
     flow = (
         create_workflow("saga")
         .step("plain", lambda ctx: None)
-        .step("skipped", lambda ctx: None, compensate=lambda ctx: hooks.append("undo"), when=lambda ctx: False)
+        .step(
+            "skipped", lambda ctx: None, compensate=lambda ctx: hooks.append("undo"), when=lambda ctx: False
+        )
         .step("boom", boom, compensate=lambda ctx: hooks.append("undo boom"))
     )
     result = engine.execute_sync(flow)
@@ -531,8 +541,11 @@ def test_a_compensation_sees_the_run_data(memory_engine: FluxEngine) -> None:
 
     flow = (
         create_workflow("saga")
-        .step("reserve", lambda ctx: ctx.data.update(reservation="R-1") or {"id": "R-1"},
-              compensate=lambda ctx: seen.append((ctx.step_name, dict(ctx.data), ctx.outputs.get("reserve"))))
+        .step(
+            "reserve",
+            lambda ctx: ctx.data.update(reservation="R-1") or {"id": "R-1"},
+            compensate=lambda ctx: seen.append((ctx.step_name, dict(ctx.data), ctx.outputs.get("reserve"))),
+        )
         .step("fail", fail)
     )
     memory_engine.execute_sync(flow)

@@ -60,11 +60,23 @@ INVOICE = Invoice(
 )
 
 VALUES: list[Any] = [
-    None, True, 0, -7, 2**70, 1.5, "text é ✓", [1, "a", None], {"a": {"b": [1, 2]}},
-    b"\x00\x01\xfe\xff", b"",
-    dt.datetime(2024, 5, 1, 12, 30), dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    None,
+    True,
+    0,
+    -7,
+    2**70,
+    1.5,
+    "text é ✓",
+    [1, "a", None],
+    {"a": {"b": [1, 2]}},
+    b"\x00\x01\xfe\xff",
+    b"",
+    dt.datetime(2024, 5, 1, 12, 30),
+    dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
     dt.date(1999, 12, 31),
-    Decimal("0.1"), Decimal("1.10"), Decimal("-1E+3"),
+    Decimal("0.1"),
+    Decimal("1.10"),
+    Decimal("-1E+3"),
     uuid.UUID("12345678-1234-5678-1234-567812345678"),
     INVOICE,
     {"nested": [INVOICE, {"when": dt.date(2024, 1, 1)}]},
@@ -100,7 +112,8 @@ def test_a_rebuilt_dataclass_has_typed_fields() -> None:
 def test_pydantic_models_round_trip() -> None:
     pytest.importorskip("pydantic")
     payment = Payment(
-        id=uuid.uuid4(), paid_at=dt.datetime(2024, 2, 29, 23, 59, tzinfo=dt.timezone.utc),
+        id=uuid.uuid4(),
+        paid_at=dt.datetime(2024, 2, 29, 23, 59, tzinfo=dt.timezone.utc),
         money=Money(amount=Decimal("99.99"), currency="EUR"),
     )
     back = ser.loads(ser.dumps({"payment": payment}, path="data"))
@@ -165,7 +178,8 @@ def test_a_circular_reference_is_named_by_its_path() -> None:
 def test_a_shared_but_acyclic_value_is_not_circular() -> None:
     shared = {"x": 1}
     assert ser.loads(ser.dumps({"a": shared, "b": [shared, shared]}, path="d")) == {
-        "a": {"x": 1}, "b": [{"x": 1}, {"x": 1}]
+        "a": {"x": 1},
+        "b": [{"x": 1}, {"x": 1}],
     }
 
 
@@ -195,8 +209,11 @@ def test_values_of_every_supported_type_survive_the_storage(make_engine: EngineF
 
 def test_pydantic_values_survive_the_storage(make_engine: EngineFactory) -> None:
     pytest.importorskip("pydantic")
-    payment = Payment(id=uuid.uuid4(), paid_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
-                      money=Money(amount=Decimal("5"), currency="USD"))
+    payment = Payment(
+        id=uuid.uuid4(),
+        paid_at=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        money=Money(amount=Decimal("5"), currency="USD"),
+    )
     flow = create_workflow("pay").step("a", lambda ctx: payment)
     make_engine().execute_sync(flow, id="p-1")
     assert make_engine().get_sync("p-1").outputs["a"] == payment

@@ -53,8 +53,10 @@ class Approval:
 
 def _frozen(result: FluxResult) -> Any:
     """What a result says, without the duration that grows while a run is not finished."""
-    return (dataclasses.replace(result, duration=0.0),
-            [(h.name, h.status, h.attempts, h.output) for h in result.history])
+    return (
+        dataclasses.replace(result, duration=0.0),
+        [(h.name, h.status, h.attempts, h.output) for h in result.history],
+    )
 
 
 def test_wait_suspends_the_run(make_engine: EngineFactory) -> None:
@@ -63,7 +65,11 @@ def test_wait_suspends_the_run(make_engine: EngineFactory) -> None:
     result = make_engine(trace=sink).execute_sync(app.flow(), {"order": 1}, id="AP-1")
     assert result.status is RunStatus.SUSPENDED
     assert result.waiting_for == "approval"
-    assert [h.status for h in result.history] == [StepStatus.COMPLETED, StepStatus.SUSPENDED, StepStatus.PENDING]
+    assert [h.status for h in result.history] == [
+        StepStatus.COMPLETED,
+        StepStatus.SUSPENDED,
+        StepStatus.PENDING,
+    ]
     assert app.calls == ["prepare", "ask"]
     assert result.data == {"prepared": True, "asked": True}
     stored = make_engine().get_sync("AP-1")
@@ -95,7 +101,10 @@ def test_a_signal_continues_with_its_payload_as_the_step_output(make_engine: Eng
     assert [h.status for h in result.history] == ["completed"] * 3
     [received] = [e for e in sink.events if e["type"] == "signal:received"]
     assert (received["stepName"], received["signal"], received["output"]) == (
-        "ask", "approval", {"by": "ann", "ok": True})
+        "ask",
+        "approval",
+        {"by": "ann", "ok": True},
+    )
     assert sink.events[-1]["type"] == "workflow:complete"
     assert make_engine().get_sync("AP-3").outputs["ask"] == {"by": "ann", "ok": True}
 
@@ -127,7 +136,9 @@ def test_a_signal_with_another_name_changes_nothing(make_engine: EngineFactory) 
     before = engine.get_sync("AP-5")
     with pytest.raises(RunStateError) as info:
         engine.signal_sync(app.flow(), "AP-5", "rejection", {"x": 1})
-    assert "'rejection'" in str(info.value) and "'approval'" in str(info.value) and "'AP-5'" in str(info.value)
+    assert (
+        "'rejection'" in str(info.value) and "'approval'" in str(info.value) and "'AP-5'" in str(info.value)
+    )
     assert _frozen(engine.get_sync("AP-5")) == _frozen(before)
     assert app.calls == ["prepare", "ask"]
 

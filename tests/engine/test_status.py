@@ -20,7 +20,13 @@ R, S = RunStatus, StepStatus
 
 def test_run_status_members_are_the_contract_strings() -> None:
     assert [s.value for s in RunStatus] == [
-        "pending", "running", "suspended", "completed", "failed", "rolling_back", "rolled_back",
+        "pending",
+        "running",
+        "suspended",
+        "completed",
+        "failed",
+        "rolling_back",
+        "rolled_back",
         "rollback_failed",
     ]
     assert R.COMPLETED == "completed"
@@ -31,8 +37,15 @@ def test_run_status_members_are_the_contract_strings() -> None:
 
 def test_step_status_members_are_the_contract_strings() -> None:
     assert [s.value for s in StepStatus] == [
-        "pending", "running", "completed", "failed", "skipped", "suspended", "compensating",
-        "compensated", "compensation_failed",
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "skipped",
+        "suspended",
+        "compensating",
+        "compensated",
+        "compensation_failed",
     ]
     assert S.SKIPPED == "skipped" and str(S.COMPENSATION_FAILED) == "compensation_failed"
 
@@ -45,9 +58,15 @@ def test_every_state_has_a_row_in_the_tables() -> None:
 @pytest.mark.parametrize(
     ("current", "new"),
     [
-        (R.PENDING, R.RUNNING), (R.RUNNING, R.SUSPENDED), (R.RUNNING, R.COMPLETED),
-        (R.RUNNING, R.FAILED), (R.RUNNING, R.ROLLING_BACK), (R.SUSPENDED, R.RUNNING),
-        (R.ROLLING_BACK, R.ROLLED_BACK), (R.ROLLING_BACK, R.ROLLBACK_FAILED), (R.FAILED, R.RUNNING),
+        (R.PENDING, R.RUNNING),
+        (R.RUNNING, R.SUSPENDED),
+        (R.RUNNING, R.COMPLETED),
+        (R.RUNNING, R.FAILED),
+        (R.RUNNING, R.ROLLING_BACK),
+        (R.SUSPENDED, R.RUNNING),
+        (R.ROLLING_BACK, R.ROLLED_BACK),
+        (R.ROLLING_BACK, R.ROLLBACK_FAILED),
+        (R.FAILED, R.RUNNING),
     ],
 )
 def test_legal_run_transitions_return_the_new_state(current: RunStatus, new: RunStatus) -> None:
@@ -57,8 +76,12 @@ def test_legal_run_transitions_return_the_new_state(current: RunStatus, new: Run
 @pytest.mark.parametrize(
     ("current", "new"),
     [
-        (R.PENDING, R.COMPLETED), (R.SUSPENDED, R.COMPLETED), (R.COMPLETED, R.FAILED),
-        (R.ROLLED_BACK, R.COMPLETED), (R.ROLLING_BACK, R.COMPLETED), (R.FAILED, R.ROLLED_BACK),
+        (R.PENDING, R.COMPLETED),
+        (R.SUSPENDED, R.COMPLETED),
+        (R.COMPLETED, R.FAILED),
+        (R.ROLLED_BACK, R.COMPLETED),
+        (R.ROLLING_BACK, R.COMPLETED),
+        (R.FAILED, R.ROLLED_BACK),
     ],
 )
 def test_illegal_run_transitions_raise(current: RunStatus, new: RunStatus) -> None:
@@ -69,9 +92,15 @@ def test_illegal_run_transitions_raise(current: RunStatus, new: RunStatus) -> No
 @pytest.mark.parametrize(
     ("current", "new"),
     [
-        (S.PENDING, S.RUNNING), (S.PENDING, S.SKIPPED), (S.RUNNING, S.COMPLETED), (S.RUNNING, S.FAILED),
-        (S.RUNNING, S.SUSPENDED), (S.SUSPENDED, S.COMPLETED), (S.COMPLETED, S.COMPENSATING),
-        (S.COMPENSATING, S.COMPENSATED), (S.COMPENSATING, S.COMPENSATION_FAILED),
+        (S.PENDING, S.RUNNING),
+        (S.PENDING, S.SKIPPED),
+        (S.RUNNING, S.COMPLETED),
+        (S.RUNNING, S.FAILED),
+        (S.RUNNING, S.SUSPENDED),
+        (S.SUSPENDED, S.COMPLETED),
+        (S.COMPLETED, S.COMPENSATING),
+        (S.COMPENSATING, S.COMPENSATED),
+        (S.COMPENSATING, S.COMPENSATION_FAILED),
     ],
 )
 def test_legal_step_transitions_return_the_new_state(current: StepStatus, new: StepStatus) -> None:
@@ -81,8 +110,12 @@ def test_legal_step_transitions_return_the_new_state(current: StepStatus, new: S
 @pytest.mark.parametrize(
     ("current", "new"),
     [
-        (S.PENDING, S.COMPLETED), (S.SKIPPED, S.RUNNING), (S.FAILED, S.COMPLETED),
-        (S.COMPENSATED, S.COMPLETED), (S.COMPLETED, S.FAILED), (S.PENDING, S.COMPENSATING),
+        (S.PENDING, S.COMPLETED),
+        (S.SKIPPED, S.RUNNING),
+        (S.FAILED, S.COMPLETED),
+        (S.COMPENSATED, S.COMPLETED),
+        (S.COMPLETED, S.FAILED),
+        (S.PENDING, S.COMPENSATING),
     ],
 )
 def test_illegal_step_transitions_raise(current: StepStatus, new: StepStatus) -> None:

@@ -37,9 +37,21 @@ ROOT = Path(flux.__file__).resolve().parent.parent
 DEADLINE = 10.0
 
 TYPES = {
-    "workflow:start", "workflow:resume", "step:start", "step:retry", "step:skipped", "step:complete",
-    "step:error", "step:suspend", "signal:received", "workflow:rollback_start", "step:compensate",
-    "step:compensate_error", "workflow:rollback_complete", "workflow:error", "workflow:complete",
+    "workflow:start",
+    "workflow:resume",
+    "step:start",
+    "step:retry",
+    "step:skipped",
+    "step:complete",
+    "step:error",
+    "step:suspend",
+    "signal:received",
+    "workflow:rollback_start",
+    "step:compensate",
+    "step:compensate_error",
+    "workflow:rollback_complete",
+    "workflow:error",
+    "workflow:complete",
 }
 CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 
@@ -65,6 +77,7 @@ def _wait_for_lines(path: Path, count: int) -> list[dict[str, Any]]:
 
 def _mixed_runs(engine: FluxEngine) -> None:
     """One run of each kind: completed, retried, skipped, failed, rolled back, suspended."""
+
     def flaky(ctx: WorkflowContext[Any]) -> Any:
         if ctx.attempt == 1:
             raise ConnectionError("blip")
@@ -75,18 +88,28 @@ def _mixed_runs(engine: FluxEngine) -> None:
         raise FatalError("declined")
 
     engine.execute_sync(
-        create_workflow("ok").step("pay", flaky, retries=1).step("skip", lambda ctx: 1, when=lambda ctx: False)
-        .commit("ship", lambda ctx: "shipped"), {"order": "A"}, id="ok-1")
+        create_workflow("ok")
+        .step("pay", flaky, retries=1)
+        .step("skip", lambda ctx: 1, when=lambda ctx: False)
+        .commit("ship", lambda ctx: "shipped"),
+        {"order": "A"},
+        id="ok-1",
+    )
     engine.execute_sync(create_workflow("bad").step("pay", declined), id="bad-1")
     engine.execute_sync(
-        create_workflow("saga").step("hold", lambda ctx: 1, compensate=lambda ctx: None)
-        .step("pay", declined), id="saga-1")
+        create_workflow("saga")
+        .step("hold", lambda ctx: 1, compensate=lambda ctx: None)
+        .step("pay", declined),
+        id="saga-1",
+    )
     engine.execute_sync(create_workflow("wait").step("ask", lambda ctx: Flux.wait("go")), id="wait-1")
 
 
 def test_a_trace_file_holds_one_camel_case_event_per_line(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "trace.ndjson"
-    with FluxEngine(trace=JsonFileTraceSink(path), default_backoff=flux.Backoff(initial=0, jitter=0)) as engine:
+    with FluxEngine(
+        trace=JsonFileTraceSink(path), default_backoff=flux.Backoff(initial=0, jitter=0)
+    ) as engine:
         _mixed_runs(engine)
     events = _read(path)
     assert events
@@ -111,15 +134,29 @@ def test_a_trace_file_holds_one_camel_case_event_per_line(tmp_path: Path) -> Non
 
     ok = by_run["ok-1"]
     assert [e["type"] for e in ok] == [
-        "workflow:start", "step:start", "step:retry", "step:start", "step:complete", "step:skipped",
-        "step:start", "step:complete", "workflow:complete",
+        "workflow:start",
+        "step:start",
+        "step:retry",
+        "step:start",
+        "step:complete",
+        "step:skipped",
+        "step:start",
+        "step:complete",
+        "workflow:complete",
     ]
     assert ok[0]["input"] == {"order": "A"}
-    assert ok[0]["meta"]["steps"] == [{"name": "pay", "commit": False}, {"name": "skip", "commit": False},
-                                      {"name": "ship", "commit": True}]
+    assert ok[0]["meta"]["steps"] == [
+        {"name": "pay", "commit": False},
+        {"name": "skip", "commit": False},
+        {"name": "ship", "commit": True},
+    ]
     retry = ok[2]
     assert (retry["stepName"], retry["attempt"], retry["error"], retry["errorType"]) == (
-        "pay", 1, "blip", "ConnectionError")
+        "pay",
+        1,
+        "blip",
+        "ConnectionError",
+    )
     complete = ok[4]
     assert complete["output"]["paid"] is True
     assert complete["data"]["amount"] == {"__flux_type__": "decimal", "value": "9.90"}
@@ -127,11 +164,19 @@ def test_a_trace_file_holds_one_camel_case_event_per_line(tmp_path: Path) -> Non
     assert ok[7]["commit"] is True and ok[7]["output"] == "shipped"
     assert ok[-1]["status"] == "completed" and ok[-1]["duration"] >= 0
     assert [e["type"] for e in by_run["saga-1"]][-5:] == [
-        "step:error", "workflow:rollback_start", "step:compensate", "workflow:rollback_complete",
-        "workflow:error"]
+        "step:error",
+        "workflow:rollback_start",
+        "step:compensate",
+        "workflow:rollback_complete",
+        "workflow:error",
+    ]
     error = by_run["bad-1"][-1]
     assert (error["status"], error["error"], error["errorType"], error["stepName"]) == (
-        "failed", "declined", "FatalError", "pay")
+        "failed",
+        "declined",
+        "FatalError",
+        "pay",
+    )
 
 
 def test_seq_goes_on_across_processes_that_share_the_file(make_engine: EngineFactory, tmp_path: Path) -> None:
@@ -159,15 +204,12 @@ def test_seq_is_unique_per_run_across_signal_resume_and_retry_step(make_engine: 
             raise FatalError("b is broken")
 
     flow = (
-        create_workflow("seq")
-        .step("ask", lambda ctx: Flux.wait("go"))
-        .step("b", b)
-        .step("c", lambda ctx: 1)
+        create_workflow("seq").step("ask", lambda ctx: Flux.wait("go")).step("b", b).step("c", lambda ctx: 1)
     )
-    engine.execute_sync(flow, id="S-1")            # ends with step:suspend
-    engine.signal_sync(flow, "S-1", "go")          # ends with workflow:error
+    engine.execute_sync(flow, id="S-1")  # ends with step:suspend
+    engine.signal_sync(flow, "S-1", "go")  # ends with workflow:error
     broken["b"] = False
-    engine.resume_sync(flow, "S-1")                # ends with workflow:complete
+    engine.resume_sync(flow, "S-1")  # ends with workflow:complete
     engine.retry_step_sync(flow, "S-1", "c")
     kinds = [e["type"] for e in sink.events]
     assert kinds.count("workflow:error") == 1 and kinds.count("workflow:complete") == 2
@@ -197,7 +239,10 @@ def test_events_reach_the_file_without_close(tmp_path: Path) -> None:
         sink.emit({"type": "step:start", "workflowId": "x"})
         sink.emit({"type": "step:complete", "workflowId": "x"})
         assert [e["type"] for e in _wait_for_lines(path, 3)] == [
-            "workflow:start", "step:start", "step:complete"]
+            "workflow:start",
+            "step:start",
+            "step:complete",
+        ]
     finally:
         sink.close()
 
@@ -209,8 +254,12 @@ def test_an_engine_run_reaches_the_file_without_close(tmp_path: Path) -> None:
     try:
         engine.execute_sync(create_workflow("live").step("a", lambda ctx: 1), id="L-1")
         events = _wait_for_lines(path, 4)
-        assert [e["type"] for e in events] == ["workflow:start", "step:start", "step:complete",
-                                               "workflow:complete"]
+        assert [e["type"] for e in events] == [
+            "workflow:start",
+            "step:start",
+            "step:complete",
+            "workflow:complete",
+        ]
     finally:
         engine.close_sync()
 
@@ -259,8 +308,12 @@ def test_two_processes_appending_to_one_file_write_whole_lines(tmp_path: Path) -
     script.write_text(_WRITER)
     count = 400
     procs = [
-        subprocess.Popen([sys.executable, str(script), str(path), name, str(count), "close"], env=_env(),
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), str(path), name, str(count), "close"],
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for name in ("A", "B")
     ]
     for proc in procs:
@@ -278,8 +331,13 @@ def test_a_process_that_exits_without_close_still_writes_its_events(tmp_path: Pa
     path = tmp_path / "exit.ndjson"
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    proc = subprocess.run([sys.executable, str(script), str(path), "C", "5", "no-close"], env=_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(path), "C", "5", "no-close"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [e["seq"] for e in _read(path)] == [0, 1, 2, 3, 4]
 
@@ -296,7 +354,9 @@ class BrokenSink:
         return None
 
 
-def test_a_sink_that_raises_never_fails_a_run(make_engine: EngineFactory, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_sink_that_raises_never_fails_a_run(
+    make_engine: EngineFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     sink = BrokenSink()
     engine = make_engine(trace=sink, logger=None)
 
@@ -305,8 +365,10 @@ def test_a_sink_that_raises_never_fails_a_run(make_engine: EngineFactory, caplog
 
     with caplog.at_level(logging.ERROR, logger="flux"):
         ok = engine.execute_sync(create_workflow("t").step("a", lambda ctx: 1), id="BS-1")
-        bad = engine.execute_sync(create_workflow("t2").step("a", lambda ctx: 1, compensate=lambda ctx: None)
-                                  .step("b", fail), id="BS-2")
+        bad = engine.execute_sync(
+            create_workflow("t2").step("a", lambda ctx: 1, compensate=lambda ctx: None).step("b", fail),
+            id="BS-2",
+        )
     assert ok.status is RunStatus.COMPLETED and ok.outputs == {"a": 1}
     assert bad.status is RunStatus.ROLLED_BACK
     assert make_engine().get_sync("BS-1").status is RunStatus.COMPLETED

@@ -113,9 +113,14 @@ def test_typeddict_top_level_errors_name_the_field(value: Any, field: str) -> No
         ({"order": {"client": "ACME", "qty": "2", "lines": []}}, "input.order.qty"),
         ({"order": {"client": 7, "qty": 2, "lines": []}}, "input.order.client"),
         ({"order": {"client": "ACME", "qty": 2, "lines": [], "rush": True}}, "input.order.rush"),
-        ({"order": {"client": "A", "qty": 2, "lines": [{"sku": "A", "qty": "1"}]}}, "input.order.lines[0].qty"),
-        ({"order": {"client": "A", "qty": 2, "lines": [{"sku": "A", "qty": 1}, {"qty": 1}]}},
-         "input.order.lines[1].sku"),
+        (
+            {"order": {"client": "A", "qty": 2, "lines": [{"sku": "A", "qty": "1"}]}},
+            "input.order.lines[0].qty",
+        ),
+        (
+            {"order": {"client": "A", "qty": 2, "lines": [{"sku": "A", "qty": 1}, {"qty": 1}]}},
+            "input.order.lines[1].sku",
+        ),
         ({"order": {"client": "A", "qty": 2, "lines": "A"}}, "input.order.lines"),
         ({"note": 3}, "input.note"),
         ({"tier": "bronze"}, "input.tier"),
