@@ -207,7 +207,7 @@ def test_two_engines_of_one_process_never_run_one_run_at_once(make_engine: Engin
     first, second = make_engine(), make_engine()
     calls: list[int] = []
 
-    async def main() -> list[Any]:
+    async def main() -> Any:
         started, gate = asyncio.Event(), asyncio.Event()
 
         async def slow(ctx: WorkflowContext[Any]) -> str:

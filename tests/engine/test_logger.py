@@ -43,7 +43,8 @@ def test_the_engine_logs_through_the_flux_logger_with_run_and_step(
     records = [r for r in caplog.records if r.name == "flux"]
     retry = next(r for r in records if "blip" in r.getMessage())
     assert retry.levelno == logging.WARNING
-    assert (retry.flux_run, retry.flux_step, retry.flux_workflow) == (
+    fields = retry.__dict__
+    assert (fields["flux_run"], fields["flux_step"], fields["flux_workflow"]) == (
         "ORD-1",
         "payment",
         "order",
@@ -51,7 +52,7 @@ def test_the_engine_logs_through_the_flux_logger_with_run_and_step(
     assert "order/ORD-1/payment" in retry.getMessage()
     failure = next(r for r in records if "card declined" in r.getMessage())
     assert failure.levelno == logging.ERROR
-    assert (failure.flux_run, failure.flux_step) == ("ORD-1", "charge")
+    assert (failure.__dict__["flux_run"], failure.__dict__["flux_step"]) == ("ORD-1", "charge")
 
 
 def test_the_engine_adds_no_handler_to_the_flux_logger() -> None:

@@ -153,7 +153,11 @@ def _lambda() -> Any:
         ({"items": [1, {"x": frozenset()}]}, "data.items[1].x", "frozenset"),
         ({"ratio": float("nan")}, "data.ratio", "not a finite number"),
         ({"ratio": float("inf")}, "data.ratio", "not a finite number"),
-        ({"inv": dataclasses.replace(INVOICE, lines=[Opaque()])}, "data.inv.lines[0]", "Opaque"),
+        (
+            {"inv": dataclasses.replace(INVOICE, lines=[Opaque()])},  # type: ignore[list-item]
+            "data.inv.lines[0]",
+            "Opaque",
+        ),
         ({"k": {(1, 2): "tuple key"}}, "data.k", "key (1, 2)"),
         ({"dt": dt.timedelta(seconds=1)}, "data.dt", "timedelta"),
     ],

@@ -29,7 +29,8 @@ def test_run_status_members_are_the_contract_strings() -> None:
         "rolled_back",
         "rollback_failed",
     ]
-    assert R.COMPLETED == "completed"
+    completed: str = R.COMPLETED
+    assert completed == "completed"
     assert isinstance(R.FAILED, str)
     assert str(R.ROLLED_BACK) == "rolled_back"
     assert f"{R.SUSPENDED}" == "suspended"
@@ -47,7 +48,8 @@ def test_step_status_members_are_the_contract_strings() -> None:
         "compensated",
         "compensation_failed",
     ]
-    assert S.SKIPPED == "skipped" and str(S.COMPENSATION_FAILED) == "compensation_failed"
+    skipped: str = S.SKIPPED
+    assert skipped == "skipped" and str(S.COMPENSATION_FAILED) == "compensation_failed"
 
 
 def test_every_state_has_a_row_in_the_tables() -> None:

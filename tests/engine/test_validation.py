@@ -202,13 +202,13 @@ def test_dataclass_errors_name_the_field(value: Any, field: str) -> None:
 
 
 def test_a_pydantic_model_validates_and_converts_the_input(memory_engine: FluxEngine) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    base_model: Any = pytest.importorskip("pydantic").BaseModel
 
-    class Item(pydantic.BaseModel):
+    class Item(base_model):  # type: ignore[misc]
         sku: str
         qty: int
 
-    class PurchaseInput(pydantic.BaseModel):
+    class PurchaseInput(base_model):  # type: ignore[misc]
         order_id: str
         items: list[Item]
 
@@ -226,9 +226,9 @@ def test_a_pydantic_model_validates_and_converts_the_input(memory_engine: FluxEn
 
 
 def test_a_pydantic_instance_is_accepted_as_it_is(memory_engine: FluxEngine) -> None:
-    pydantic = pytest.importorskip("pydantic")
+    base_model: Any = pytest.importorskip("pydantic").BaseModel
 
-    class Ping(pydantic.BaseModel):
+    class Ping(base_model):  # type: ignore[misc]
         n: int
 
     seen: list[Any] = []

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypedDict, assert_type
 
+import flux
 from flux import (
     Flux,
     FluxEngine,
@@ -109,6 +110,13 @@ assert_type(untyped, Workflow[Any])
 
 
 # ------------------------------------------------------------------ the engine
+
+
+def sqlite_engine() -> FluxEngine:
+    # SQLiteStorage is loaded lazily by flux.__getattr__; it must still be typed as itself.
+    storage = flux.SQLiteStorage("./runs.db")
+    assert_type(storage, flux.SQLiteStorage)
+    return FluxEngine(storage)
 
 
 async def run(engine: FluxEngine) -> None:
