@@ -301,6 +301,28 @@ def test_an_inner_wait_for_timeout_is_the_handler_s_own_error(memory_engine: Flu
     assert result.error_type == "TimeoutError"
 
 
+def test_a_lambda_returning_a_coroutine_is_timed_out_too(memory_engine: FluxEngine) -> None:
+    """`.step("fetch", lambda ctx: fetch(ctx.input["id"]))` with an async `fetch` is common."""
+    finished: list[bool] = []
+
+    async def fetch(ctx: WorkflowContext[Any]) -> None:
+        await asyncio.Event().wait()
+        finished.append(True)
+
+    async def main() -> Any:
+        flow = create_workflow("t").step("s", lambda ctx: fetch(ctx), timeout=0.05, retries=0)
+        try:
+            # The guard only matters if the step's timeout is ignored: the run then never ends.
+            return await asyncio.wait_for(memory_engine.execute(flow), 5.0)
+        except asyncio.TimeoutError:
+            return None
+
+    result = asyncio.run(main())
+    assert result is not None, "the step's timeout was not applied to the coroutine"
+    assert (result.status, result.error_type) == ("failed", "StepTimeoutError")
+    assert finished == []
+
+
 def test_the_engine_default_timeout_applies(make_engine: EngineFactory) -> None:
     engine = make_engine(default_timeout=0.05, default_retries=0)
 
