@@ -64,6 +64,18 @@ class Booking:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass
+class Party:
+    host: Customer
+    guests: list[Customer]
+    backup: Optional[Customer] = None  # noqa: UP045
+    by_table: dict[str, Customer] = dataclasses.field(default_factory=dict)
+
+
+class Invitation(TypedDict):
+    guest: Customer
+
+
 def _engine_with_sink() -> tuple[FluxEngine, MemoryTraceSink]:
     sink = MemoryTraceSink()
     return FluxEngine(trace=sink), sink
@@ -174,6 +186,34 @@ def test_a_dict_input_becomes_the_dataclass(make_engine: EngineFactory) -> None:
     assert isinstance(seen[0].customer, Customer)
     assert result.outputs["a"] == "Ada"
     assert engine.get_sync(result.id).input == Booking("B1", 2, Customer("Ada"))
+
+
+def test_nested_dataclasses_in_containers_are_built_too(memory_engine: FluxEngine) -> None:
+    seen: list[Any] = []
+    flow = create_workflow("party").input(Party).step("a", lambda ctx: seen.append(ctx.input))
+    value = {
+        "host": {"name": "Ada"},
+        "guests": [{"name": "Grace", "vip": True}],
+        "backup": {"name": "Alan"},
+        "by_table": {"t1": {"name": "Edsger"}},
+    }
+    result = memory_engine.execute_sync(flow, value)
+    assert result.status == "completed", result.error
+    assert seen == [
+        Party(
+            host=Customer("Ada"),
+            guests=[Customer("Grace", vip=True)],
+            backup=Customer("Alan"),
+            by_table={"t1": Customer("Edsger")},
+        )
+    ]
+
+
+def test_a_dataclass_inside_a_typeddict_is_built(memory_engine: FluxEngine) -> None:
+    seen: list[Any] = []
+    flow = create_workflow("invite").input(Invitation).step("a", lambda ctx: seen.append(ctx.input))
+    assert memory_engine.execute_sync(flow, {"guest": {"name": "Ada"}}).status == "completed"
+    assert seen == [{"guest": Customer("Ada")}]
 
 
 def test_a_dataclass_instance_is_accepted_as_it_is(memory_engine: FluxEngine) -> None:
