@@ -134,6 +134,7 @@ def test_a_failed_run_resumes_from_its_failed_step(make_engine: EngineFactory) -
     # b runs again with the data as it was before it first ran.
     assert steps.seen["b"] == [{"a": 1}, {"a": 1}]
     assert done.outputs == {"a": "a#1", "b": "b#2", "c": "c#1"}
+    assert steps.keys["b"] == ["F-1:b", "F-1:b"]
     assert (done.error, done.error_type, done.failed_step) == (None, None, None)
 
 

@@ -128,6 +128,7 @@ def test_illegal_step_transitions_raise(current: StepStatus, new: StepStatus) ->
 def test_terminal_and_done_sets() -> None:
     assert RUN_TERMINAL == {R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED}
     assert STEP_DONE == {S.COMPLETED, S.SKIPPED}
-    # A terminal run can only be brought back to running (resume / retry_step).
+    # A finished run never changes its outcome without running again first.
     for status in RUN_TERMINAL:
-        assert RUN_TRANSITIONS[status] <= {R.RUNNING}
+        assert not RUN_TRANSITIONS[status] & RUN_TERMINAL
+        assert R.RUNNING in RUN_TRANSITIONS[status]

@@ -216,6 +216,31 @@ def test_seq_is_unique_per_run_across_signal_resume_and_retry_step(make_engine: 
     assert [e["seq"] for e in sink.events] == list(range(1, len(sink.events) + 1))
 
 
+def test_a_resume_is_traced_with_where_it_starts_and_why(make_engine: EngineFactory) -> None:
+    sink = MemoryTraceSink()
+    engine = make_engine(trace=sink)
+    broken = {"b": True}
+
+    def b(ctx: WorkflowContext[Any]) -> None:
+        if broken["b"]:
+            raise FatalError("b is broken")
+
+    flow = create_workflow("res").step("a", lambda ctx: 1).step("b", b).version("v3")
+    engine.execute_sync(flow, id="RE-1")
+    broken["b"] = False
+    engine.resume_sync(flow, "RE-1")
+    [resume] = [e for e in sink.events if e["type"] == "workflow:resume"]
+    assert resume["meta"]["fromStep"] == "b"
+    assert resume["meta"]["reason"] == "resume"
+    assert resume["meta"]["version"] == "v3"
+    after = sink.events[sink.events.index(resume) + 1 :]
+    assert [(e["type"], e.get("stepName")) for e in after] == [
+        ("step:start", "b"),
+        ("step:complete", "b"),
+        ("workflow:complete", None),
+    ]
+
+
 def test_reset_true_empties_the_file_and_reset_false_appends(tmp_path: Path) -> None:
     path = tmp_path / "trace.ndjson"
     path.write_text('{"type":"old"}\n')
