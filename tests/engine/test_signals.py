@@ -194,3 +194,12 @@ def test_the_signalled_step_is_not_run_again(memory_engine: FluxEngine) -> None:
     memory_engine.execute_sync(app.flow(), id="AP-9")
     memory_engine.signal_sync(app.flow(), "AP-9", "approval", "yes")
     assert app.calls.count("ask") == 1
+
+
+def test_the_step_complete_hook_sees_the_signal_payload(make_engine: EngineFactory) -> None:
+    calls: list[tuple[str, Any]] = []
+    engine = make_engine(on={"step_complete": lambda step, ctx, result: calls.append((step, result))})
+    app = Approval()
+    engine.execute_sync(app.flow(), id="AP-10")
+    engine.signal_sync(app.flow(), "AP-10", "approval", {"ok": True})
+    assert calls == [("prepare", "ready"), ("ask", {"ok": True}), ("ship", "shipped")]
