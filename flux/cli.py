@@ -30,6 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "dev":
             return _dev(args)
+        if args.command == "worker":
+            return _worker(args)
         return asyncio.run(_runs(args))
     except (CLIError, FluxError) as exc:
         print(f"flux: error: {exc}", file=sys.stderr)
@@ -51,6 +53,20 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dev.add_argument("--demo", action="store_true", help="run the bundled example workflows first")
     dev.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+
+    worker = sub.add_parser("worker", help="claim and execute waiting runs from a shared storage")
+    worker.add_argument("workflows", nargs="+", help="the definitions, as module:attribute")
+    worker.add_argument(
+        "--storage",
+        default=os.environ.get("FLUX_STORAGE"),
+        help="storage URL: postgresql://... or sqlite:///path.db (or FLUX_STORAGE)",
+    )
+    worker.add_argument("--concurrency", type=int, default=1, help="workers in this process (threads)")
+    worker.add_argument("--burst", action="store_true", help="exit when no run is waiting")
+    worker.add_argument("--poll", type=float, default=0.2, help="seconds between looks when idle")
+    worker.add_argument("--grace", type=float, default=30.0, help="seconds to finish runs on SIGTERM")
+    worker.add_argument("--lease", type=float, default=30.0, help="lease seconds (heartbeat: a third)")
+    worker.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
 
     runs = sub.add_parser("runs", help="look at and act on stored runs")
     actions = runs.add_subparsers(dest="action", required=True)
@@ -95,6 +111,25 @@ def _dev(args: argparse.Namespace) -> int:
             f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})"
         ) from None
     return run(Path(args.trace), host=args.host, port=args.port, demo=args.demo, open_browser=args.open)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .worker import WorkerPool
+
+    if not args.storage:
+        raise CLIError("no storage: pass --storage postgresql://... (or set FLUX_STORAGE)")
+    if args.concurrency < 1:
+        raise CLIError(f"--concurrency must be >= 1, got {args.concurrency}")
+    flows = [load_workflow(spec) for spec in args.workflows]
+    from .storage import open_storage
+
+    asyncio.run(open_storage(args.storage, create=False).close())  # fail early on a bad URL
+    pool = WorkerPool(flows, args.storage, concurrency=args.concurrency, burst=args.burst, poll=args.poll,
+                      grace=args.grace, trace=args.trace, lease_seconds=args.lease)  # fmt: skip
+    pool.install_signal_handlers()
+    executed = pool.run()
+    print(f"flux worker: executed {executed} run(s)", file=sys.stderr)
+    return 0
 
 
 async def _runs(args: argparse.Namespace) -> int:

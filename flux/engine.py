@@ -26,13 +26,14 @@ from .errors import (
     RunStateError,
     StorageError,
     WorkflowDefinitionError,
+    WaitTimeoutError,
     WorkflowVersionError,
 )
 from .logger import FluxLogger, StdlibLogger
 from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
 from .runner import RunDriver, _utc
-from .status import EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
+from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
 from .validation import validate_input
@@ -130,8 +131,11 @@ class FluxEngine:
         run = await self._load(flow, id)
         return await self._continue(flow, run, reason="resume")
 
-    async def signal(self, flow: Workflow[T], id: str, signal: str, payload: Any = None) -> FluxResult:
-        """Deliver `signal` to a suspended run and continue it in this process."""
+    async def signal(
+        self, flow: Workflow[T], id: str, signal: str, payload: Any = None, *, enqueue: bool = False
+    ) -> FluxResult:
+        """Deliver `signal` to a suspended run and continue it in this process, or with
+        `enqueue=True` leave it `pending` for a worker (`work`, `flux worker`) to continue."""
         self._check_flow(flow)
         if not isinstance(signal, str) or not signal:
             raise RunStateError(
@@ -152,10 +156,12 @@ class FluxEngine:
             raise
         index = next(i for i, s in enumerate(run.steps) if s.status is S.SUSPENDED)
         driver = RunDriver(self, flow, run, ser.loads(run.input_json))
-        return await self._drive(driver, driver.deliver(index, ser.loads(payload_json), payload_json))
+        work = driver.deliver(index, ser.loads(payload_json), payload_json, enqueue=enqueue)
+        return await self._drive(driver, work)
 
-    async def retry_step(self, flow: Workflow[T], id: str, step: str) -> FluxResult:
-        """Run `step` again and everything after it, with `ctx.data` as before it first ran."""
+    async def retry_step(self, flow: Workflow[T], id: str, step: str, *, enqueue: bool = False) -> FluxResult:
+        """Run `step` again and everything after it, with `ctx.data` as before it first ran;
+        with `enqueue=True`, reset the run and leave it `pending` for a worker."""
         self._check_flow(flow)
         await self._wait_active(self._check_id(id))
         run = await self._load(flow, id)
@@ -177,8 +183,85 @@ class FluxEngine:
                 restart = k
                 break
         run.data_json = run.steps[restart].data_before or run.data_json
-        driver = self._restart(flow, run, restart, "retry_step")
+        driver = self._restart(flow, run, restart, "retry_step", enqueue=enqueue)
+        if enqueue:
+            return await self._drive(driver, driver.save(*range(len(run.steps))))
         return await self._drive(driver, self._resume_from(driver, restart))
+
+    async def start(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
+        """Store a `pending` run for a worker to execute and return its id at once.
+
+        With an `id` that exists, nothing new is stored (the same input is required, as
+        for `execute`): a redelivered request is safe.
+        """
+        self._check_flow(flow)
+        value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
+        input_json = ser.dumps(value, path="input")
+        run_id = new_run_id() if id is None else self._check_id(id)
+        now = time.time()
+        run = RunRecord(
+            id=run_id, name=flow.name, status=R.PENDING, input_json=input_json, shape=flow.shape(),
+            version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
+            created_at=now, updated_at=now,
+        )  # fmt: skip
+        if not await self.storage.create_run(run):
+            existing = await self.storage.load_run(run_id)
+            if existing is not None:
+                self._check_same_run(flow, existing, input_json)
+        return run_id
+
+    async def wait(self, id: str, timeout: float | None = None, *, poll: float = 0.05) -> FluxResult:
+        """Wait until the run is finished or suspended (by whichever process runs it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            result = await self.get(id)
+            if result.status not in CLAIMABLE:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"run '{id}' ({result.name}) is still {result.status.value} after {timeout:g}s"
+                )
+            await asyncio.sleep(
+                poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
+            )
+
+    async def work(
+        self,
+        flows: Iterable[Workflow[Any]],
+        *,
+        stop: Callable[[], bool] | None = None,
+        burst: bool = False,
+        poll: float = 0.2,
+    ) -> int:
+        """Be a worker: claim waiting runs of `flows` (pending, or orphaned by a dead
+        process) and execute them, until `stop()` is true (or, with `burst`, until none
+        is left). Returns the number of runs executed."""
+        by_name: dict[str, Workflow[Any]] = {}
+        for flow in flows:
+            self._check_flow(flow)
+            by_name[flow.name] = flow
+        names = list(by_name)
+        done = 0
+        while stop is None or not stop():
+            try:
+                run = await self.storage.claim_next(names, self._lease())
+            except StorageError as exc:
+                self.logger.error(f"worker: claiming failed: {exc}")
+                run = None
+            if run is None:
+                if burst:
+                    return done
+                await asyncio.sleep(poll)
+                continue
+            try:
+                await self._continue(by_name[run.name], run, reason="worker", claimed=True)
+            except (WorkflowVersionError, StorageError) as exc:
+                self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id)
+                await self._release(run.id)
+                await asyncio.sleep(poll)
+                continue
+            done += 1
+        return done
 
     async def recover(self, flows: Iterable[Workflow[Any]]) -> list[FluxResult]:
         """Finish the runs that a dead process left running; return their results."""
@@ -191,7 +274,7 @@ class FluxEngine:
             offset = 0
             while True:
                 batch = await self.storage.list_runs(
-                    name=name, status=[R.RUNNING, R.ROLLING_BACK, R.PENDING], limit=200, offset=offset
+                    name=name, status=[R.RUNNING, R.ROLLING_BACK], limit=200, offset=offset
                 )
                 offset += len(batch)
                 for run in batch:
@@ -264,14 +347,32 @@ class FluxEngine:
     def resume_sync(self, flow: Workflow[T], id: str) -> FluxResult:
         return self._sync("resume_sync", lambda: self.resume(flow, id))
 
-    def signal_sync(self, flow: Workflow[T], id: str, signal: str, payload: Any = None) -> FluxResult:
-        return self._sync("signal_sync", lambda: self.signal(flow, id, signal, payload))
+    def signal_sync(
+        self, flow: Workflow[T], id: str, signal: str, payload: Any = None, *, enqueue: bool = False
+    ) -> FluxResult:
+        return self._sync("signal_sync", lambda: self.signal(flow, id, signal, payload, enqueue=enqueue))
 
-    def retry_step_sync(self, flow: Workflow[T], id: str, step: str) -> FluxResult:
-        return self._sync("retry_step_sync", lambda: self.retry_step(flow, id, step))
+    def retry_step_sync(self, flow: Workflow[T], id: str, step: str, *, enqueue: bool = False) -> FluxResult:
+        return self._sync("retry_step_sync", lambda: self.retry_step(flow, id, step, enqueue=enqueue))
 
     def recover_sync(self, flows: Iterable[Workflow[Any]]) -> builtins.list[FluxResult]:
         return self._sync("recover_sync", lambda: self.recover(flows))
+
+    def start_sync(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
+        return self._sync("start_sync", lambda: self.start(flow, input, id=id))
+
+    def wait_sync(self, id: str, timeout: float | None = None, *, poll: float = 0.05) -> FluxResult:
+        return self._sync("wait_sync", lambda: self.wait(id, timeout, poll=poll))
+
+    def work_sync(
+        self,
+        flows: Iterable[Workflow[Any]],
+        *,
+        stop: Callable[[], bool] | None = None,
+        burst: bool = False,
+        poll: float = 0.2,
+    ) -> int:
+        return self._sync("work_sync", lambda: self.work(flows, stop=stop, burst=burst, poll=poll))
 
     def get_sync(self, id: str) -> FluxResult:
         return self._sync("get_sync", lambda: self.get(id))
@@ -457,17 +558,7 @@ class FluxEngine:
             return None
         driver = RunDriver(self, flow, run, value)
         if self.trace is not None:
-            driver.emit(
-                "workflow:start",
-                {
-                    "status": "running",
-                    "meta": {
-                        "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
-                        "version": flow.version_tag,
-                    },
-                },
-                {"input": input_json},
-            )
+            driver.emit("workflow:start", self._start_meta(flow), {"input": input_json})
         return await self._drive(driver, driver.drive(0))
 
     async def _continue(
@@ -512,27 +603,45 @@ class FluxEngine:
         driver = self._restart(flow, run, restart, reason)
         return await self._drive(driver, self._resume_from(driver, restart))
 
-    def _restart(self, flow: Workflow[Any], run: RunRecord, restart: int, reason: str) -> RunDriver:
+    def _restart(
+        self, flow: Workflow[Any], run: RunRecord, restart: int, reason: str, *, enqueue: bool = False
+    ) -> RunDriver:
         """Reset the steps from `restart` on (keeping an in-flight one as it is: a commit
-        in flight must be seen as interrupted) and mark the run running again."""
+        in flight must be seen as interrupted) and mark the run running (or pending) again."""
         keep_in_flight = reason in ("recover", "execute", "resume") and run.status is R.RUNNING
         for k in range(restart, len(run.steps)):
             rec = run.steps[k]
             if keep_in_flight and rec.status is S.RUNNING:
                 continue
             run.steps[k] = StepRecord(rec.name, rec.kind)
-        run.status = check_run(run.status, R.RUNNING)
+        never_started = run.status is R.PENDING and all(s.started_at is None for s in run.steps)
+        run.status = check_run(run.status, R.PENDING if enqueue else R.RUNNING)
         run.error = run.error_type = run.error_step = None
         run.completed_at = None
         run.waiting_for = None
         driver = RunDriver(self, flow, run, ser.loads(run.input_json))
-        name = run.steps[restart].name if restart < len(run.steps) else ""
-        driver.emit("workflow:resume", self._resume_meta(flow, run, name, reason))
+        if enqueue:
+            return driver
+        if never_started:  # a queued run begins here
+            driver.emit("workflow:start", self._start_meta(flow), {"input": run.input_json})
+        else:
+            name = run.steps[restart].name if restart < len(run.steps) else ""
+            driver.emit("workflow:resume", self._resume_meta(flow, run, name, reason))
         return driver
 
     async def _resume_from(self, driver: RunDriver, restart: int) -> None:
         await driver.save(*range(len(driver.run.steps)))
         await driver.drive(restart)
+
+    @staticmethod
+    def _start_meta(flow: Workflow[Any]) -> dict[str, Any]:
+        return {
+            "status": "running",
+            "meta": {
+                "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
+                "version": flow.version_tag,
+            },
+        }
 
     @staticmethod
     def _resume_meta(flow: Workflow[Any], run: RunRecord, from_step: str, reason: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@
     │   └── RunConflictError      the id exists with another workflow or another input
     ├── WorkflowVersionError      the definition changed under a run's finished steps
     ├── StorageError              the storage failed, or its file is not a Flux database
+    ├── WaitTimeoutError          `wait` gave up before the run ended (also a TimeoutError)
     └── StepError                 the families below end a step attempt
         ├── FatalError            raised by a handler: fail the step at once, no retry
         ├── StepTimeoutError      the attempt ran past its timeout
@@ -63,6 +64,10 @@ class WorkflowVersionError(FluxError):
 
 class StorageError(FluxError):
     """The storage backend failed or holds something Flux cannot read."""
+
+
+class WaitTimeoutError(FluxError, TimeoutError):
+    """`engine.wait(id, timeout=...)` gave up before the run finished or suspended."""
 
 
 class StepError(FluxError):

@@ -392,8 +392,9 @@ class RunDriver:
         )
         return SUSPENDED
 
-    async def deliver(self, i: int, payload: Any, payload_json: str) -> None:
-        """Complete the suspended step `i` with a signal's payload and go on."""
+    async def deliver(self, i: int, payload: Any, payload_json: str, *, enqueue: bool = False) -> None:
+        """Complete the suspended step `i` with a signal's payload and go on (or, with
+        `enqueue`, leave the run pending for a worker)."""
         rec = self.run.steps[i]
         signal = rec.waiting_for
         rec.status = check_step(rec.status, S.COMPLETED)
@@ -401,7 +402,7 @@ class RunDriver:
         rec.completed_at = time.time()
         rec.waiting_for = None
         self.outputs[rec.name] = payload
-        self.set_status(R.RUNNING)
+        self.set_status(R.PENDING if enqueue else R.RUNNING)
         self.run.waiting_for = None
         await self.save(i)
         self.emit(
@@ -410,7 +411,8 @@ class RunDriver:
             {"output": payload_json},
         )
         await self.engine.call_hook("step_complete", rec.name, self.ctx(rec.name, rec.attempts), payload)
-        await self.drive(i + 1)
+        if not enqueue:
+            await self.drive(i + 1)
 
     def mark_completed(self) -> None:
         self.set_status(R.COMPLETED)

@@ -61,12 +61,12 @@ S = StepStatus
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     R.PENDING: frozenset({R.RUNNING}),
     R.RUNNING: frozenset({R.RUNNING, R.SUSPENDED, R.COMPLETED, R.FAILED, R.ROLLING_BACK}),
-    R.SUSPENDED: frozenset({R.RUNNING}),
-    R.COMPLETED: frozenset({R.RUNNING}),  # retry_step
-    R.FAILED: frozenset({R.RUNNING}),  # resume, retry_step
+    R.SUSPENDED: frozenset({R.RUNNING, R.PENDING}),  # signal (enqueue=True: for a worker)
+    R.COMPLETED: frozenset({R.RUNNING, R.PENDING}),  # retry_step
+    R.FAILED: frozenset({R.RUNNING, R.PENDING}),  # resume, retry_step
     R.ROLLING_BACK: frozenset({R.ROLLING_BACK, R.ROLLED_BACK, R.ROLLBACK_FAILED}),
-    R.ROLLED_BACK: frozenset({R.RUNNING}),
-    R.ROLLBACK_FAILED: frozenset({R.RUNNING}),
+    R.ROLLED_BACK: frozenset({R.RUNNING, R.PENDING}),
+    R.ROLLBACK_FAILED: frozenset({R.RUNNING, R.PENDING}),
 }
 
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
@@ -84,7 +84,9 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 #: Run states in which no process is working on the run and none will without being asked.
 RUN_TERMINAL = frozenset({R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED})
 #: Run states in which a process holds (or should hold) the run's lease.
-EXECUTING = frozenset({R.PENDING, R.RUNNING, R.ROLLING_BACK})
+EXECUTING = frozenset({R.RUNNING, R.ROLLING_BACK})
+#: Run states a worker may claim (a running one only once its lease is gone or expired).
+CLAIMABLE = frozenset({R.PENDING, R.RUNNING, R.ROLLING_BACK})
 #: Step states that a resume does not run again.
 STEP_DONE = frozenset({S.COMPLETED, S.SKIPPED})
 

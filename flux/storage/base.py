@@ -60,6 +60,12 @@ class WorkflowStorage(Protocol):
         """Extend the lease if `owner` still holds it."""
         ...
 
+    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
+        """Give `lease` the oldest run of these workflows that waits for a worker: pending, or
+        running / rolling back with no lease or an expired one. Atomic: two workers never
+        claim the same run. Returns the claimed run with its steps, or None."""
+        ...
+
     async def release_lease(self, run_id: str, owner: str) -> None:
         """Drop the lease if `owner` holds it."""
         ...

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
-from ..status import EXECUTING, RunStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus
 
 
 class MemoryStorage:
@@ -80,6 +80,18 @@ class MemoryStorage:
             return False
         run.lease.expires_at = expires_at
         return True
+
+    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
+        now = time.time()
+        waiting = [
+            r for r in self._runs.values()
+            if r.name in names and r.status in CLAIMABLE and (r.lease is None or r.lease.expires_at < now)
+        ]  # fmt: skip
+        if not waiting:
+            return None
+        run = min(waiting, key=lambda r: r.created_at)
+        run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+        return run.copy()
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         run = self._runs.get(run_id)

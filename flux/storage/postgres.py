@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
-from ..status import EXECUTING, RunStatus, StepStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus, StepStatus
 
 try:
     import psycopg
@@ -475,6 +475,43 @@ class PostgresStorage:
             return cur.rowcount == 1
 
         return await self._call(acquire, f"claiming run '{run_id}'")
+
+    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
+        sql = f"""
+            WITH waiting AS (
+                SELECT id FROM flux_runs
+                WHERE status = ANY(%s) AND name = ANY(%s)
+                  AND (lease_owner IS NULL OR lease_expires_at < extract(epoch from clock_timestamp()))
+                ORDER BY created_at LIMIT 1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s
+            FROM waiting WHERE r.id = waiting.id
+            RETURNING {", ".join("r." + c.strip() for c in _RUN_COLUMNS.split(","))}
+        """
+        params = (
+            [s.value for s in CLAIMABLE],
+            list(names),
+            lease.owner,
+            lease.host,
+            lease.pid,
+            lease.expires_at,
+        )
+
+        def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
+            row = conn.execute(sql, params).fetchone()
+            if row is None:
+                return None
+            # The lease is ours now: nobody else writes this run's steps.
+            steps = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (row[0],)
+            ).fetchall()
+            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]), [r[1] for r in steps])
+
+        claimed = await self._call(claim, "claiming a waiting run")
+        if claimed is not None:
+            self._known_len[claimed.id] = len(claimed.steps)
+        return claimed
 
     async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
         def renew(conn: psycopg.Connection[Any]) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
-from ..status import EXECUTING, RunStatus, StepStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus, StepStatus
 
 SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
@@ -450,6 +450,35 @@ class SQLiteStorage:
             return cur.rowcount == 1
 
         return self._write(f"claiming run '{run_id}'", acquire)
+
+    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
+        if not names:
+            return None
+        marks = ", ".join("?" * len(names))
+        states = ", ".join("?" * len(CLAIMABLE))
+
+        def claim(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(
+                f"SELECT id FROM flux_runs WHERE status IN ({states}) AND name IN ({marks}) "
+                "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY created_at LIMIT 1",
+                (*(s.value for s in CLAIMABLE), *names, time.time()),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? WHERE id=?",
+                (lease.owner, lease.host, lease.pid, lease.expires_at, row[0]),
+            )
+            run = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (row[0],)).fetchone()
+            steps = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],)
+            ).fetchall()
+            return _run_from_rows(run, steps)
+
+        claimed = self._write("claiming a waiting run", claim)
+        if claimed is not None:
+            self._known[claimed.id] = _state(claimed)
+        return claimed
 
     async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
         def renew(conn: sqlite3.Connection) -> bool:

@@ -274,3 +274,36 @@ def test_a_series_of_step_saves_by_the_holder_reads_back_the_latest(make_storage
     save(storage, record, [], "holder")
     listed = run(make_storage().list_runs(name="wf"))[0]
     assert listed.status is RunStatus.COMPLETED and listed.data_json == '{"final":true}'
+
+
+def test_claim_next_takes_the_oldest_waiting_run_once(make_storage: Factory) -> None:
+    storage = make_storage()
+    now = time.time()
+    run(storage.create_run(make_run("done", created=now - 50, status=RunStatus.COMPLETED)))
+    run(storage.create_run(make_run("p-new", created=now - 10, status=RunStatus.PENDING)))
+    run(storage.create_run(make_run("p-old", created=now - 20, status=RunStatus.PENDING)))
+    run(storage.create_run(make_run("held", created=now - 40, lease=lease("alive"))))
+    run(storage.create_run(make_run("orphan", created=now - 30, lease=lease("dead", ttl=-5))))
+    run(storage.create_run(make_run("other-wf", name="other", created=now - 60, status=RunStatus.PENDING)))
+    claimed = []
+    while (got := run(make_storage().claim_next(["wf"], lease("worker")))) is not None:
+        assert got.lease is not None and got.lease.owner == "worker"
+        assert [s.name for s in got.steps] == ["s1", "s2"]
+        claimed.append(got.id)
+    assert claimed == ["orphan", "p-old", "p-new"]
+    assert run(storage.claim_next(["other"], lease("w2"))) is not None
+    assert run(storage.claim_next([], lease("w2"))) is None
+
+
+def test_claimed_runs_are_exclusive_across_views(make_storage: Factory) -> None:
+    storage = make_storage()
+    for i in range(5):
+        run(storage.create_run(make_run(f"r{i}", created=1000.0 + i, status=RunStatus.PENDING)))
+    views = [make_storage() for _ in range(3)]
+    seen = []
+    for k in range(5):
+        got = run(views[k % 3].claim_next(["wf"], lease(f"w{k}")))
+        assert got is not None
+        seen.append(got.id)
+    assert sorted(seen) == [f"r{i}" for i in range(5)]
+    assert run(views[0].claim_next(["wf"], lease("late"))) is None
