@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -17,7 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from viewer import bulk
 from viewer.trace import RunSummary, TraceIndex
+
+log = logging.getLogger("viewer")
 
 #: Bytes read and folded between two yields to the event loop, so that a large
 #: trace loads without starving the server.
@@ -79,6 +83,8 @@ class TraceStore:
         ):
             self._reset()
         self.exists, self._identity = True, identity
+        if not self.offset and bulk.workers_for(st.st_size):
+            await self._first_load(st.st_size)
         if st.st_size > self.offset:
             await self._read_appended()
 
@@ -108,11 +114,51 @@ class TraceStore:
         else:
             self.error = None
 
-    def _chunks(self) -> Iterator[bytes]:
+    def _chunks(self, end: int | None = None) -> Iterator[bytes]:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            while chunk := f.read(CHUNK):
+            left = -1 if end is None else end - self.offset
+            while left and (chunk := f.read(CHUNK if left < 0 else min(CHUNK, left))):
+                left -= len(chunk) if left > 0 else 0
                 yield chunk
+
+    async def _first_load(self, size: int) -> None:
+        """Fold a large file on several cores (see ``viewer.bulk``). Whatever a
+        worker fails to do is left to the ordinary sequential read."""
+        try:
+            parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1)
+        except OSError:
+            return
+        workers = [asyncio.ensure_future(bulk.fold_in_worker(self.path, a, b)) for a, b in parts[1:]]
+        try:
+            for chunk in self._chunks(parts[0][1]):
+                if len(self._prefix) < PREFIX:
+                    self._prefix = (self._prefix + chunk)[:PREFIX]
+                self.index.feed(chunk)
+                await asyncio.sleep(0)
+            self._merge(await asyncio.gather(*workers, return_exceptions=True))
+        except OSError as exc:
+            log.warning("reading %s failed (%s); reading on in one process", self.path, exc)
+        finally:
+            for worker in workers:
+                worker.cancel()
+        if self.index.runs:
+            self._publish(Change(self.version + 1, frozenset(self.index.runs)))
+
+    def _merge(self, parts: list[TraceIndex | BaseException]) -> None:
+        # Parts merge in file order. After a failed one, the ordinary
+        # sequential read takes over from where the merge stopped.
+        with open(self.path, "rb") as f:
+
+            def read_line(offset: int) -> bytes:
+                f.seek(offset)
+                return f.readline()
+
+            for part in parts:
+                if not isinstance(part, TraceIndex):
+                    log.warning("a loader process failed (%r); reading on in one process", part)
+                    return
+                bulk.merge(self.index, part, read_line)
 
     def _reset(self) -> None:
         self.index = TraceIndex()

@@ -56,6 +56,8 @@ class StepRow:
     error_type: str | None = None
     #: Set on compensation rows: the step whose effect was undone.
     compensation: bool = False
+    #: Completed or skipped at some point (a later compensation does not undo it).
+    finished: bool = False
 
 
 @dataclass(eq=False)
@@ -84,6 +86,10 @@ class RunView:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def steps_done(self) -> int:
+        return sum(1 for row in self.steps if row.finished)
 
     def step(self, name: str) -> StepRow | None:
         for row in self.steps:
@@ -248,7 +254,7 @@ def _on_step_retry(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_step_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     f.close_attempt(row, ev, ts, "ok")
-    row.status = "completed"
+    row.status, row.finished = "completed", True
     row.error = row.error_type = None
     if "output" in ev:
         row.has_output, row.output = True, ev["output"]
@@ -271,7 +277,7 @@ def _on_step_skipped(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     attempt = f.open_attempt(row)
     if attempt is not None:  # @gravito/flux starts a step before skipping it
         row.attempts.pop()
-    row.status, row.skipped_at = "skipped", ts
+    row.status, row.skipped_at, row.finished = "skipped", ts, True
 
 
 def _on_step_suspend(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -288,7 +294,7 @@ def _on_signal(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     if row.wait is None:
         row.wait = Wait(_text(ev.get("signal")), ts)
     row.wait.end = ts
-    row.status = "completed"
+    row.status, row.finished = "completed", True
     if "output" in ev:
         row.has_output, row.output = True, ev["output"]
     if f.view.status == "suspended":

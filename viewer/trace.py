@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,8 @@ _ERROR_STATUSES = frozenset({"failed", "rolled_back", "rollback_failed"})
 #: How many malformed lines are remembered with their line number; beyond that
 #: they are only counted, so a file of garbage cannot exhaust memory.
 MALFORMED_KEPT = 100
+#: How much of a malformed line is kept to show where it went wrong.
+SNIPPET = 120
 
 # The C scanner behind json.loads, called directly: it skips loads' type
 # checks and whitespace handling, which is a quarter of the time per line.
@@ -43,10 +45,11 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 
 @dataclass(frozen=True)
 class Malformed:
-    """A line that was skipped, with its 1-based line number and why."""
+    """A line that was skipped: its 1-based number, why, and how it begins."""
 
     line: int
     reason: str
+    text: str = ""
 
 
 class RunSummary:
@@ -89,6 +92,16 @@ class RunSummary:
         self.first_line = first_line
         self.offsets = array("Q")
 
+    def __reduce__(self) -> tuple[Callable[..., RunSummary], tuple[Any, ...]]:
+        # Plain tuples and bytes: a loader process sends tens of thousands of
+        # these (viewer.bulk), and pickle's default for slotted objects takes
+        # thirty times as long to load.
+        seen = None if self.seen is None else tuple(self.seen)
+        state: tuple[Any, ...] = (self.status, self.started_at, self.ended_at, self.duration)
+        state += (self.meta_steps, tuple(self.done), seen, self.error, self.error_type)
+        state += (self.waiting_for, self.last_seq)
+        return _restore_run, (self.id, self.workflow, self.first_line, state, self.offsets.tobytes())
+
     @property
     def events(self) -> int:
         return len(self.offsets)
@@ -108,6 +121,18 @@ class RunSummary:
     @property
     def sort_key(self) -> tuple[float, int]:
         return (self.started_at if self.started_at is not None else 0.0, self.first_line)
+
+
+def _restore_run(
+    run_id: str, workflow: str, first_line: int, state: tuple[Any, ...], offsets: bytes
+) -> RunSummary:
+    run = RunSummary(run_id, workflow, first_line)
+    (run.status, run.started_at, run.ended_at, run.duration, run.meta_steps, done, seen) = state[:7]
+    (run.error, run.error_type, run.waiting_for, run.last_seq) = state[7:]
+    run.done = set(done)
+    run.seen = None if seen is None else set(seen)
+    run.offsets.frombytes(offsets)
+    return run
 
 
 @dataclass
@@ -198,29 +223,30 @@ class TraceIndex:
         self._pending = data[cut + 1 :]
         body = data[:cut]
         text = body.decode("utf-8", "replace")
+        sizes: Iterable[int]
         if text.isascii():
             # One character per byte: a line's length is its size on disk.
             lines = text.split("\n")
-            sizes = None
+            sizes = map(len, lines)
         else:
             raw = body.split(b"\n")
             lines = [b.decode("utf-8", "replace") for b in raw]
-            sizes = [len(b) for b in raw]
+            sizes = map(len, raw)
         self._fold_lines(lines, sizes, delta)
         return delta
 
-    def _fold_lines(self, lines: list[str], sizes: list[int] | None, delta: Delta) -> None:
-        # The hot loop of a million-line start-up: the two commonest events are
-        # folded inline and everything else goes through ``_fold``.
+    def _fold_lines(self, lines: list[str], sizes: Iterable[int], delta: Delta) -> None:
+        # The hot loop of a million-line start-up: ``fold_event``'s two
+        # commonest cases are repeated inline, which saves a call per line.
         runs = self.runs
         changed = delta.runs
         scan = _scan
         offset = self.consumed
         lineno = self.lines
-        for i, line in enumerate(lines):
+        for line, size in zip(lines, sizes, strict=True):
             n = len(line)
             start = offset
-            offset += (n if sizes is None else sizes[i]) + 1
+            offset += size + 1
             lineno += 1
             try:
                 ev, end = scan(line, 0)
@@ -236,7 +262,7 @@ class TraceIndex:
                     continue
                 parsed = parse_line(line)
                 if isinstance(parsed, str):
-                    self._skip(lineno, parsed, delta)
+                    self._skip(lineno, parsed, line, delta)
                     continue
                 ev = parsed
                 wid = ev["workflowId"]
@@ -271,11 +297,28 @@ class TraceIndex:
         self.order_version += 1
         return run
 
-    def _skip(self, lineno: int, reason: str, delta: Delta) -> None:
+    def _skip(self, lineno: int, reason: str, line: str, delta: Delta) -> None:
         self.malformed_count += 1
         delta.malformed += 1
         if len(self.malformed) < MALFORMED_KEPT:
-            self.malformed.append(Malformed(lineno, reason))
+            text = line if len(line) <= SNIPPET else line[:SNIPPET] + "…"
+            self.malformed.append(Malformed(lineno, reason, text))
+
+    def fold_event(self, run: RunSummary, offset: int, ev: dict[str, Any]) -> None:
+        """Fold one parsed event, found at byte ``offset``, into ``run``."""
+        run.offsets.append(offset)
+        typ = ev["type"]
+        name = ev.get("stepName")
+        if typ == "step:complete" or typ == "step:skipped":
+            if type(name) is str:
+                run.done.add(name)
+                if run.seen is not None:
+                    run.seen.add(name)
+        elif typ == "step:start":
+            if run.seen is not None and type(name) is str:
+                run.seen.add(name)
+        else:
+            self._fold(run, ev, typ)
 
     def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
         # Flux numbers each run's events; a status event that reaches the file
@@ -321,6 +364,8 @@ class TraceIndex:
             run.status = "suspended"
             run.waiting_for = _text_or_none(ev.get("signal")) or _text_or_none(ev.get("stepName"))
         elif typ == "signal:received":
+            if type(name := ev.get("stepName")) is str:
+                run.done.add(name)
             if run.status == "suspended":
                 run.status = "running"
             run.waiting_for = None
