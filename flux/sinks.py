@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from .errors import FluxError
 from .trace import FluxTraceSink, TraceEvent
 
 __all__ = ["REDACTED", "CompositeTraceSink", "RedactingTraceSink"]
@@ -41,7 +42,7 @@ def _key_set(redact: Iterable[str] | str) -> frozenset[str]:
     keys = (redact,) if isinstance(redact, str) else tuple(redact)
     for key in keys:
         if not isinstance(key, str) or not key:
-            raise TypeError(f"redact: every key must be a non-empty string, got {key!r}")
+            raise FluxError(f"redact: every key must be a non-empty string, got {key!r}")
     return frozenset(key.casefold() for key in keys)
 
 
@@ -62,7 +63,7 @@ def _mask(value: Any, keys: frozenset[str], mask: str) -> Any:
         return value if out is None else out
     if isinstance(value, list):
         items = [_mask(item, keys, mask) for item in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 
@@ -77,7 +78,7 @@ class CompositeTraceSink:
     def __init__(self, *sinks: FluxTraceSink, redact: Iterable[str] | str = (), mask: str = REDACTED) -> None:
         for sink in sinks:
             if not callable(getattr(sink, "emit", None)):
-                raise TypeError(f"CompositeTraceSink: {sink!r} has no emit(event) method")
+                raise FluxError(f"CompositeTraceSink: {sink!r} has no emit(event) method")
         self.sinks: tuple[FluxTraceSink, ...] = sinks
         self.redact = _key_set(redact)
         self.mask = mask
@@ -99,8 +100,8 @@ class CompositeTraceSink:
         for index, sink in enumerate(self.sinks):
             try:
                 sink.emit(dict(base) if index else base)
-            except Exception:
-                self._report(index, sink, "emit")
+            except Exception as exc:
+                self._report(index, sink, "emit", exc)
 
     def flush(self) -> None:
         """Flush the sinks that buffer (such as `JsonFileTraceSink`): call it before a
@@ -110,8 +111,8 @@ class CompositeTraceSink:
             if callable(flush):
                 try:
                     flush()
-                except Exception:
-                    self._report(index, sink, "flush")
+                except Exception as exc:
+                    self._report(index, sink, "flush", exc)
 
     def close(self) -> None:
         with self._lock:
@@ -121,16 +122,22 @@ class CompositeTraceSink:
         for index, sink in enumerate(self.sinks):
             try:
                 sink.close()
-            except Exception:
-                self._report(index, sink, "close")
+            except Exception as exc:
+                self._report(index, sink, "close", exc)
 
-    def _report(self, index: int, sink: FluxTraceSink, what: str) -> None:
+    def _report(self, index: int, sink: FluxTraceSink, what: str, exc: Exception) -> None:
         # The first failure of a sink is logged with its traceback; later ones in one line,
         # so that a broken sink does not bury the application's log in tracebacks.
         with self._lock:
             first = index not in self._failed
             self._failed.add(index)
-        _log.error("flux: trace sink %r failed in %s(); the other sinks go on", sink, what, exc_info=first)
+        _log.error(
+            "flux: trace sink %r failed in %s(): %r; the other sinks go on",
+            sink,
+            what,
+            exc,
+            exc_info=exc if first else None,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(map(repr, self.sinks))}, redact={sorted(self.redact)})"
