@@ -205,7 +205,8 @@ def live(n: int = 200) -> None:
         trace = Path(tmp) / "trace.ndjson"
         trace.write_text("")
         with server(trace) as (url, _, _), chromium() as browser:
-            page = browser.new_page()
+            # The page's CSP forbids eval, which Playwright's wait_for_function uses.
+            page = browser.new_context(bypass_csp=True).new_page()
             page.goto(url + "/")
             page.evaluate(OBSERVER, ["tr[data-run-id]", "data-run-id"])
             rows = []

@@ -126,10 +126,13 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.hub = hub
         self.listening = asyncio.Event()
+        self.port = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # The port now: with --port 0 the system picked it.
+            self.port = self.servers[0].sockets[0].getsockname()[1]
             self.listening.set()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -155,9 +158,8 @@ async def _serve(server: _Server, host: str, open_browser: bool) -> None:
     await asyncio.wait({task, listening}, return_when=asyncio.FIRST_COMPLETED)
     listening.cancel()
     if server.started:
-        port = server.servers[0].sockets[0].getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
-        url = f"http://{shown}:{port}/"
+        url = f"http://{shown}:{server.port}/"
         print(f"flux dev: serving {url}", flush=True)
         if open_browser:
             webbrowser.open(url)

@@ -63,15 +63,15 @@ def server_command(trace: Path) -> list[str]:
 
 
 class Server:
-    def __init__(self, trace: Path) -> None:
-        self.trace = trace
+    def __init__(self, trace: Path, cwd: Path = ROOT) -> None:
+        self.trace = trace if trace.is_absolute() else cwd / trace
         self.proc = subprocess.Popen(
             server_command(trace),
-            cwd=ROOT,
+            cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
         )
         self.url = self._wait_for_url()
         self._wait_until_it_answers()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 from tests.viewer.conftest import Viewer
 from tests.viewer.factory import T0, RunWriter, completed_run, ndjson, saga_run
@@ -198,3 +199,22 @@ def test_an_unknown_run_is_a_404_page(viewer: Viewer) -> None:
     viewer.write(completed_run("R"))
     response = viewer.get("/runs/nope")
     assert response.status_code == 404 and "is not in the trace" in response.text
+
+
+def test_a_trace_written_by_the_engine_renders(viewer: Viewer) -> None:
+    # Written by flux's JsonFileTraceSink: retries, a skipped step, a saga, a signal.
+    sample = Path(__file__).parent / "fixtures" / "engine-sample.ndjson"
+    viewer.trace.parent.mkdir(parents=True)
+    viewer.trace.write_bytes(sample.read_bytes())
+    page = viewer.text("/")
+    assert "malformed" not in page
+    statuses = dict(re.findall(r'data-run-id="([^"]*)" data-status="([^"]*)"', page))
+    assert sorted(statuses.values()) == ["completed", "completed", "rolled_back"]
+    for run_id, status in statuses.items():
+        run_page = viewer.text(f"/runs/{run_id}")
+        assert f'data-status="{status}"' in run_page
+    order = next(rid for rid, status in statuses.items() if status == "completed" and rid != "A1")
+    assert viewer.text(f"/runs/{order}").count("bar outcome-retry") == 2
+    assert "gateway timeout &lt;b&gt;x&lt;/b&gt;" in viewer.text(f"/runs/{order}")
+    approval = viewer.text("/runs/A1")
+    assert 'class="bar wait' in approval and "approve" in approval
