@@ -3,6 +3,8 @@
 The public API is what this module exports; everything else is private.
 """
 
+from typing import TYPE_CHECKING
+
 from .backoff import Backoff
 from .builder import StepDefinition, Workflow, create_workflow
 from .context import StepExecution, WorkflowContext
@@ -27,6 +29,9 @@ from .signals import Flux, WaitRequest
 from .status import RunStatus, StepStatus
 from .storage import MemoryStorage, WorkflowStorage, open_storage
 from .trace import FluxTraceSink, JsonFileTraceSink, MemoryTraceSink, TraceEvent
+
+if TYPE_CHECKING:
+    from .storage.sqlite import SQLiteStorage
 
 __version__ = "0.1.0"
 

@@ -25,8 +25,8 @@ from .errors import (
     RunNotFoundError,
     RunStateError,
     StorageError,
-    WorkflowDefinitionError,
     WaitTimeoutError,
+    WorkflowDefinitionError,
     WorkflowVersionError,
 )
 from .logger import FluxLogger, StdlibLogger
@@ -96,6 +96,7 @@ class FluxEngine:
         self.lease_seconds = float(lease_seconds)
         self.host = socket.gethostname()
         self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        _LIVE_OWNERS.add(self.owner)
         self._executor: ThreadPoolExecutor | None = None
         self._active: dict[str, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -327,6 +328,7 @@ class FluxEngine:
         if self._closed:
             return
         self._closed = True
+        _LIVE_OWNERS.discard(self.owner)
         await self.storage.close()
         if self.trace is not None:
             self.trace.close()
@@ -410,6 +412,8 @@ class FluxEngine:
                 f"FluxEngine.{method}() was called inside a running event loop; "
                 f"use `await engine.{method.removesuffix('_sync')}(...)` there"
             )
+        if self._closed and method != "close_sync":
+            raise FluxError("this FluxEngine is closed")
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(make())
@@ -505,17 +509,15 @@ class FluxEngine:
         """The holder's owner id if it is a process of this host that no longer exists."""
         if lease is None or lease.host != self.host or lease.owner == self.owner:
             return None
-        if lease.pid == os.getpid():
-            return lease.owner  # an engine of this process that is gone
+        if lease.pid == os.getpid():  # an engine of this process: gone once closed
+            return None if lease.owner in _LIVE_OWNERS else lease.owner
         return None if _pid_alive(lease.pid) else lease.owner
 
     async def _claim(self, run: RunRecord, *, take_from: str | None = None, strict: bool = True) -> bool:
-        if not self.storage.durable:
-            if run.id in self._active:
-                if strict:
-                    raise RunStateError(f"run '{run.id}' ({run.name}) is being executed right now")
-                return False
-            return True
+        if run.id in self._active:  # this very engine drives it (its lease is re-entrant)
+            if strict:
+                raise RunStateError(f"run '{run.id}' ({run.name}) is being executed right now")
+            return False
         if take_from is None:
             take_from = self._dead_holder(run.lease)
         if await self.storage.acquire_lease(run.id, self._lease(), take_from=take_from):
@@ -528,11 +530,10 @@ class FluxEngine:
         return False
 
     async def _release(self, run_id: str) -> None:
-        if self.storage.durable:
-            try:
-                await self.storage.release_lease(run_id, self.owner)
-            except StorageError as exc:
-                self.logger.error(f"could not release the lease: {exc}", run=run_id)
+        try:
+            await self.storage.release_lease(run_id, self.owner)
+        except StorageError as exc:
+            self.logger.error(f"could not release the lease: {exc}", run=run_id)
 
     async def _wait_active(self, run_id: str) -> None:
         while (future := self._active.get(run_id)) is not None:
@@ -552,7 +553,7 @@ class FluxEngine:
             steps=[StepRecord(s.name, s.kind) for s in flow.steps],
             created_at=now,
             updated_at=now,
-            lease=self._lease() if self.storage.durable else None,
+            lease=self._lease(),
         )
         if not await self.storage.create_run(run):
             return None
@@ -711,6 +712,11 @@ class FluxEngine:
             completed_at=_utc(end),
             _steps=run.steps,
         )
+
+
+#: Owners of the engines of this process that are not closed: a lease held by one of them
+#: is alive even though its pid is ours.
+_LIVE_OWNERS: set[str] = set()
 
 
 def new_run_id() -> str:

@@ -56,13 +56,12 @@ class FluxConsoleLogger(StdlibLogger):
 
     def __init__(self, level: int = logging.INFO, stream: Any = None) -> None:
         super().__init__("flux")
-        self.logger.setLevel(level)
-        self.logger.propagate = False
-        if not any(getattr(h, "_flux_console", False) for h in self.logger.handlers):
-            handler = logging.StreamHandler(stream or sys.stderr)
-            handler.setFormatter(_ConsoleFormatter())
-            handler._flux_console = True  # type: ignore[attr-defined]
-            self.logger.addHandler(handler)
+        # Its own logger object (named "flux", not registered globally), so that two console
+        # loggers never share a stream and the application's "flux" logger stays as it is.
+        self.logger = logging.Logger("flux", level)
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(_ConsoleFormatter())
+        self.logger.addHandler(handler)
 
 
 class FluxSilentLogger:

@@ -31,6 +31,7 @@ S = StepStatus
 R = RunStatus
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 DONE = "done"
 SUSPENDED = "suspended"
 
@@ -88,8 +89,9 @@ class RunDriver:
             if s.status is S.COMPLETED and s.output_json is not None
         }
         self.outputs_view = MappingProxyType(self.outputs)
-        self.owner = engine.owner if engine.storage.durable else None
+        self.owner: str | None = engine.owner
         self.trace = engine.trace
+        self.reserved: list[int] = []
         self.emit_raw: Callable[[dict[str, Any], dict[str, str]], None] | None = getattr(
             self.trace, "emit_raw", None
         )
@@ -102,10 +104,14 @@ class RunDriver:
         if self.trace is None:
             return
         run = self.run
-        run.seq += 1
+        if self.reserved:
+            seq = self.reserved.pop(0)
+        else:
+            run.seq += 1
+            seq = run.seq
         event = {
             "v": 1,
-            "seq": run.seq,
+            "seq": seq,
             "type": kind,
             "timestamp": time.time() * 1000,
             "workflowId": run.id,
@@ -122,6 +128,14 @@ class RunDriver:
                 self.trace.emit(event)
         except Exception as exc:  # a sink never fails a run
             self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name)
+
+    def reserve(self, events: int) -> None:
+        """Number the events that will follow the run's last save before that save, so
+        that a later resume (in any process) goes on from the stored `seq`."""
+        if self.trace is not None:
+            for _ in range(events):
+                self.run.seq += 1
+                self.reserved.append(self.run.seq)
 
     async def save(self, *steps: int) -> None:
         self.run.updated_at = time.time()
@@ -271,7 +285,10 @@ class RunDriver:
                 await engine.call_hook("step_error", sdef.name, ctx or self.ctx(sdef.name, attempt), exc)
                 return exc
             duration = time.perf_counter() - started
-            self.data = ctx.data
+            # What later steps see is what a resumed run would read back from storage:
+            # tuples become lists, and so on, the same with every storage and after a crash.
+            self.data = ser.loads(data_json)
+            result = ser.loads(output_json) if type(result) not in _PLAIN else result
             self.outputs[sdef.name] = result
             rec.status = check_step(rec.status, S.COMPLETED)
             rec.output_json = output_json
@@ -280,6 +297,7 @@ class RunDriver:
             self.run.data_json = data_json
             if i == len(self.flow.steps) - 1:
                 self.mark_completed()  # the last step and the run's end: one write
+                self.reserve(2)  # step:complete, workflow:complete
             await self.save(i)
             if self.trace is not None:
                 self.emit(
@@ -316,19 +334,7 @@ class RunDriver:
             ctx = self.ctx(step, attempt)
             if hook:
                 await self.engine.call_hook("step_start", step, ctx)
-
-            async def guarded() -> Any:
-                try:
-                    return await fn(ctx)
-                except (TimeoutError, asyncio.TimeoutError) as exc:
-                    raise _HandlerRaised(exc) from exc
-
-            try:
-                return ctx, await asyncio.wait_for(guarded(), timeout)
-            except _HandlerRaised as wrapped:
-                raise wrapped.error from None
-            except (TimeoutError, asyncio.TimeoutError):
-                raise self.timeout_error(step, attempt, timeout) from None
+            return ctx, await self.awaited(fn(ctx), step, attempt, timeout, timeout)
         # A sync handler runs in a worker thread on its own copy of the data, so that an
         # abandoned attempt's late writes land nowhere.
         cancel = threading.Event()
@@ -337,6 +343,7 @@ class RunDriver:
             await self.engine.call_hook("step_start", step, ctx)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.engine.executor, fn, ctx)
+        started = time.monotonic()
         try:
             result = await asyncio.wait_for(future, timeout)
         except (TimeoutError, asyncio.TimeoutError):
@@ -344,9 +351,26 @@ class RunDriver:
                 cancel.set()
                 raise self.timeout_error(step, attempt, timeout) from None
             raise
-        if inspect.isawaitable(result):
-            result = await result
+        if inspect.isawaitable(result):  # a plain callable that returned a coroutine
+            left = timeout - (time.monotonic() - started)
+            result = await self.awaited(result, step, attempt, timeout, max(left, 0.0))
         return ctx, result
+
+    async def awaited(self, awaitable: Any, step: str, attempt: int, timeout: float, left: float) -> Any:
+        """Await under what is left of the timeout, telling the handler's own TimeoutError apart."""
+
+        async def guarded() -> Any:
+            try:
+                return await awaitable
+            except (TimeoutError, asyncio.TimeoutError) as exc:
+                raise _HandlerRaised(exc) from exc
+
+        try:
+            return await asyncio.wait_for(guarded(), left)
+        except _HandlerRaised as wrapped:
+            raise wrapped.error from None
+        except (TimeoutError, asyncio.TimeoutError):
+            raise self.timeout_error(step, attempt, timeout) from None
 
     def timeout_error(self, step: str, attempt: int, timeout: float) -> StepTimeoutError:
         return StepTimeoutError(
@@ -379,6 +403,7 @@ class RunDriver:
         rec.waiting_for = wait.signal
         self.set_status(R.SUSPENDED)
         self.run.waiting_for = wait.signal
+        self.reserve(1)
         await self.save(i)
         self.emit(
             "step:suspend",
@@ -404,6 +429,8 @@ class RunDriver:
         self.outputs[rec.name] = payload
         self.set_status(R.PENDING if enqueue else R.RUNNING)
         self.run.waiting_for = None
+        if enqueue:
+            self.reserve(1)
         await self.save(i)
         self.emit(
             "signal:received",
@@ -422,6 +449,7 @@ class RunDriver:
     async def complete(self) -> None:
         if self.run.status is not R.COMPLETED:  # else saved with the last step
             self.mark_completed()
+            self.reserve(1)
             await self.save()
         self.emit(
             "workflow:complete",
@@ -457,6 +485,7 @@ class RunDriver:
         if not todo:
             self.set_status(R.FAILED)
             run.completed_at = time.time()
+            self.reserve(1)  # workflow:error
             await self.save(i)
             await self.finish_error(exc)
             return
@@ -471,6 +500,7 @@ class RunDriver:
             ok = await self.compensate(j) and ok
         self.set_status(R.ROLLED_BACK if ok else R.ROLLBACK_FAILED)
         self.run.completed_at = time.time()
+        self.reserve(2)  # workflow:rollback_complete, workflow:error
         await self.save()
         self.emit("workflow:rollback_complete", {"status": self.run.status.value})
         await self.finish_error(exc)

@@ -2,8 +2,10 @@
 
 JSON types pass through as they are. `bytes`, `datetime`, `date`, `Decimal` and `UUID`
 become `{"__flux_type__": <tag>, "value": <str>}`; dataclasses and pydantic models carry
-their import path so that they are rebuilt on load. Nothing is ever unpickled: decoding
-only imports a class named in the data and only accepts a dataclass or pydantic model.
+their import path so that they are rebuilt on load. Nothing is ever unpickled, and
+decoding imports nothing: a class is rebuilt only from a module the process has already
+imported (the workflow's own), and only if it is a dataclass or a pydantic model. A user's
+dict that happens to hold the tag key is stored as a list of pairs, so it reads back as it was.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import importlib
 import json
 import math
+import sys
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -38,10 +40,10 @@ def _default(value: Any) -> Any:
     cls = type(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return {TAG: "dataclass", "class": _class_path(cls), "value": fields}
+        return {TAG: "dataclass", "class": _class_path(cls), "value": _escape(fields)}
     dump = getattr(value, "model_dump", None)
     if dump is not None and hasattr(cls, "model_validate"):
-        return {TAG: "pydantic", "class": _class_path(cls), "value": dump(mode="python")}
+        return {TAG: "pydantic", "class": _class_path(cls), "value": _escape(dump(mode="python"))}
     raise TypeError(cls.__name__)
 
 
@@ -52,14 +54,39 @@ def _class_path(cls: type) -> str:
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
 
 
+def _escape(value: Any) -> Any:
+    """`value` with every dict that holds the tag key turned into a tagged list of pairs."""
+    if isinstance(value, dict):
+        items = {k: _escape(v) for k, v in value.items()}
+        if TAG in value:
+            return {TAG: "dict", "items": [[k, v] for k, v in items.items()]}
+        return items
+    if isinstance(value, (list, tuple)):
+        return [_escape(v) for v in value]
+    return value
+
+
 def dumps(value: Any, *, path: str, step: str | None = None) -> str:
     """Encode `value`; on failure raise `SerializationError` naming the path and step."""
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
+        # The tag key in the text is usually a value of ours; if a user's dict holds it, escape.
+        return _encoder.encode(_escape(value)) if _QUOTED_TAG in text and _holds_tag(value) else text
     except (TypeError, ValueError, RecursionError) as exc:
         bad, why = find_unserialisable(value, path)
         where = f" in step '{step}'" if step else ""
         raise SerializationError(f"cannot serialise {bad}{where}: {why}", path=bad, step=step) from exc
+
+
+_QUOTED_TAG = f'"{TAG}"'
+
+
+def _holds_tag(value: Any) -> bool:
+    if isinstance(value, dict):
+        return TAG in value or any(_holds_tag(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_tag(v) for v in value)
+    return False
 
 
 def loads(text: str) -> Any:
@@ -83,17 +110,21 @@ def _object_hook(obj: dict[str, Any]) -> Any:
         return base64.b64decode(raw)
     if tag in ("dataclass", "pydantic"):
         return _rebuild(tag, str(obj.get("class", "")), raw)
+    if tag == "dict":
+        return {k: v for k, v in obj.get("items", ())}
     return obj
 
 
 def _rebuild(tag: str, path: str, fields: Any) -> Any:
     """Rebuild a dataclass or model; if its class is gone, keep the plain dict."""
     module_name, _, qualname = path.partition(":")
+    target: Any = sys.modules.get(module_name)
+    if target is None:
+        return fields
     try:
-        target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             target = getattr(target, part)
-    except (ImportError, AttributeError, ValueError):
+    except AttributeError:
         return fields
     if tag == "dataclass" and dataclasses.is_dataclass(target) and isinstance(target, type):
         return target(**fields)

@@ -47,9 +47,7 @@ def validate_input(tp: Any, value: Any, workflow: str) -> Any:
     if problem is not None:
         field, why = problem
         raise InputValidationError(f"workflow '{workflow}': invalid input at {field}: {why}", field=field)
-    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
-        return _build_dataclass(tp, value)
-    return value
+    return _convert(value, tp)
 
 
 def _validate_pydantic(tp: Any, value: Any, workflow: str) -> Any:
@@ -62,24 +60,43 @@ def _validate_pydantic(tp: Any, value: Any, workflow: str) -> Any:
         if not callable(errors):
             raise
         first = errors()[0]
-        field = ".".join(["input", *(str(part) for part in first.get("loc", ()))])
+        field = "input" + "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in first.get("loc", ())
+        )
         raise InputValidationError(
             f"workflow '{workflow}': invalid input at {field}: {first.get('msg')}",
             field=field,
         ) from None
 
 
-def _build_dataclass(tp: Any, value: Mapping[str, Any]) -> Any:
-    hints = typing.get_type_hints(tp)
-    kwargs = {}
-    for f in dataclasses.fields(tp):
-        if f.name in value:
-            item = value[f.name]
-            inner = hints.get(f.name)
-            if dataclasses.is_dataclass(inner) and isinstance(item, Mapping):
-                item = _build_dataclass(inner, item)
-            kwargs[f.name] = item
-    return tp(**kwargs)
+def _convert(value: Any, tp: Any) -> Any:
+    """Build the dataclasses that a checked `value` holds as mappings, at any depth."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _convert(value, args[0])
+    if origin is Union or (hasattr(types, "UnionType") and isinstance(tp, types.UnionType)):
+        for arg in args:
+            if _check(value, arg, "") is None:
+                return _convert(value, arg)
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            return value
+        hints = typing.get_type_hints(tp)
+        return tp(**{k: _convert(v, hints.get(k, Any)) for k, v in value.items()})
+    if is_typeddict(tp) and isinstance(value, Mapping):
+        hints = typing.get_type_hints(tp)
+        return {k: _convert(v, hints.get(k, Any)) for k, v in value.items()}
+    if origin in (list, set, frozenset) and args and isinstance(value, (list, tuple, set, frozenset)):
+        return origin(_convert(v, args[0]) for v in value)
+    if origin is tuple and args and isinstance(value, (list, tuple)):
+        if args[-1] is Ellipsis:
+            return tuple(_convert(v, args[0]) for v in value)
+        return tuple(_convert(v, t) for v, t in zip(value, args, strict=False))
+    if origin in (dict, Mapping, typing.Mapping) and len(args) == 2 and isinstance(value, Mapping):
+        return {k: _convert(v, args[1]) for k, v in value.items()}
+    return value
 
 
 def _describe(value: Any) -> str:

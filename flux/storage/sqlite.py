@@ -466,7 +466,8 @@ class SQLiteStorage:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? WHERE id=?",
+                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "
+                "WHERE id=?",
                 (lease.owner, lease.host, lease.pid, lease.expires_at, row[0]),
             )
             run = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (row[0],)).fetchone()

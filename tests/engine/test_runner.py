@@ -335,8 +335,10 @@ def test_the_engine_default_timeout_applies(make_engine: EngineFactory) -> None:
     assert asyncio.run(main()).error_type == "StepTimeoutError"
 
 
-def test_a_sync_handler_does_not_block_the_event_loop(memory_engine: FluxEngine) -> None:
-    """A sync handler runs in a worker thread, so other coroutines go on meanwhile."""
+def test_a_sync_handler_with_a_timeout_does_not_block_the_event_loop(memory_engine: FluxEngine) -> None:
+    """A sync handler with a timeout runs in a worker thread, so other coroutines go on
+    meanwhile. (Without a timeout it runs inline: a thread hop costs more than a trivial
+    step; the README says so.)"""
     seen: list[bool] = []
 
     async def main() -> Any:
@@ -348,7 +350,7 @@ def test_a_sync_handler_does_not_block_the_event_loop(memory_engine: FluxEngine)
         async def other() -> None:
             loop_ran.set()
 
-        flow = create_workflow("t").step("blocking", blocking)
+        flow = create_workflow("t").step("blocking", blocking, timeout=10.0)
         result, _ = await asyncio.gather(memory_engine.execute(flow), other())
         return result
 
