@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterator
 
 import pytest
+from starlette.exceptions import StarletteDeprecationWarning
 
 from flux import Backoff
+
+with warnings.catch_warnings():
+    # Starlette 1.x warns at import when its test client finds httpx rather than httpx2;
+    # that concerns the test client's transport, not the code under test.
+    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning, message=".*httpx2.*")
+    from starlette.testclient import TestClient
+
+__all__ = ["FAST", "Records", "TestClient"]
 
 #: Retries with no wait, so that retry tests take no time.
 FAST = Backoff(initial=0, jitter=0)
