@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.examples.helpers import arun
 from viewer.demo import EXAMPLES, examples_dir, run_demo
 
 
@@ -83,10 +84,8 @@ def test_demo_skips_an_example_whose_package_is_missing(
 
 
 def test_demo_runs_from_inside_an_event_loop(tmp_path: Path) -> None:
-    import asyncio
-
     async def caller() -> None:
         run_demo(tmp_path / "trace.ndjson")
 
-    asyncio.run(caller())
+    arun(caller())
     assert any(e["type"] == "step:suspend" for e in read(tmp_path / "trace.ndjson"))
