@@ -127,9 +127,19 @@ class _Server(uvicorn.Server):
         self.hub = hub
         self.listening = asyncio.Event()
         self.port = 0
+        self.exit_code = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except SystemExit as exc:
+            # uvicorn exits this way when it cannot bind, after logging why;
+            # raised inside a task, it would also print a traceback.
+            self.exit_code = exc.code if isinstance(exc.code, int) else 1
+            self.should_exit = True
+            if not self.lifespan.should_exit:
+                await self.lifespan.shutdown()
+            return
         if self.started:
             # The port now: with --port 0 the system picked it.
             self.port = self.servers[0].sockets[0].getsockname()[1]
@@ -202,6 +212,6 @@ def run(
         asyncio.run(_serve(server, host, open_browser))
     except KeyboardInterrupt:
         return 0
-    except SystemExit as exc:  # uvicorn exits this way when it cannot bind
-        return exc.code if isinstance(exc.code, int) else 1
+    if server.exit_code:
+        return server.exit_code
     return 0 if server.started else 1
