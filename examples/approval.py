@@ -123,8 +123,9 @@ def request_approval(ctx: WorkflowContext[ExpenseClaim]) -> dict[str, Any] | Wai
     claim = ctx.input
     if claim["amount"] <= AUTO_APPROVE_LIMIT:
         return {"approved": True, "by": "policy", "note": f"under {AUTO_APPROVE_LIMIT}"}
-    inbox.ask(claim["manager"], ctx.id,
-              f"{claim['employee']} claims {claim['amount']} for {claim['description']}")
+    inbox.ask(
+        claim["manager"], ctx.id, f"{claim['employee']} claims {claim['amount']} for {claim['description']}"
+    )
     ctx.data["asked"] = claim["manager"]
     return Flux.wait("approval")  # the signal's payload becomes this step's output
 
@@ -158,8 +159,13 @@ approval_flow = (
 
 
 def _claim(claim_id: str, employee: str, amount: str, description: str) -> ExpenseClaim:
-    return ExpenseClaim(claim_id=claim_id, employee=employee, manager="maria@example.com",
-                        amount=Decimal(amount), description=description)
+    return ExpenseClaim(
+        claim_id=claim_id,
+        employee=employee,
+        manager="maria@example.com",
+        amount=Decimal(amount),
+        description=description,
+    )
 
 
 async def run(engine: FluxEngine) -> list[FluxResult]:
@@ -169,13 +175,15 @@ async def run(engine: FluxEngine) -> list[FluxResult]:
     reset_services()
     tag = uuid.uuid4().hex[:6]
     first = await engine.execute(
-        approval_flow, _claim("EXP-1", "ada", "420.00", "conference ticket"), id=f"EXP-1-{tag}")
-    approved = await engine.signal(approval_flow, first.id, "approval",
-                                   {"approved": True, "by": "maria@example.com"})
-    small = await engine.execute(
-        approval_flow, _claim("EXP-2", "alan", "35.50", "taxi"), id=f"EXP-2-{tag}")
+        approval_flow, _claim("EXP-1", "ada", "420.00", "conference ticket"), id=f"EXP-1-{tag}"
+    )
+    approved = await engine.signal(
+        approval_flow, first.id, "approval", {"approved": True, "by": "maria@example.com"}
+    )
+    small = await engine.execute(approval_flow, _claim("EXP-2", "alan", "35.50", "taxi"), id=f"EXP-2-{tag}")
     waiting = await engine.execute(
-        approval_flow, _claim("EXP-3", "grace", "1250.00", "new laptop"), id=f"EXP-3-{tag}")
+        approval_flow, _claim("EXP-3", "grace", "1250.00", "new laptop"), id=f"EXP-3-{tag}"
+    )
     return [first, approved, small, waiting]
 
 

@@ -128,11 +128,9 @@ def escalate(ctx: WorkflowContext[SupportEvent]) -> dict[str, str]:
 
 
 def record(ctx: WorkflowContext[SupportEvent]) -> dict[str, str]:
-    handled_by = [s.name for s in ctx.history
-                  if s.status is StepStatus.COMPLETED and s.name != "classify"]
+    handled_by = [s.name for s in ctx.history if s.status is StepStatus.COMPLETED and s.name != "classify"]
     helpdesk.audit.append((ctx.input["event_id"], ctx.data["route"]))
-    return {"event_id": ctx.input["event_id"], "route": ctx.data["route"],
-            "handled_by": ",".join(handled_by)}
+    return {"event_id": ctx.input["event_id"], "route": ctx.data["route"], "handled_by": ",".join(handled_by)}
 
 
 routing_flow = (
@@ -158,8 +156,7 @@ async def run(engine: FluxEngine) -> list[FluxResult]:
     """One event per route: each run shows the two other branches skipped."""
     reset_services()
     tag = uuid.uuid4().hex[:6]
-    return [await engine.execute(routing_flow, event, id=f"{event['event_id']}-{tag}")
-            for event in EVENTS]
+    return [await engine.execute(routing_flow, event, id=f"{event['event_id']}-{tag}") for event in EVENTS]
 
 
 # ---------------------------------------------------------------- running it

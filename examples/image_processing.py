@@ -135,14 +135,12 @@ def make_photo(path: Path, width: int, height: int) -> None:
     img = Image.merge("RGB", (red, green, Image.new("L", (width, height), 200)))
     draw = ImageDraw.Draw(img)
     r = min(width, height) // 8
-    draw.ellipse((width // 2 - r, height // 3 - r, width // 2 + r, height // 3 + r),
-                 fill=(250, 200, 60))
+    draw.ellipse((width // 2 - r, height // 3 - r, width // 2 + r, height // 3 + r), fill=(250, 200, 60))
     draw.rectangle((0, height * 2 // 3, width, height), fill=(40, 110, 60))
     img.save(path, format="PNG")
 
 
-async def run(engine: FluxEngine, *, upload_dir: str | os.PathLike[str] | None = None
-              ) -> list[FluxResult]:
+async def run(engine: FluxEngine, *, upload_dir: str | os.PathLike[str] | None = None) -> list[FluxResult]:
     """A photo becomes a thumbnail in `upload_dir`; a too-large panorama is rejected."""
     uploads = str(upload_dir if upload_dir is not None else UPLOAD_DIR)
     tag = uuid.uuid4().hex[:6]
@@ -154,8 +152,7 @@ async def run(engine: FluxEngine, *, upload_dir: str | os.PathLike[str] | None =
         make_photo(photo, 1600, 1000)
         Image.new("RGB", (3000, 2000), (30, 60, 90)).save(panorama, format="PNG")
         for source, run_id in ((photo, f"IMG-sunset-{tag}"), (panorama, f"IMG-panorama-{tag}")):
-            job = ImageJob(source=str(source), staging_dir=str(work / "staging"),
-                           upload_dir=uploads)
+            job = ImageJob(source=str(source), staging_dir=str(work / "staging"), upload_dir=uploads)
             results.append(await engine.execute(image_flow, job, id=run_id))
     return results
 

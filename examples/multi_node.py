@@ -136,8 +136,11 @@ async def post_slack(ctx: WorkflowContext[Alert]) -> dict[str, Any]:
 
 
 async def call_webhook(ctx: WorkflowContext[Alert]) -> dict[str, Any]:
-    payload = {"title": ctx.input["title"], "severity": ctx.input["severity"],
-               "already_notified": sorted(ctx.data["deliveries"])}
+    payload = {
+        "title": ctx.input["title"],
+        "severity": ctx.input["severity"],
+        "already_notified": sorted(ctx.data["deliveries"]),
+    }
     status = await webhook.post(ctx.input["webhook_url"], payload, ctx.idempotency_key)
     receipt = {"status": status, "url": ctx.input["webhook_url"]}
     ctx.data["deliveries"]["webhook"] = receipt
@@ -153,8 +156,7 @@ notify_flow = (
     create_workflow("multi-node-notify", Alert)
     .step("compose", compose, retries=0)
     .step("email", send_email, retries=2, timeout=5.0, backoff=FAST)
-    .step("slack", post_slack, retries=3, timeout=5.0, backoff=FAST,
-          retry_on=(ConnectionError, TimeoutError))
+    .step("slack", post_slack, retries=3, timeout=5.0, backoff=FAST, retry_on=(ConnectionError, TimeoutError))
     .step("webhook", call_webhook, retries=2, timeout=5.0, backoff=FAST)
     .step("summary", summary, retries=0)
 )

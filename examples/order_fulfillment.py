@@ -88,9 +88,7 @@ class PaymentGateway:
         await asyncio.sleep(0)  # a network call
         self.calls += 1
         if self.calls <= self.flaky_calls:
-            raise GatewayUnavailable(
-                f"payment gateway: 503 Service Unavailable (call {self.calls})"
-            )
+            raise GatewayUnavailable(f"payment gateway: 503 Service Unavailable (call {self.calls})")
         if idempotency_key not in self.charges:
             charge_id = f"ch_{len(self.charges) + 1:04d}"
             self.charges[idempotency_key] = (charge_id, amount)
@@ -205,8 +203,13 @@ order_flow = (
 
 
 def _order(order_id: str, sku: str, quantity: int, price: str) -> OrderInput:
-    return OrderInput(order_id=order_id, customer_email="ada@example.com", sku=sku,
-                      quantity=quantity, unit_price=Decimal(price))
+    return OrderInput(
+        order_id=order_id,
+        customer_email="ada@example.com",
+        sku=sku,
+        quantity=quantity,
+        unit_price=Decimal(price),
+    )
 
 
 async def run(engine: FluxEngine) -> list[FluxResult]:
@@ -256,8 +259,7 @@ async def _main() -> None:
             show(result)
     finally:
         await engine.close()
-    print(f"gateway: {gateway.calls} calls, {len(gateway.charges)} charges, "
-          f"refunds {gateway.refunds}")
+    print(f"gateway: {gateway.calls} calls, {len(gateway.charges)} charges, refunds {gateway.refunds}")
     print(f"stock left: {inventory.stock}")
     print(f"trace: {TRACE_PATH}")
 

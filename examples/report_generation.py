@@ -66,8 +66,12 @@ class ReportRequest(TypedDict):
 class SalesDatabase:
     """A fixed set of sales rows per region: the same answer every time."""
 
-    PRODUCTS = (("KB-42", "Keyboard", "49.90"), ("MOUSE-7", "Mouse", "19.99"),
-                ("HUB-3", "USB hub", "24.50"), ("CAB-1", "Cable", "4.95"))
+    PRODUCTS = (
+        ("KB-42", "Keyboard", "49.90"),
+        ("MOUSE-7", "Mouse", "19.99"),
+        ("HUB-3", "USB hub", "24.50"),
+        ("CAB-1", "Cable", "4.95"),
+    )
 
     def __init__(self) -> None:
         self.queries = 0
@@ -81,12 +85,14 @@ class SalesDatabase:
         rows = []
         for n in range(12):
             sku, _, price = self.PRODUCTS[(n * seed) % len(self.PRODUCTS)]
-            rows.append({
-                "order": f"{region.upper()}-{month}-{n + 1:03d}",
-                "sku": sku,
-                "quantity": 1 + (n * seed) % 5,
-                "unit_price": Decimal(price),
-            })
+            rows.append(
+                {
+                    "order": f"{region.upper()}-{month}-{n + 1:03d}",
+                    "sku": sku,
+                    "quantity": 1 + (n * seed) % 5,
+                    "unit_price": Decimal(price),
+                }
+            )
         return rows
 
 
@@ -146,8 +152,7 @@ def render(ctx: WorkflowContext[ReportRequest]) -> dict[str, str]:
             writer.writerow([sku, units[sku], f"{revenue:.2f}"])
         writer.writerow(["TOTAL", sum(units.values()), f"{grand_total:.2f}"])
     lines = [f"Sales report {req['region'].upper()} {req['month']}", ""]
-    lines += [f"  {sku:<8} {units[sku]:>4} units  {revenue:>10.2f}"
-              for sku, revenue in totals.items()]
+    lines += [f"  {sku:<8} {units[sku]:>4} units  {revenue:>10.2f}" for sku, revenue in totals.items()]
     lines += ["", f"  {'TOTAL':<8} {sum(units.values()):>4} units  {grand_total:>10.2f}"]
     txt_path = folder / f"{stem}.txt"
     txt_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -156,8 +161,10 @@ def render(ctx: WorkflowContext[ReportRequest]) -> dict[str, str]:
 
 def notify(ctx: WorkflowContext[ReportRequest]) -> dict[str, str]:
     req = ctx.input
-    text = (f"Sales {req['region'].upper()} {req['month']}: {ctx.data['grand_total']:.2f} EUR "
-            f"-> {ctx.outputs['render']['csv']}")
+    text = (
+        f"Sales {req['region'].upper()} {req['month']}: {ctx.data['grand_total']:.2f} EUR "
+        f"-> {ctx.outputs['render']['csv']}"
+    )
     return {"post": team.post(req["channel"], text), "text": text}
 
 
@@ -173,16 +180,14 @@ report_flow = (
 # ---------------------------------------------------------------- the scenario
 
 
-async def run(engine: FluxEngine, *, report_dir: str | os.PathLike[str] | None = None
-              ) -> list[FluxResult]:
+async def run(engine: FluxEngine, *, report_dir: str | os.PathLike[str] | None = None) -> list[FluxResult]:
     """Reports for two regions, and one for a region that does not exist (failed)."""
     reset_services()
     folder = str(report_dir if report_dir is not None else REPORT_DIR)
     tag = uuid.uuid4().hex[:6]
     results = []
     for region in ("emea", "apac", "atlantis"):
-        request = ReportRequest(region=region, month="2026-10", report_dir=folder,
-                                channel="#sales")
+        request = ReportRequest(region=region, month="2026-10", report_dir=folder, channel="#sales")
         results.append(await engine.execute(report_flow, request, id=f"RPT-{region}-{tag}"))
     return results
 

@@ -110,8 +110,10 @@ def load_customer(ctx: WorkflowContext[InvoiceJob]) -> dict[str, str]:
 def render_invoice(ctx: WorkflowContext[InvoiceJob]) -> dict[str, Any]:
     calls["render_invoice"] += 1
     job = ctx.input
-    document = f"INVOICE {job['invoice_id']}\nTo: {ctx.outputs['load_customer']['name']}\n" \
-               f"Amount due: {job['amount']:.2f} EUR\n"
+    document = (
+        f"INVOICE {job['invoice_id']}\nTo: {ctx.outputs['load_customer']['name']}\n"
+        f"Amount due: {job['amount']:.2f} EUR\n"
+    )
     ctx.data["document"] = f"{job['invoice_id']}.txt"
     return {"document": ctx.data["document"], "bytes": len(document.encode())}
 
@@ -119,8 +121,7 @@ def render_invoice(ctx: WorkflowContext[InvoiceJob]) -> dict[str, Any]:
 def send_invoice(ctx: WorkflowContext[InvoiceJob]) -> dict[str, str]:
     calls["send_invoice"] += 1
     ctx.data["send_attempts"] = ctx.data.get("send_attempts", 0) + 1  # discarded on failure
-    message_id = mail.send(ctx.idempotency_key, ctx.data["email"],
-                           f"Invoice {ctx.input['invoice_id']}")
+    message_id = mail.send(ctx.idempotency_key, ctx.data["email"], f"Invoice {ctx.input['invoice_id']}")
     return {"message_id": message_id, "idempotency_key": ctx.idempotency_key}
 
 

@@ -113,8 +113,7 @@ class CardProcessor:
 
 
 airline = Provider("airline", {"*": Decimal("189.00")}, set())
-hotels = Provider("hotel", {"*": Decimal("95.00"), "Hotel Gellert": Decimal("140.00")},
-                  {"Hotel Gellert"})
+hotels = Provider("hotel", {"*": Decimal("95.00"), "Hotel Gellert": Decimal("140.00")}, {"Hotel Gellert"})
 cars = Provider("car", {"*": Decimal("39.50")}, set())
 cards = CardProcessor()
 
@@ -125,8 +124,7 @@ undo_log: list[tuple[str, str]] = []
 def reset_services() -> None:
     global airline, hotels, cars, cards
     airline = Provider("airline", {"*": Decimal("189.00")}, set())
-    hotels = Provider("hotel", {"*": Decimal("95.00"), "Hotel Gellert": Decimal("140.00")},
-                      {"Hotel Gellert"})
+    hotels = Provider("hotel", {"*": Decimal("95.00"), "Hotel Gellert": Decimal("140.00")}, {"Hotel Gellert"})
     cars = Provider("car", {"*": Decimal("39.50")}, set())
     cards = CardProcessor()
     undo_log.clear()
@@ -160,8 +158,7 @@ def book_hotel(ctx: WorkflowContext[TripRequest]) -> dict[str, Any]:
     trip = ctx.input
     ref, price = hotels.book(ctx.idempotency_key, trip.hotel)
     _add_cost(ctx, price * trip.nights)
-    return {"booking": ref, "hotel": trip.hotel, "nights": trip.nights,
-            "price": price * trip.nights}
+    return {"booking": ref, "hotel": trip.hotel, "nights": trip.nights, "price": price * trip.nights}
 
 
 def cancel_hotel(ctx: WorkflowContext[TripRequest]) -> None:
@@ -204,14 +201,11 @@ async def run(engine: FluxEngine) -> list[FluxResult]:
     reset_services()
     tag = uuid.uuid4().hex[:6]
     trips = {
-        "TRIP-lisbon": TripRequest("Ada Lovelace", "LHR", "LIS", "Hotel Avenida", 3,
-                                   "4242-4242-4242-4242"),
+        "TRIP-lisbon": TripRequest("Ada Lovelace", "LHR", "LIS", "Hotel Avenida", 3, "4242-4242-4242-4242"),
         "TRIP-rome": TripRequest("Alan Turing", "MAN", "FCO", "Hotel Artemide", 2, DECLINED_CARD),
-        "TRIP-budapest": TripRequest("Grace Hopper", "JFK", "BUD", "Hotel Gellert", 4,
-                                     DECLINED_CARD),
+        "TRIP-budapest": TripRequest("Grace Hopper", "JFK", "BUD", "Hotel Gellert", 4, DECLINED_CARD),
     }
-    return [await engine.execute(travel_flow, trip, id=f"{name}-{tag}")
-            for name, trip in trips.items()]
+    return [await engine.execute(travel_flow, trip, id=f"{name}-{tag}") for name, trip in trips.items()]
 
 
 # ---------------------------------------------------------------- running it

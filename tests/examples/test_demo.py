@@ -17,16 +17,23 @@ def read(trace: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines() if line]
 
 
-def test_demo_writes_every_feature_into_the_trace(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = tmp_path / "flux" / "trace.ndjson"
     run_demo(trace)
     events = read(trace)
     types = Counter(e["type"] for e in events)
-    for kind in ("step:retry", "step:skipped", "workflow:rollback_start", "step:compensate",
-                 "workflow:rollback_complete", "step:suspend", "signal:received",
-                 "workflow:resume", "workflow:complete", "workflow:error"):
+    for kind in (
+        "step:retry",
+        "step:skipped",
+        "workflow:rollback_start",
+        "step:compensate",
+        "workflow:rollback_complete",
+        "step:suspend",
+        "signal:received",
+        "workflow:resume",
+        "workflow:complete",
+        "workflow:error",
+    ):
         assert types[kind] >= 1, f"no {kind} in the demo trace: {types}"
     ends = Counter(e["status"] for e in events if e["type"] == "workflow:rollback_complete")
     assert ends["rolled_back"] >= 1
@@ -41,8 +48,15 @@ def test_demo_writes_every_feature_into_the_trace(
     assert signalled & completed
 
     names = {e["workflowName"] for e in events}
-    expected = {"order-fulfillment", "event-routing", "multi-node-notify", "report-generation",
-                "travel-booking", "invoice-delivery", "expense-approval"}
+    expected = {
+        "order-fulfillment",
+        "event-routing",
+        "multi-node-notify",
+        "report-generation",
+        "travel-booking",
+        "invoice-delivery",
+        "expense-approval",
+    }
     if importlib.util.find_spec("PIL") is not None:
         expected.add("image-processing")
     assert names == expected

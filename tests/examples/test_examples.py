@@ -101,28 +101,43 @@ class Script:
 
 def run_script(name: str, folder: Path, *args: str) -> Script:
     env = dict(os.environ)
-    env.update({
-        "FLUX_TRACE": str(folder / "trace.ndjson"),
-        "FLUX_UPLOADS": str(folder / "uploads"),
-        "FLUX_REPORTS": str(folder / "reports"),
-        "FLUX_DB": str(folder / "flux.db"),
-        # The checkout's flux, even if another version is installed.
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-        "PYTHONIOENCODING": "utf-8",
-    })
+    env.update(
+        {
+            "FLUX_TRACE": str(folder / "trace.ndjson"),
+            "FLUX_UPLOADS": str(folder / "uploads"),
+            "FLUX_REPORTS": str(folder / "reports"),
+            "FLUX_DB": str(folder / "flux.db"),
+            # The checkout's flux, even if another version is installed.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            "PYTHONIOENCODING": "utf-8",
+        }
+    )
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
-        cwd=folder, env=env, capture_output=True, text=True, encoding="utf-8", timeout=120,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
         check=False,
     )
     return Script(proc, folder)
 
 
 def test_every_example_is_covered() -> None:
-    assert NAMES == sorted([
-        "approval", "event_routing", "image_processing", "multi_node", "order_fulfillment",
-        "report_generation", "retry_failed_step", "travel_booking",
-    ])
+    assert NAMES == sorted(
+        [
+            "approval",
+            "event_routing",
+            "image_processing",
+            "multi_node",
+            "order_fulfillment",
+            "report_generation",
+            "retry_failed_step",
+            "travel_booking",
+        ]
+    )
 
 
 # ---------------------------------------------------------------- as scripts
@@ -130,10 +145,20 @@ def test_every_example_is_covered() -> None:
 #: name -> (lines the output must contain, event types the trace must contain)
 SCRIPTS: dict[str, tuple[list[str], set[str]]] = {
     "order_fulfillment": (
-        ["payment    completed (3 attempts)", ": rolled_back", ": failed",
-         "out of stock: 3 x MOUSE-7 asked, 1 left", "gateway: 4 calls, 2 charges, refunds ['ch_0002']"],
-        {"step:retry", "step:compensate", "workflow:rollback_complete", "workflow:complete",
-         "workflow:error"},
+        [
+            "payment    completed (3 attempts)",
+            ": rolled_back",
+            ": failed",
+            "out of stock: 3 x MOUSE-7 asked, 1 left",
+            "gateway: 4 calls, 2 charges, refunds ['ch_0002']",
+        ],
+        {
+            "step:retry",
+            "step:compensate",
+            "workflow:rollback_complete",
+            "workflow:complete",
+            "workflow:error",
+        },
     ),
     "image_processing": (
         ["uploaded: ", "over the limit of 4,000,000"],
@@ -153,16 +178,23 @@ SCRIPTS: dict[str, tuple[list[str], set[str]]] = {
     ),
     "travel_booking": (
         [": rolled_back", ": rollback_failed", "hotel    compensation_failed"],
-        {"step:compensate", "step:compensate_error", "workflow:rollback_start",
-         "workflow:rollback_complete", "workflow:error"},
+        {
+            "step:compensate",
+            "step:compensate_error",
+            "workflow:rollback_start",
+            "workflow:rollback_complete",
+            "workflow:error",
+        },
     ),
     "approval": (
         ["(waiting for 'approval')", "python examples/approval.py approve EXP-3-"],
         {"step:suspend", "signal:received", "workflow:complete"},
     ),
     "retry_failed_step": (
-        ["send_invoice    failed (3 attempts)",
-         "handler calls: load_customer=1, render_invoice=1, send_invoice=4, archive=1"],
+        [
+            "send_invoice    failed (3 attempts)",
+            "handler calls: load_customer=1, render_invoice=1, send_invoice=4, archive=1",
+        ],
         {"step:retry", "step:error", "workflow:error", "workflow:resume", "workflow:complete"},
     ),
 }
@@ -259,8 +291,11 @@ def test_travel_booking_script_compensates_in_reverse(tmp_path: Path) -> None:
     failed = [e for e in script.trace if e["type"] == "step:compensate_error"]
     assert [e["stepName"] for e in failed] == ["hotel", "hotel"]
     assert failed[-1]["status"] == "compensation_failed"
-    ends = {e["workflowId"].split("-")[1]: e["status"] for e in script.trace
-            if e["type"] == "workflow:rollback_complete"}
+    ends = {
+        e["workflowId"].split("-")[1]: e["status"]
+        for e in script.trace
+        if e["type"] == "workflow:rollback_complete"
+    }
     assert ends == {"rome": "rolled_back", "budapest": "rollback_failed"}
 
 
@@ -314,11 +349,19 @@ def test_order_fulfillment_in_process() -> None:
     assert [e["attempt"] for e in events_of(events, ok.id, "step:retry")] == [1, 2]
     assert invalid.error_type == "FatalError"
     assert invalid.failed_step == "validate"
-    assert steps(invalid) == {"validate": "failed", "payment": "pending", "deduct": "pending",
-                              "confirm": "pending"}
+    assert steps(invalid) == {
+        "validate": "failed",
+        "payment": "pending",
+        "deduct": "pending",
+        "confirm": "pending",
+    }
     assert not events_of(events, invalid.id, "step:retry")  # a FatalError is not retried
-    assert steps(no_stock) == {"validate": "completed", "payment": "compensated",
-                               "deduct": "failed", "confirm": "pending"}
+    assert steps(no_stock) == {
+        "validate": "completed",
+        "payment": "compensated",
+        "deduct": "failed",
+        "confirm": "pending",
+    }
     assert no_stock.failed_step == "deduct"
     assert mod.gateway.refunds == ["ch_0002"]
     assert len(mod.gateway.charges) == 2  # the redelivered ORD-1001 was not charged again
@@ -374,7 +417,10 @@ def test_event_routing_in_process() -> None:
     assert taken["escalate"]["auto_resolve"] == taken["escalate"]["manual_review"] == "skipped"
     assert sum(e["type"] == "step:skipped" for e in events) == 6
     assert [r.outputs["record"]["handled_by"] for r in results] == [
-        "auto_resolve", "manual_review", "escalate"]
+        "auto_resolve",
+        "manual_review",
+        "escalate",
+    ]
     assert mod.helpdesk.pages == ["SEV1: outage"]
 
 
@@ -387,10 +433,8 @@ def test_multi_node_in_process() -> None:
     deliveries = result.data["deliveries"]
     assert set(deliveries) == {"email", "slack", "webhook"}
     # The failed attempt's "sending" marker was discarded; the retry's receipt stayed.
-    assert deliveries["slack"] == {"ts": "1714000000.000001", "channel": "#ops-alerts",
-                                   "attempt": 2}
-    assert result.outputs["summary"] == {"channels": ["email", "slack", "webhook"],
-                                         "slack_attempts": 2}
+    assert deliveries["slack"] == {"ts": "1714000000.000001", "channel": "#ops-alerts", "attempt": 2}
+    assert result.outputs["summary"] == {"channels": ["email", "slack", "webhook"], "slack_attempts": 2}
     (retry,) = events_of(events, result.id, "step:retry")
     assert retry["stepName"] == "slack"
     assert retry["errorType"] == "ConnectionResetError"
@@ -406,17 +450,31 @@ def test_travel_booking_in_process() -> None:
     assert statuses(results) == ["completed", "rolled_back", "rollback_failed"]
     ok, rolled_back, stuck = results
     assert ok.outputs["payment"]["amount"] == Decimal("592.50")
-    assert steps(rolled_back) == {"flight": "compensated", "hotel": "compensated",
-                                  "car": "compensated", "payment": "failed"}
+    assert steps(rolled_back) == {
+        "flight": "compensated",
+        "hotel": "compensated",
+        "car": "compensated",
+        "payment": "failed",
+    }
     assert rolled_back.error_type == "FatalError"
     assert rolled_back.data["cancelled"] == ["car CAR-002", "hotel HOT-002", "flight AIR-002"]
     assert [e["stepName"] for e in events_of(events, rolled_back.id, "step:compensate")] == [
-        "car", "hotel", "flight"]
-    assert steps(stuck) == {"flight": "compensated", "hotel": "compensation_failed",
-                            "car": "compensated", "payment": "failed"}
+        "car",
+        "hotel",
+        "flight",
+    ]
+    assert steps(stuck) == {
+        "flight": "compensated",
+        "hotel": "compensation_failed",
+        "car": "compensated",
+        "payment": "failed",
+    }
     assert mod.undo_log == [
-        (rolled_back.id, "car"), (rolled_back.id, "hotel"), (rolled_back.id, "flight"),
-        (stuck.id, "car"), (stuck.id, "flight"),
+        (rolled_back.id, "car"),
+        (rolled_back.id, "hotel"),
+        (rolled_back.id, "flight"),
+        (stuck.id, "car"),
+        (stuck.id, "flight"),
     ]
     assert mod.hotels.cancel_calls == 3  # rome once; budapest twice (retries=1), then gave up
     assert mod.cards.captured == [("4242-4242-4242-4242", Decimal("592.50"))]
@@ -436,8 +494,9 @@ def test_approval_in_process() -> None:
             with pytest.raises(RunStateError):  # EXP-1 is completed: not waiting any more
                 await engine.signal(mod.approval_flow, results[1].id, "approval", {})
             still = await engine.get(waiting.id)
-            rejected = await engine.signal(mod.approval_flow, waiting.id, "approval",
-                                           {"approved": False, "by": "maria", "reason": "no"})
+            rejected = await engine.signal(
+                mod.approval_flow, waiting.id, "approval", {"approved": False, "by": "maria", "reason": "no"}
+            )
             return results, still, rejected
         finally:
             await engine.close()
@@ -459,8 +518,7 @@ def test_approval_in_process() -> None:
     assert "rejected by maria: no" in (rejected.error or "")
     assert len(mod.ledger.transfers) == 2  # EXP-1 and EXP-2 were paid, EXP-3 was not
     kinds = [e["type"] for e in events_of(sink.events, first.id)]
-    assert kinds.index("step:suspend") < kinds.index("signal:received") < kinds.index(
-        "workflow:complete")
+    assert kinds.index("step:suspend") < kinds.index("signal:received") < kinds.index("workflow:complete")
 
 
 def test_retry_failed_step_in_process() -> None:
@@ -473,15 +531,14 @@ def test_retry_failed_step_in_process() -> None:
     assert failed.error_type == "ProviderDown"
     assert failed.history[2].attempts == 3
     assert steps(failed)["archive"] == "pending"
-    assert dict(mod.calls) == {"load_customer": 1, "render_invoice": 1, "send_invoice": 4,
-                               "archive": 1}
+    assert dict(mod.calls) == {"load_customer": 1, "render_invoice": 1, "send_invoice": 4, "archive": 1}
     assert set(mod.mail.keys_seen) == {f"{failed.id}:send_invoice"}
     assert len(mod.mail.keys_seen) == 4
     assert retried.data["send_attempts"] == 1  # failed attempts' changes were discarded
     assert retried.outputs["send_invoice"]["message_id"] == "<1.invoice@mail.example>"
     (resume,) = events_of(events, failed.id, "workflow:resume")
     assert resume["meta"]["fromStep"] == "send_invoice"
-    after = [e["stepName"] for e in events[events.index(resume):] if e["type"] == "step:start"]
+    after = [e["stepName"] for e in events[events.index(resume) :] if e["type"] == "step:start"]
     assert after == ["send_invoice", "archive"]  # the earlier steps were not run again
 
 
@@ -512,12 +569,15 @@ def test_run_twice_on_one_engine(name: str, tmp_path: Path) -> None:
 
 def test_examples_pass_mypy_strict(tmp_path: Path) -> None:
     api = pytest.importorskip("mypy.api")
-    out, err, _ = api.run(["--strict", "--cache-dir", str(tmp_path / "cache"),
-                           "--no-error-summary", str(EXAMPLES)])
+    out, err, _ = api.run(
+        ["--strict", "--cache-dir", str(tmp_path / "cache"), "--no-error-summary", str(EXAMPLES)]
+    )
     # Only the examples' own errors count here; the engine's are the engine tests' business.
-    problems = [line for line in out.splitlines()
-                if ": error:" in line
-                and Path(line.split(":", 1)[0]).resolve().is_relative_to(EXAMPLES)]
+    problems = [
+        line
+        for line in out.splitlines()
+        if ": error:" in line and Path(line.split(":", 1)[0]).resolve().is_relative_to(EXAMPLES)
+    ]
     assert not problems, out + err
 
 
