@@ -545,7 +545,12 @@ class RunDriver:
                 duration = time.perf_counter() - started
                 self.restore_data()
                 fields = {**self.error_fields(j, rec, exc, duration), "attempt": attempt}
-                if not isinstance(exc, (FatalError, SerializationError)) and attempt - first <= max_retries:
+                retryable = (
+                    not isinstance(exc, (FatalError, SerializationError))
+                    and attempt - first <= max_retries
+                    and (sdef.retry_on is None or isinstance(exc, sdef.retry_on))
+                )
+                if retryable:
                     self.emit("step:compensate_error", fields)
                     await asyncio.sleep(backoff.delay(attempt - first))
                     continue
