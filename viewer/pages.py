@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 from jinja2 import Environment
@@ -15,6 +16,9 @@ from viewer.store import TraceStore
 from viewer.templating import query_string
 from viewer.timeline import RunView, fold_run, order_events
 from viewer.trace import RUN_STATUSES, RunSummary
+
+#: Folded run views kept, for the fragments of one update and a replay's steps.
+VIEWS_CACHED = 16
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -93,7 +97,18 @@ class _RunContext:
         if params.get("live", "1") == "1":
             upto = total
         upto = max(0, min(upto, total))
-        self.view: RunView = fold_run(run.id, events, upto)
+        # A live update fetches the header, the timeline and the step detail:
+        # one fold serves all three.
+        views: OrderedDict[tuple[int, str, int, int], RunView] = request.app.state.views
+        key = (store.epoch, run.id, total, upto)
+        self.view: RunView
+        if key in views:
+            self.view = views[key]
+            views.move_to_end(key)
+        else:
+            self.view = views[key] = fold_run(run.id, events, upto)
+            while len(views) > VIEWS_CACHED:
+                views.popitem(last=False)
         stamps = [ev["timestamp"] for ev in events if type(ev.get("timestamp")) in (int, float)]
         first = min(stamps) if stamps else None
         last = max(stamps) if stamps else None

@@ -8,6 +8,7 @@ import ipaddress
 import socket
 import sys
 import webbrowser
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -114,6 +115,7 @@ def create_app(trace: Path, allowed_hosts: list[str] | None = None) -> Starlette
     app.state.store = store
     app.state.hub = hub
     app.state.order = RunOrder()
+    app.state.views = OrderedDict()
     app.state.templates = make_env()
     return app
 
