@@ -143,3 +143,17 @@ def test_a_real_engine_saga_shows_its_compensation(server: Server, page: Any) ->
     expect(page.locator("#step-detail")).to_contain_text("data.charge")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "run-page-engine.png"))
+
+
+def test_a_reset_trace_starts_the_open_page_over(server: Server, page: Any) -> None:
+    finish(fake_engine(server.trace, "BEFORE", "order"))
+    page.goto(server.url + "/")
+    expect(page.locator('tr[data-run-id="BEFORE"]')).to_have_attribute("data-status", "completed")
+    page.evaluate("window.__noReload = true")
+    with open(server.trace, "r+b") as f:  # what JsonFileTraceSink(reset=True) does
+        f.truncate(0)
+    expect(page.locator("tr[data-run-id]")).to_have_count(0)
+    finish(fake_engine(server.trace, "AFTER", "order"))
+    expect(page.locator("tr[data-run-id]")).to_have_count(1)
+    expect(page.locator('tr[data-run-id="AFTER"]')).to_have_attribute("data-status", "completed")
+    assert page.evaluate("window.__noReload") is True
