@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
+import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from starlette.exceptions import StarletteDeprecationWarning
@@ -17,7 +23,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=StarletteDeprecationWarning, message=".*httpx2.*")
     from starlette.testclient import TestClient
 
-__all__ = ["FAST", "Records", "TestClient"]
+__all__ = ["FAST", "SERVERLESS", "Records", "TestClient", "close_engine", "load_example", "trace_events"]
 
 #: Retries with no wait, so that retry tests take no time.
 FAST = Backoff(initial=0, jitter=0)
@@ -50,3 +56,44 @@ def flux_log() -> Iterator[Records]:
     logger.handlers[:] = saved[0]
     logger.setLevel(saved[1])
     logger.propagate = saved[2]
+
+
+# ---------------------------------------------------------------- the serverless examples
+
+SERVERLESS = Path(__file__).resolve().parents[2] / "examples" / "serverless"
+
+
+@pytest.fixture
+def serverless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Storage and trace of the serverless examples in tmp_path (through FLUX_STORAGE and
+    FLUX_TRACE, as a deployment sets them), their folder importable, their services reset.
+    Returns the trace path."""
+    monkeypatch.setenv("FLUX_STORAGE", f"sqlite:///{tmp_path / 'flux.db'}")
+    monkeypatch.setenv("FLUX_TRACE", str(tmp_path / "trace.ndjson"))
+    monkeypatch.syspath_prepend(str(SERVERLESS))
+    import order_workflow
+
+    order_workflow.reset_services()
+    return tmp_path / "trace.ndjson"
+
+
+def load_example(name: str) -> ModuleType:
+    """A fresh import of examples/serverless/<name>.py (a new container: no engine yet)."""
+    spec = importlib.util.spec_from_file_location(
+        f"serverless_{name}_{uuid.uuid4().hex}", SERVERLESS / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def close_engine(module: ModuleType) -> None:
+    engine = getattr(module, "_engine", None)
+    if engine is not None:
+        engine.close_sync()
+        setattr(module, "_engine", None)  # noqa: B010 - a module attribute mypy cannot see
+
+
+def trace_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
