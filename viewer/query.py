@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from viewer.trace import RunSummary, TraceIndex
+from viewer.summary import RunSummary
+from viewer.trace import TraceIndex
 
 PER_PAGE = 100
 

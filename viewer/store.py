@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from viewer import bulk
-from viewer.trace import RunSummary, TraceIndex
+from viewer.summary import RunSummary
+from viewer.trace import TraceIndex
 
 log = logging.getLogger("viewer")
 

@@ -8,94 +8,11 @@ so an attempt may also be opened implicitly by a retry and adopted by a later
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from viewer.diff import Change, diff
-from viewer.trace import TERMINAL_STATUSES
-
-_ERROR_STATUSES = ("failed", "rolled_back", "rollback_failed")
-
-
-@dataclass(eq=False)
-class Attempt:
-    number: int
-    start: float | None
-    end: float | None = None
-    #: ``running``, ``ok``, ``retry`` (failed, retried), ``error`` (failed for
-    #: good) or ``suspended`` (the handler asked to wait for a signal).
-    outcome: str = "running"
-    error: str | None = None
-    error_type: str | None = None
-    duration: float | None = None
-    #: Opened by a retry rather than by a ``step:start`` of its own.
-    implicit: bool = False
-
-
-@dataclass(eq=False)
-class Wait:
-    signal: str | None
-    start: float | None
-    end: float | None = None
-
-
-@dataclass(eq=False)
-class StepRow:
-    name: str
-    index: int | None = None
-    commit: bool = False
-    status: str = "pending"
-    attempts: list[Attempt] = field(default_factory=list)
-    max_retries: int | None = None
-    skipped_at: float | None = None
-    wait: Wait | None = None
-    has_output: bool = False
-    output: Any = None
-    changes: list[Change] | None = None
-    error: str | None = None
-    error_type: str | None = None
-    #: Set on compensation rows: the step whose effect was undone.
-    compensation: bool = False
-    #: Completed or skipped at some point (a later compensation does not undo it).
-    finished: bool = False
-
-
-@dataclass(eq=False)
-class RunView:
-    id: str
-    workflow: str = ""
-    status: str = "running"
-    version: str | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    duration: float | None = None
-    has_input: bool = False
-    input: Any = None
-    has_data: bool = False
-    data: Any = None
-    error: str | None = None
-    error_type: str | None = None
-    waiting_for: str | None = None
-    steps: list[StepRow] = field(default_factory=list)
-    compensations: list[StepRow] = field(default_factory=list)
-    #: Events folded (the replay position) and events in the run.
-    upto: int = 0
-    total: int = 0
-    last_event: dict[str, Any] | None = None
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def steps_done(self) -> int:
-        return sum(1 for row in self.steps if row.finished)
-
-    def step(self, name: str) -> StepRow | None:
-        for row in self.steps:
-            if row.name == name:
-                return row
-        return None
+from viewer.runview import Attempt, RunView, StepRow, Wait
+from viewer.summary import ERROR_STATUSES
 
 
 def order_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -338,7 +255,7 @@ def _on_compensate_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> No
 
 
 def _on_rollback_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
-    if ev.get("status") in _ERROR_STATUSES:
+    if ev.get("status") in ERROR_STATUSES:
         f.view.status = ev["status"]
 
 
@@ -352,7 +269,7 @@ def _finish(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _on_workflow_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     status = ev.get("status")
-    f.view.status = status if status in _ERROR_STATUSES else "failed"
+    f.view.status = status if status in ERROR_STATUSES else "failed"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     _finish(f, ev, ts)

@@ -14,7 +14,8 @@ import pytest
 from tests.viewer.factory import RunWriter, completed_run, ndjson, saga_run
 from viewer import bulk
 from viewer.store import TraceStore
-from viewer.trace import RunSummary, TraceIndex
+from viewer.summary import RunSummary
+from viewer.trace import TraceIndex
 
 
 def state(index: TraceIndex) -> dict[str, Any]:
