@@ -157,3 +157,19 @@ def test_a_reset_trace_starts_the_open_page_over(server: Server, page: Any) -> N
     expect(page.locator("tr[data-run-id]")).to_have_count(1)
     expect(page.locator('tr[data-run-id="AFTER"]')).to_have_attribute("data-status", "completed")
     assert page.evaluate("window.__noReload") is True
+
+
+def test_filters_and_search_narrow_the_list_in_place(server: Server, page: Any) -> None:
+    for run_id, scenario in (("ORD-1", "order"), ("ORD-2", "saga"), ("INV-1", "order")):
+        finish(fake_engine(server.trace, run_id, scenario))
+    page.goto(server.url + "/")
+    rows = page.locator("tr[data-run-id]")
+    expect(rows).to_have_count(3)
+    page.evaluate("window.__noReload = true")
+    page.locator("#q").fill("ord")
+    expect(rows).to_have_count(2)
+    page.locator('select[name="status"]').select_option("rolled_back")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run-id", "ORD-2")
+    assert page.url.endswith("/?status=rolled_back&q=ord")  # the address bar follows
+    assert page.evaluate("window.__noReload") is True
