@@ -122,3 +122,19 @@ def test_redelivered_message_resumes_the_run(broker: str, tmp_path: Path) -> Non
         third.terminate()
         third.communicate(timeout=30)
     assert len((tmp_path / "effects.log").read_text().splitlines()) == 4
+
+
+def test_the_kafka_example_runs_each_order_once(broker: str, tmp_path: Path) -> None:
+    example = HERE.parents[1] / "examples" / "kafka" / "order_consumer.py"
+    env = {**os.environ, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
+    args = [sys.executable, str(example), "--bootstrap", broker, "--topic", "example-orders",
+            "--storage", f"sqlite:///{tmp_path / 'k.db'}"]  # fmt: skip
+    out = subprocess.run([*args, "--produce", "3", "--count", "3"], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout  # fmt: skip
+    assert sorted(out.splitlines()) == [  # one partition per key: any order
+        "order-1: completed shipped 1 x SKU-1",
+        "order-2: completed shipped 2 x SKU-2",
+        "order-3: completed shipped 3 x SKU-3",
+    ]
+    trace = (tmp_path / "trace.ndjson").read_text()
+    assert trace.count('"type":"workflow:complete"') == 3
