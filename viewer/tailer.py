@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import stat
 from pathlib import Path
 
 from watchfiles import Change, awatch
@@ -29,6 +30,14 @@ RESCAN_MS = 1000
 DIR_POLL_S = 0.5
 
 
+def _identity(directory: Path) -> tuple[int, int] | None:
+    try:
+        st = directory.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
+
+
 async def tail(store: TraceStore, stop: asyncio.Event) -> None:
     """Keep ``store`` in step with its file until ``stop`` is set."""
     await store.sync()
@@ -39,7 +48,8 @@ async def tail(store: TraceStore, stop: asyncio.Event) -> None:
 
     while not stop.is_set():
         parent = store.path.parent
-        if not parent.is_dir():
+        watched = _identity(parent)
+        if watched is None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), DIR_POLL_S)
             await store.sync()
@@ -56,8 +66,8 @@ async def tail(store: TraceStore, stop: asyncio.Event) -> None:
                 yield_on_timeout=True,
             ):
                 await store.sync()
-                if not parent.is_dir():
-                    break
+                if _identity(parent) != watched:
+                    break  # deleted, or deleted and made again: watch the new one
         except (OSError, RuntimeError) as exc:  # the directory vanished mid-watch
             log.debug("watch on %s ended: %s", parent, exc)
         if not stop.is_set():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -122,3 +123,22 @@ def test_a_deleted_and_recreated_file_is_followed(tmp_path: Path) -> None:
         await until(changes, lambda c: "AGAIN" in c.runs)
 
     assert list(run_tailing(trace, scenario).index.runs) == ["AGAIN"]
+
+
+def test_a_folder_deleted_and_made_again_is_watched_anew(tmp_path: Path) -> None:
+    folder = tmp_path / ".flux"
+    folder.mkdir()
+    trace = folder / "trace.ndjson"
+    trace.write_bytes(ndjson(completed_run("OLD")))
+
+    async def scenario(store: TraceStore, changes: asyncio.Queue[Change]) -> None:
+        await until(changes, lambda c: "OLD" in c.runs)
+        shutil.rmtree(folder)
+        await until(changes, lambda c: c.reset)
+        folder.mkdir()
+        trace.write_bytes(ndjson(completed_run("NEW")))
+        await until(changes, lambda c: "NEW" in c.runs)
+        append(trace, ndjson(saga_run("NEXT")))
+        await until(changes, lambda c: "NEXT" in c.runs)
+
+    assert sorted(run_tailing(trace, scenario).index.runs) == ["NEW", "NEXT"]
