@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -23,7 +26,16 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=StarletteDeprecationWarning, message=".*httpx2.*")
     from starlette.testclient import TestClient
 
-__all__ = ["FAST", "SERVERLESS", "Records", "TestClient", "close_engine", "load_example", "trace_events"]
+__all__ = [
+    "FAST",
+    "SERVERLESS",
+    "Records",
+    "TestClient",
+    "close_engine",
+    "load_example",
+    "run_demo",
+    "trace_events",
+]
 
 #: Retries with no wait, so that retry tests take no time.
 FAST = Backoff(initial=0, jitter=0)
@@ -97,3 +109,24 @@ def close_engine(module: ModuleType) -> None:
 
 def trace_events(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_demo(name: str, tmp_path: Path) -> str:
+    """Run `python examples/serverless/<name>.py` as the README says; return its output."""
+    env = {
+        **os.environ,
+        "FLUX_STORAGE": f"sqlite:///{tmp_path / 'demo.db'}",
+        "FLUX_TRACE": str(tmp_path / "demo.ndjson"),
+    }
+    done = subprocess.run(
+        [sys.executable, str(SERVERLESS / f"{name}.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    events = trace_events(tmp_path / "demo.ndjson")
+    assert events and events[-1]["type"] == "workflow:complete"
+    return done.stdout

@@ -15,7 +15,7 @@ import pytest
 
 from flux import FluxEngine, FluxSilentLogger
 
-from .conftest import Records, close_engine, load_example, trace_events
+from .conftest import Records, close_engine, load_example, run_demo, trace_events
 
 
 @pytest.fixture
@@ -273,3 +273,9 @@ def test_a_scheduled_event_recovers_runs_left_running(lam: ModuleType, serverles
     order_workflow.services.reserved = {}
     result = lam.handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, CONTEXT)
     assert [(r["id"], r["status"]) for r in result["recovered"]] == [("ORD-H", "completed")]
+
+
+def test_the_demo_runs_as_a_script(tmp_path: Path) -> None:
+    out = run_demo("aws_lambda", tmp_path)
+    assert "POST approval            200 completed" in out
+    assert 'SQS redelivery           {"batchItemFailures": []}' in out

@@ -13,7 +13,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from .conftest import close_engine, load_example, trace_events
+from .conftest import close_engine, load_example, run_demo, trace_events
 
 
 @pytest.fixture
@@ -134,3 +134,9 @@ def test_a_malformed_queue_message_is_consumed(az: ModuleType, serverless: Path)
 
     asyncio.run(scenario())
     assert trace_events(serverless) == []
+
+
+def test_the_demo_runs_as_a_script(tmp_path: Path) -> None:
+    out = run_demo("azure_function", tmp_path)
+    assert "POST approval      200 completed" in out
+    assert "completed" in out.splitlines()[3]

@@ -19,7 +19,7 @@ import pytest
 from cloudevents.http import CloudEvent
 from werkzeug.test import EnvironBuilder
 
-from .conftest import SERVERLESS, close_engine, load_example, trace_events
+from .conftest import SERVERLESS, close_engine, load_example, run_demo, trace_events
 
 SOURCE = str(SERVERLESS / "gcp_function.py")
 
@@ -174,3 +174,9 @@ def test_a_malformed_message_is_acknowledged(gcf: ModuleType, serverless: Path) 
     gcf.order_events(pubsub_event("ps-3", b"{not json"))
     gcf.order_events(pubsub_event("ps-4", {"order_id": "missing fields"}))
     assert trace_events(serverless) == []
+
+
+def test_the_demo_runs_as_a_script(tmp_path: Path) -> None:
+    out = run_demo("gcp_function", tmp_path)
+    assert "POST /           202 suspended" in out
+    assert "POST approval    200 completed" in out
