@@ -186,7 +186,7 @@ class FluxEngine:
         run.data_json = run.steps[restart].data_before or run.data_json
         driver = self._restart(flow, run, restart, "retry_step", enqueue=enqueue)
         if enqueue:
-            return await self._drive(driver, driver.save(*range(len(run.steps))))
+            return await self._drive(driver, driver.save(*driver.reset))
         return await self._drive(driver, self._resume_from(driver, restart))
 
     async def start(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
@@ -609,18 +609,22 @@ class FluxEngine:
     ) -> RunDriver:
         """Reset the steps from `restart` on (keeping an in-flight one as it is: a commit
         in flight must be seen as interrupted) and mark the run running (or pending) again."""
-        keep_in_flight = reason in ("recover", "execute", "resume") and run.status is R.RUNNING
+        keep_in_flight = reason != "retry_step" and run.status is R.RUNNING
+        changed = []
         for k in range(restart, len(run.steps)):
             rec = run.steps[k]
-            if keep_in_flight and rec.status is S.RUNNING:
+            fresh = StepRecord(rec.name, rec.kind)
+            if (keep_in_flight and rec.status is S.RUNNING) or rec == fresh:
                 continue
-            run.steps[k] = StepRecord(rec.name, rec.kind)
+            run.steps[k] = fresh
+            changed.append(k)
         never_started = run.status is R.PENDING and all(s.started_at is None for s in run.steps)
         run.status = check_run(run.status, R.PENDING if enqueue else R.RUNNING)
         run.error = run.error_type = run.error_step = None
         run.completed_at = None
         run.waiting_for = None
         driver = RunDriver(self, flow, run, ser.loads(run.input_json))
+        driver.reset = changed
         if enqueue:
             return driver
         if never_started:  # a queued run begins here
@@ -631,7 +635,7 @@ class FluxEngine:
         return driver
 
     async def _resume_from(self, driver: RunDriver, restart: int) -> None:
-        await driver.save(*range(len(driver.run.steps)))
+        await driver.save(*driver.reset)
         await driver.drive(restart)
 
     @staticmethod

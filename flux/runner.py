@@ -92,6 +92,8 @@ class RunDriver:
         self.owner: str | None = engine.owner
         self.trace = engine.trace
         self.reserved: list[int] = []
+        #: Steps that a restart put back to pending: saved with the restart.
+        self.reset: list[int] = []
         self.emit_raw: Callable[[dict[str, Any], dict[str, str]], None] | None = getattr(
             self.trace, "emit_raw", None
         )

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import FluxError
+from .serialization import loads_plain
 from .trace import FluxTraceSink, TraceEvent
 
 __all__ = ["REDACTED", "CompositeTraceSink", "RedactingTraceSink"]
@@ -67,12 +68,15 @@ def _mask(value: Any, keys: frozenset[str], mask: str) -> Any:
     return value
 
 
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {key: loads_plain(text) for key, text in raw.items()}
+
+
 class CompositeTraceSink:
     """Sends every event to each of `sinks`, in order, each getting its own copy.
 
     `redact` names keys whose values are replaced by `mask` in the input, data and output
-    of every copy. The composite has no `emit_raw`: the engine decodes its pre-encoded
-    values before calling `emit`, so that each sink sees (and redaction covers) plain values.
+    of every copy.
     """
 
     def __init__(self, *sinks: FluxTraceSink, redact: Iterable[str] | str = (), mask: str = REDACTED) -> None:
@@ -100,6 +104,26 @@ class CompositeTraceSink:
         for index, sink in enumerate(self.sinks):
             try:
                 sink.emit(dict(base) if index else base)
+            except Exception as exc:
+                self._report(index, sink, "emit", exc)
+
+    def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
+        """`emit` with some values still JSON text (the engine's fast path): the text goes as
+        it is to the sinks that take it (their own `emit_raw`) and is decoded once for the
+        others. With `redact`, every sink gets the decoded, redacted values."""
+        if self.redact:
+            self.emit({**event, **_decode(raw)})
+            return
+        decoded: TraceEvent | None = None
+        for index, sink in enumerate(self.sinks):
+            try:
+                splice = getattr(sink, "emit_raw", None)
+                if callable(splice):
+                    splice(dict(event), raw)
+                    continue
+                if decoded is None:
+                    decoded = {**event, **_decode(raw)}
+                sink.emit(dict(decoded))
             except Exception as exc:
                 self._report(index, sink, "emit", exc)
 

@@ -35,8 +35,8 @@ class WorkflowStorage(Protocol):
         With `owner`, the write happens only while `owner` holds the run's lease; otherwise
         it raises `LeaseLostError` and writes nothing. A run saved in a state where nobody
         executes it (suspended, completed, failed, ...) gives up its lease in the same write.
-        `steps` may name indexes beyond the stored ones (a definition that grew), and all of
-        them when steps were reset or the definition shrank (rows past the end are dropped).
+        `steps` may name indexes beyond the stored ones (a definition that grew); stored
+        steps past the end of `run.steps` (a definition that shrank) are dropped.
         """
         ...
 

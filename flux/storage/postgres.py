@@ -204,8 +204,11 @@ class PostgresStorage:
 
     durable = True
 
-    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, durability: str = "full", connect_timeout: float = 10.0) -> None:
+        if durability not in ("normal", "full"):
+            raise StorageError(f"PostgresStorage(durability={durability!r}): use 'normal' or 'full'")
         self.url = url
+        self.durability = durability
         self._where = f"PostgreSQL {_redact(url)}"
         self._connect_timeout = connect_timeout
         self._idle: list[psycopg.Connection[Any]] = []
@@ -221,7 +224,12 @@ class PostgresStorage:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_timeout))
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_timeout))
+        if self.durability == "normal":
+            # A commit is acknowledged before its WAL is flushed: safe when a worker dies,
+            # may lose the last fraction of a second if the database server itself crashes.
+            conn.execute("SET synchronous_commit = off")
+        return conn
 
     def _give_back(self, conn: psycopg.Connection[Any]) -> None:
         if conn.closed or conn.broken or self._closed:

@@ -119,3 +119,14 @@ def test_storage_urls_pick_backends(tmp_path: Path) -> None:
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="directory"):
         SQLiteStorage(tmp_path)
+
+
+def test_durability_in_the_url(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path}/d.db?durability=full")
+    assert isinstance(storage, SQLiteStorage) and storage.durability == "full"
+    assert storage.path == tmp_path / "d.db"
+    asyncio.run(storage.close())
+    with pytest.raises(StorageError, match="only option"):
+        open_storage(f"sqlite:///{tmp_path}/d.db?cache=shared")
+    with pytest.raises(StorageError, match="durability"):
+        open_storage(f"sqlite:///{tmp_path}/d.db?durability=sometimes")

@@ -46,3 +46,4 @@ for _i in range(10):
     TEN = TEN.step(f"s{_i}", step)
 GATED = create_workflow("gated").step("wait", gated).step("after", step)
 APPROVAL = create_workflow("approval").step("ask", ask).step("after", step)
+GATED_COMMIT = create_workflow("gated-commit").step("prepare", step).commit("ship", gated)

@@ -187,3 +187,33 @@ def test_sigterm_past_the_grace_releases_the_run_for_another_worker(
     assert second.returncode == 0, err
     assert stored(pg, "g-2").status is RunStatus.COMPLETED
     assert workers.effects_count()[("g-2", "after", "done")] == 1
+
+
+def test_a_commit_in_flight_on_a_killed_worker_is_never_run_again(
+    workers: Workers, pg: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"  # never opened while the first worker lives
+    w = workers.start("tests.workers.flows:GATED_COMMIT", concurrency=1)
+
+    async def enqueue() -> None:
+        e = engine(pg)
+        await e.start(flows.GATED_COMMIT, {"gate": str(gate)}, id="c-1")
+        await e.close()
+
+    asyncio.run(enqueue())
+    workers.wait_for_effects(lambda c: c[("c-1", "ship", "start")] == 1)
+    w.send_signal(signal.SIGKILL)
+    w.wait()
+    gate.touch()
+    heir = workers.start("tests.workers.flows:GATED_COMMIT", concurrency=1)
+
+    async def outcome() -> tuple[RunStatus, str | None]:
+        e = engine(pg)
+        result = await e.wait("c-1", timeout=120)
+        await e.close()
+        return result.status, result.error_type
+
+    assert asyncio.run(outcome()) == (RunStatus.FAILED, "CommitInterruptedError")
+    assert workers.effects_count()[("c-1", "ship", "start")] == 1
+    heir.send_signal(signal.SIGTERM)
+    heir.communicate(timeout=60)
