@@ -86,7 +86,8 @@ def throughput(dsn: str, workers: int, runs: int) -> float:
             p.wait(timeout=600)
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute(
-                "SELECT count(*), min(completed_at), max(completed_at) FROM flux_runs WHERE status='completed'"
+                "SELECT count(*), min(completed_at), max(completed_at) FROM flux_runs "
+                "WHERE status='completed'"
             ).fetchone()
         assert row is not None and row[0] == runs, f"only {row} of {runs} runs completed"
         return (runs - 1) / (row[2] - row[1])
