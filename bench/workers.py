@@ -79,7 +79,7 @@ def throughput(dsn: str, workers: int, runs: int) -> float:
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
             for _ in range(workers)
         ]
         for p in procs:
