@@ -128,13 +128,55 @@ def test_keys_are_matched_whole_and_the_mask_can_be_chosen() -> None:
 def test_the_file_sink_in_a_composite_writes_redacted_lines(tmp_path: Path) -> None:
     path = tmp_path / "trace.ndjson"
     sink = CompositeTraceSink(JsonFileTraceSink(path), MemoryTraceSink(), redact=("password",))
-    assert not hasattr(sink, "emit_raw")  # so the engine hands it decoded values to redact
     with _engine(sink) as engine:
         engine.execute_sync(signup, SIGNUP_INPUT, id="U-4")
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [e["type"] for e in lines][-1] == "workflow:complete"
     assert lines[0]["input"]["password"] == REDACTED
     assert "hunter2" not in path.read_text()
+
+
+class Splicing(MemoryTraceSink):
+    """A sink that takes the engine's pre-encoded values as they are (as JsonFileTraceSink does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raw: list[dict[str, str]] = []
+
+    def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
+        self.raw.append(raw)
+        self.events.append(event)
+
+
+def test_pre_encoded_values_reach_the_sinks_that_take_them_as_they_are() -> None:
+    splicing, memory = Splicing(), MemoryTraceSink()
+    with _engine(CompositeTraceSink(CompositeTraceSink(splicing), memory)) as engine:
+        engine.execute_sync(signup, SIGNUP_INPUT, id="U-6")
+    assert len(splicing.events) == len(memory.events) == 4
+    assert json.loads(splicing.raw[0]["input"]) == SIGNUP_INPUT  # the JSON text, untouched
+    assert "input" not in splicing.events[0]
+    assert memory.events[0]["input"] == SIGNUP_INPUT  # decoded for a sink without emit_raw
+    assert json.loads(splicing.raw[-1]["data"]) == memory.events[-1]["data"]
+
+
+def test_with_redaction_every_sink_gets_decoded_redacted_values() -> None:
+    splicing = Splicing()
+    with _engine(CompositeTraceSink(splicing, redact="password")) as engine:
+        engine.execute_sync(signup, SIGNUP_INPUT, id="U-7")
+    assert splicing.raw == []
+    assert splicing.events[0]["input"]["password"] == REDACTED
+
+
+def test_a_failing_sink_on_the_fast_path_does_not_stop_the_others(flux_log: Records) -> None:
+    class BrokenSplicing(Broken):
+        def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
+            raise OSError("disk full")
+
+    memory = MemoryTraceSink()
+    with _engine(CompositeTraceSink(BrokenSplicing(), memory)) as engine:
+        assert engine.execute_sync(signup, SIGNUP_INPUT, id="U-8").ok
+    assert len(memory.events) == 4
+    assert sum("disk full" in m for m in flux_log.messages(logging.ERROR)) == 4
 
 
 def test_flush_writes_buffered_events_at_once(tmp_path: Path) -> None:
