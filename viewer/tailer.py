@@ -39,7 +39,25 @@ def _identity(directory: Path) -> tuple[int, int] | None:
 
 
 async def tail(store: TraceStore, stop: asyncio.Event) -> None:
-    """Keep ``store`` in step with its file until ``stop`` is set."""
+    """Keep ``store`` in step with its file until ``stop`` is set.
+
+    A failure is logged and the watch starts again: pages read the file on
+    every request anyway, but live updates must not stop for good.
+    """
+    while not stop.is_set():
+        try:
+            await _follow(store, stop)
+        except Exception:
+            log.exception("following %s failed; starting again", store.path)
+            await _pause(stop)
+
+
+async def _pause(stop: asyncio.Event) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), DIR_POLL_S)
+
+
+async def _follow(store: TraceStore, stop: asyncio.Event) -> None:
     await store.sync()
     name = store.path.name
 
@@ -50,8 +68,7 @@ async def tail(store: TraceStore, stop: asyncio.Event) -> None:
         parent = store.path.parent
         watched = _identity(parent)
         if watched is None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), DIR_POLL_S)
+            await _pause(stop)
             await store.sync()
             continue
         try:

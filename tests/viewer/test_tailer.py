@@ -9,6 +9,8 @@ import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
+
 from tests.viewer.factory import completed_run, ndjson, saga_run
 from viewer.store import Change, TraceStore
 from viewer.tailer import tail
@@ -142,3 +144,27 @@ def test_a_folder_deleted_and_made_again_is_watched_anew(tmp_path: Path) -> None
         await until(changes, lambda c: "NEXT" in c.runs)
 
     assert sorted(run_tailing(trace, scenario).index.runs) == ["NEW", "NEXT"]
+
+
+def test_a_failure_is_logged_and_the_watch_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    trace = tmp_path / "trace.ndjson"
+    trace.write_bytes(ndjson(completed_run("A")))
+    failures = [OSError("disk on fire")]
+    real_sync = TraceStore.sync
+
+    async def flaky(self: TraceStore) -> None:
+        if failures:
+            raise failures.pop()
+        await real_sync(self)
+
+    monkeypatch.setattr(TraceStore, "sync", flaky)
+
+    async def scenario(store: TraceStore, changes: asyncio.Queue[Change]) -> None:
+        await until(changes, lambda c: "A" in c.runs)
+        append(trace, ndjson(completed_run("B")))
+        await until(changes, lambda c: "B" in c.runs)
+
+    run_tailing(trace, scenario)
+    assert "disk on fire" in caplog.text
