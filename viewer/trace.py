@@ -118,26 +118,34 @@ class TraceIndex:
 
     def feed(self, data: bytes) -> Delta:
         delta = Delta()
-        if self._pending:
-            data = self._pending + data
         cut = data.rfind(b"\n")
         if cut < 0:
-            self._pending = data
+            self._pending += data
             return delta
+        start = 0
+        if self._pending:
+            # The line begun in an earlier chunk ends in this one: fold it on
+            # its own rather than copy the whole chunk behind it.
+            start = data.find(b"\n") + 1
+            self._fold_block(self._pending + data[: start - 1], delta)
+        if start <= cut:
+            self._fold_block(memoryview(data)[start:cut], delta)
         self._pending = data[cut + 1 :]
-        body = data[:cut]
-        text = body.decode("utf-8", "replace")
+        return delta
+
+    def _fold_block(self, body: bytes | memoryview, delta: Delta) -> None:
+        """Fold complete lines: ``body`` holds them without the last newline."""
+        text = str(body, "utf-8", "replace")
         sizes: Iterable[int]
         if text.isascii():
             # One character per byte: a line's length is its size on disk.
             lines = text.split("\n")
             sizes = map(len, lines)
         else:
-            raw = body.split(b"\n")
+            raw = bytes(body).split(b"\n")
             lines = [b.decode("utf-8", "replace") for b in raw]
             sizes = map(len, raw)
         self._fold_lines(lines, sizes, delta)
-        return delta
 
     def _fold_lines(self, lines: list[str], sizes: Iterable[int], delta: Delta) -> None:
         # The hot loop of a million-line start-up: ``fold_event``'s two
