@@ -31,6 +31,7 @@ def test_a_new_run_appears_and_completes_live_without_reload(
 ) -> None:
     page.goto(server.url + "/")
     expect(page.locator("#missing-trace")).to_be_visible()
+    expect(page.locator("#live")).to_have_class("live on")  # the SSE stream is open
     page.evaluate("window.__noReload = true")
 
     gate = tmp_path / "go"
