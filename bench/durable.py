@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._dbos import destroy_dbos, setup_dbos
 from flux import FluxEngine, FluxSilentLogger, SQLiteStorage, WorkflowContext, create_workflow
 
 STEPS = 10
@@ -53,39 +54,6 @@ def run_flux(db: Path, durability: str, runs: int) -> float:
     return asyncio.run(go())
 
 
-def setup_dbos(db: Path) -> Any:
-    try:
-        from dbos import DBOS
-    except ImportError:
-        sys.exit("DBOS is not installed: pip install -e '.[bench]'")
-    DBOS(
-        config={
-            "name": "flux-bench",
-            "system_database_url": f"sqlite:///{db}",
-            "log_level": "ERROR",
-            "console_log_level": "ERROR",
-        }
-    )
-
-    @DBOS.step()
-    def dbos_step(i: int) -> int:
-        return i
-
-    @DBOS.workflow()
-    def dbos_workflow() -> int:
-        return sum(dbos_step(i) for i in range(STEPS))
-
-    DBOS.launch()
-
-    def run(runs: int) -> float:
-        start = time.perf_counter()
-        for _ in range(runs):
-            dbos_workflow()
-        return (time.perf_counter() - start) / (runs * STEPS) * 1e6
-
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=200, help="runs per round")
@@ -93,14 +61,12 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, list[float]] = {"flux normal": [], "flux full": [], "dbos": []}
     with tempfile.TemporaryDirectory() as tmp:
-        dbos_run = setup_dbos(Path(tmp) / "dbos.sqlite")
+        dbos_run = setup_dbos(f"sqlite:///{Path(tmp) / 'dbos.sqlite'}")
         for r in range(args.rounds):
             figures["flux normal"].append(run_flux(Path(tmp) / f"normal{r}.db", "normal", args.runs))
             figures["dbos"].append(dbos_run(args.runs))
             figures["flux full"].append(run_flux(Path(tmp) / f"full{r}.db", "full", args.runs))
-        from dbos import DBOS
-
-        DBOS.destroy()
+        destroy_dbos()
     dbos = statistics.median(figures["dbos"])
     print(f"10-step workflow, {args.runs} runs x {args.rounds} alternating rounds, SQLite (median µs/step)")
     print(f"{'':<20}{'µs/step':>10}{'DBOS / this':>14}")

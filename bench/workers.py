@@ -22,13 +22,13 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg
 
+from bench._dbos import destroy_dbos, setup_dbos
 from bench.workers_flows import TEN
 from flux import FluxEngine, FluxSilentLogger
 from flux.storage.postgres import PostgresStorage
@@ -109,34 +109,6 @@ def flux_step_cost(url: str, durability: str, runs: int) -> float:
     return asyncio.run(go())
 
 
-def setup_dbos(dsn: str) -> Any:
-    try:
-        from dbos import DBOS
-    except ImportError:
-        sys.exit("DBOS is not installed: pip install -e '.[bench]'")
-    base = dsn.rsplit("/", 1)[0]
-    DBOS(config={"name": "flux-bench", "system_database_url": f"{base}/flux_bench_dbos",
-                 "log_level": "ERROR", "console_log_level": "ERROR"})  # fmt: skip
-
-    @DBOS.step()
-    def dbos_step(i: int) -> int:
-        return i
-
-    @DBOS.workflow()
-    def dbos_workflow() -> int:
-        return sum(dbos_step(i) for i in range(STEPS))
-
-    DBOS.launch()
-
-    def run(runs: int) -> float:
-        start = time.perf_counter()
-        for _ in range(runs):
-            dbos_workflow()
-        return (time.perf_counter() - start) / (runs * STEPS) * 1e6
-
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -159,14 +131,12 @@ def main() -> None:
     costs: dict[str, list[float]] = {"flux full": [], "flux normal": [], "dbos": []}
     schema, url = fresh_schema(args.dsn)
     try:
-        dbos_run = setup_dbos(args.dsn)
+        dbos_run = setup_dbos(args.dsn.rsplit("/", 1)[0] + "/flux_bench_dbos")
         for _ in range(args.rounds):
             costs["flux full"].append(flux_step_cost(url, "full", args.step_runs))
             costs["dbos"].append(dbos_run(args.step_runs))
             costs["flux normal"].append(flux_step_cost(url, "normal", args.step_runs))
-        from dbos import DBOS
-
-        DBOS.destroy()
+        destroy_dbos()
     finally:
         drop_schema(args.dsn, schema)
     dbos = statistics.median(costs["dbos"])

@@ -52,19 +52,14 @@ class JsonFileTraceSink:
         _open_sinks.add(self)
 
     def emit(self, event: TraceEvent) -> None:
-        line = self._encoder.encode(event) + "\n"
-        with self._lock:
-            if self._closed:
-                return
-            self._buffer.append(line)
-            first = len(self._buffer) == 1
-        if first:
-            self._wake.set()
+        self._append(self._encoder.encode(event) + "\n")
 
     def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
         """Like `emit`, with some values given as JSON text, spliced in as they are."""
         head = self._encoder.encode(event)
-        line = head[:-1] + "".join(f',"{key}":{text}' for key, text in raw.items()) + "}\n"
+        self._append(head[:-1] + "".join(f',"{key}":{text}' for key, text in raw.items()) + "}\n")
+
+    def _append(self, line: str) -> None:
         with self._lock:
             if self._closed:
                 return

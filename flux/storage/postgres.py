@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
-from ..status import CLAIMABLE, EXECUTING, RunStatus, StepStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._rows import (
+    RUN_COLUMNS,
+    STEP_COLUMNS,
+    STEP_WIDTH,
+    run_from_values,
+    run_values,
+    started_steps,
+    step_values,
+)
 
 try:
     import psycopg
@@ -47,14 +56,6 @@ _SCHEMA = [
         PRIMARY KEY (run_id, idx))""",
 ]
 
-_RUN_COLUMNS = (
-    "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
-    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at"
-)
-_STEP_COLUMNS = (
-    "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
-    "error_type, data_before, waiting_for, compensation_attempts, compensated_at"
-)
 _STEP_TYPES = (
     "text[], int[], text[], text[], text[], int[], float8[], float8[], text[], text[], text[], "
     "text[], text[], int[], float8[]"
@@ -68,125 +69,19 @@ _STEP_SET = (
 )
 _UNNEST = ", ".join("%s::" + t for t in _STEP_TYPES.split(", "))
 _UPSERT_STEPS = f"""
-    INSERT INTO flux_steps ({_STEP_COLUMNS})
+    INSERT INTO flux_steps ({STEP_COLUMNS})
     SELECT u.* FROM run, unnest({_UNNEST}) AS u
     ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
 """
 
 
 def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecord]) -> list[list[Any]]:
-    """The step rows as 15 parallel arrays, for `unnest`."""
-    cols: list[list[Any]] = [[] for _ in range(15)]
+    """The step rows as parallel arrays, for `unnest`."""
+    cols: list[list[Any]] = [[] for _ in range(STEP_WIDTH)]
     for i in indexes:
-        s = steps[i]
-        row = (
-            run_id,
-            i,
-            s.name,
-            s.kind,
-            s.status.value,
-            s.attempts,
-            s.started_at,
-            s.completed_at,
-            s.output_json,
-            s.error,
-            s.error_type,
-            s.data_before,
-            s.waiting_for,
-            s.compensation_attempts,
-            s.compensated_at,
-        )
-        for col, value in zip(cols, row, strict=True):
+        for col, value in zip(cols, step_values(run_id, i, steps[i]), strict=True):
             col.append(value)
     return cols
-
-
-def _run_from_row(row: Sequence[Any], steps: list[StepRecord]) -> RunRecord:
-    (
-        id_,
-        name,
-        status,
-        input_,
-        data,
-        shape,
-        version,
-        error,
-        error_type,
-        error_step,
-        waiting_for,
-        created_at,
-        updated_at,
-        completed_at,
-        seq,
-        owner,
-        host,
-        pid,
-        expires,
-    ) = row
-    return RunRecord(
-        id=id_,
-        name=name,
-        status=RunStatus(status),
-        input_json=input_,
-        data_json=data,
-        shape=json.loads(shape),
-        version=version,
-        steps=steps,
-        error=error,
-        error_type=error_type,
-        error_step=error_step,
-        waiting_for=waiting_for,
-        created_at=created_at,
-        updated_at=updated_at,
-        completed_at=completed_at,
-        seq=seq,
-        lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
-    )
-
-
-def _step_from_row(row: Sequence[Any]) -> StepRecord:
-    (
-        _,
-        _,
-        name,
-        kind,
-        status,
-        attempts,
-        started_at,
-        completed_at,
-        output,
-        error,
-        error_type,
-        data_before,
-        waiting_for,
-        comp_attempts,
-        compensated_at,
-    ) = row
-    return StepRecord(
-        name=name,
-        kind=kind,
-        status=StepStatus(status),
-        attempts=attempts,
-        started_at=started_at,
-        completed_at=completed_at,
-        output_json=output,
-        error=error,
-        error_type=error_type,
-        data_before=data_before,
-        waiting_for=waiting_for,
-        compensation_attempts=comp_attempts,
-        compensated_at=compensated_at,
-    )
-
-
-def _complete(run: RunRecord, indexes: list[int]) -> RunRecord:
-    """Lay the stored step rows (at `indexes`) over the shape: steps without a row never ran."""
-    steps = [StepRecord(name, kind) for name, kind in run.shape]
-    for i, step in zip(indexes, run.steps, strict=True):
-        if i < len(steps):
-            steps[i] = step
-    run.steps = steps
-    return run
 
 
 def _redact(url: str) -> str:
@@ -289,35 +184,14 @@ class PostgresStorage:
     # ------------------------------------------------------------------ protocol
 
     async def create_run(self, run: RunRecord) -> bool:
-        lease = run.lease
-        params = (
-            run.id,
-            run.name,
-            run.status.value,
-            run.input_json,
-            run.data_json,
-            json.dumps(run.shape),
-            run.version,
-            run.error,
-            run.error_type,
-            run.error_step,
-            run.waiting_for,
-            run.created_at,
-            run.updated_at,
-            run.completed_at,
-            run.seq,
-            lease.owner if lease else None,
-            lease.host if lease else None,
-            lease.pid if lease else None,
-            lease.expires_at if lease else None,
-        )
+        params = run_values(run)
         # Step rows are written as the steps run; until then `load_run` fills them in from the shape.
         sql = (
-            f"INSERT INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
+            f"INSERT INTO flux_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
             "ON CONFLICT (id) DO NOTHING"
         )
 
-        started = [i for i, s in enumerate(run.steps) if s != StepRecord(s.name, s.kind)]
+        started = started_steps(run)
         steps_sql = _UPSERT_STEPS.replace("FROM run, unnest", "FROM unnest")
 
         def insert(conn: psycopg.Connection[Any]) -> bool:
@@ -334,13 +208,13 @@ class PostgresStorage:
     async def load_run(self, run_id: str) -> RunRecord | None:
         def load(conn: psycopg.Connection[Any]) -> RunRecord | None:
             with conn.transaction():  # one snapshot for the run and its steps
-                row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
+                row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
                 if row is None:
                     return None
                 steps = conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
+                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
                 ).fetchall()
-            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]), [r[1] for r in steps])
+            return run_from_values(row, steps)
 
         return await self._call(load, f"loading run '{run_id}'")
 
@@ -381,7 +255,7 @@ class PostgresStorage:
             st = run.steps[i]
             sql = f"""
                 WITH run AS ({update})
-                INSERT INTO flux_steps ({_STEP_COLUMNS})
+                INSERT INTO flux_steps ({STEP_COLUMNS})
                 SELECT id, {", ".join(["%s"] * 14)} FROM run
                 ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
                 RETURNING (SELECT count(*) FROM run)
@@ -448,7 +322,7 @@ class PostgresStorage:
         if status:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])
-        sql = f"SELECT {_RUN_COLUMNS} FROM flux_runs"
+        sql = f"SELECT {RUN_COLUMNS} FROM flux_runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id LIMIT %s OFFSET %s"
@@ -459,16 +333,11 @@ class PostgresStorage:
                 ids = [r[0] for r in rows]
                 by_run: dict[str, list[Any]] = {i: [] for i in ids}
                 for r in conn.execute(
-                    f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id = ANY(%s) ORDER BY run_id, idx",
+                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id = ANY(%s) ORDER BY run_id, idx",
                     (ids,),
                 ):
                     by_run[r[0]].append(r)
-            return [
-                _complete(
-                    _run_from_row(r, [_step_from_row(s) for s in by_run[r[0]]]), [s[1] for s in by_run[r[0]]]
-                )
-                for r in rows
-            ]
+            return [run_from_values(r, by_run[r[0]]) for r in rows]
 
         return await self._call(query, "listing runs")
 
@@ -495,7 +364,7 @@ class PostgresStorage:
             )
             UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s
             FROM waiting WHERE r.id = waiting.id
-            RETURNING {", ".join("r." + c.strip() for c in _RUN_COLUMNS.split(","))}
+            RETURNING {", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))}
         """
         params = (
             [s.value for s in CLAIMABLE],
@@ -512,9 +381,9 @@ class PostgresStorage:
                 return None
             # The lease is ours now: nobody else writes this run's steps.
             steps = conn.execute(
-                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (row[0],)
+                f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (row[0],)
             ).fetchall()
-            return _complete(_run_from_row(row, [_step_from_row(r) for r in steps]), [r[1] for r in steps])
+            return run_from_values(row, steps)
 
         claimed = await self._call(claim, "claiming a waiting run")
         if claimed is not None:

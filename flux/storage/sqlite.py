@@ -22,7 +22,17 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
-from ..status import CLAIMABLE, EXECUTING, RunStatus, StepStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._rows import (
+    RUN_COLUMNS,
+    RUN_WIDTH,
+    STEP_COLUMNS,
+    STEP_WIDTH,
+    run_from_values,
+    run_values,
+    started_steps,
+    step_values,
+)
 
 SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
@@ -82,15 +92,10 @@ CREATE TABLE flux_steps (
 ) WITHOUT ROWID;
 """
 
-_RUN_COLUMNS = (
-    "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
-    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at, rev"
-)
-_STEP_COLUMNS = (
-    "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
-    "error_type, data_before, waiting_for, compensation_attempts, compensated_at, "
-    "run_data, run_seq, run_updated_at, rev"
-)
+# Each table has one column more than the shared ones: `rev`, and a finished step's row also
+# carries the run's data as it stood after the step (see `_LOG_STEP`).
+_RUN_COLUMNS = f"{RUN_COLUMNS}, rev"
+_STEP_COLUMNS = f"{STEP_COLUMNS}, run_data, run_seq, run_updated_at, rev"
 _INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 19)})"
 _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
@@ -110,52 +115,18 @@ _LOG_STEP = (
 
 
 def _step_row(run_id: str, idx: int, s: StepRecord, run: RunRecord | None = None) -> tuple[Any, ...]:
-    return (
-        run_id,
-        idx,
-        s.name,
-        s.kind,
-        s.status.value,
-        s.attempts,
-        s.started_at,
-        s.completed_at,
-        s.output_json,
-        s.error,
-        s.error_type,
-        s.data_before,
-        s.waiting_for,
-        s.compensation_attempts,
-        s.compensated_at,
-        run.data_json if run else None,
-        run.seq if run else None,
-        run.updated_at if run else None,
-        run.rev if run else 0,
-    )
+    extra = (run.data_json, run.seq, run.updated_at, run.rev) if run else (None, None, None, 0)
+    return (*step_values(run_id, idx, s), *extra)
 
 
-def _run_from_rows(row: tuple[Any, ...], step_rows: list[tuple[Any, ...]]) -> RunRecord:
+def _run_from_rows(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> RunRecord:
     """A run from its row and its step rows, with the data of the newest write of either."""
-    (id_, name, status, input_, data, shape, version, error, error_type, error_step, waiting_for,
-     created_at, updated_at, completed_at, seq, owner, host, pid, expires, rev) = row  # fmt: skip
-    shape = json.loads(shape)
-    # Steps that never ran have no row: they are pending, as the shape says.
-    steps = [StepRecord(step_name, kind) for step_name, kind in shape]
+    run = run_from_values(row, step_rows)
+    run.rev = row[RUN_WIDTH]
     for r in step_rows:
-        if r[1] < len(steps):
-            steps[r[1]] = StepRecord(
-                name=r[2], kind=r[3], status=StepStatus(r[4]), attempts=r[5], started_at=r[6],
-                completed_at=r[7], output_json=r[8], error=r[9], error_type=r[10], data_before=r[11],
-                waiting_for=r[12], compensation_attempts=r[13], compensated_at=r[14],
-            )  # fmt: skip
-        if r[18] > rev:
-            data, seq, updated_at, rev = r[15], r[16], r[17], r[18]
-    return RunRecord(
-        id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
-        shape=shape, version=version, steps=steps, error=error, error_type=error_type,
-        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
-        completed_at=completed_at, seq=seq, rev=rev,
-        lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
-    )  # fmt: skip
+        if r[STEP_WIDTH + 3] > run.rev:
+            run.data_json, run.seq, run.updated_at, run.rev = r[STEP_WIDTH : STEP_WIDTH + 4]
+    return run
 
 
 def _state(run: RunRecord) -> tuple[Any, ...]:
@@ -249,52 +220,44 @@ class SQLiteStorage:
 
     # ------------------------------------------------------------------ helpers
 
-    def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one IMMEDIATE transaction, retrying while another process writes."""
+    def _until_free(self, what: str, start: Callable[[], T]) -> T:
+        """Call `start` (the statement that takes the write lock) until no other process
+        holds the lock, with backoff, for up to `_LOCK_WAIT` seconds."""
         deadline = time.monotonic() + _LOCK_WAIT
         delay = 0.001
+        while True:
+            try:
+                return start()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if busy and time.monotonic() < deadline:
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 2, 0.1)
+                    continue
+                raise self._error(what, exc) from exc
+            except sqlite3.Error as exc:
+                raise self._error(what, exc) from exc
+
+    def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction, waiting while another process writes."""
         with self._lock:
             conn = self._conn
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    busy = "locked" in str(exc) or "busy" in str(exc)
-                    if busy and time.monotonic() < deadline:
-                        time.sleep(delay * (1 + random.random()))
-                        delay = min(delay * 2, 0.1)
-                        continue
+            self._until_free(what, lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
                     raise self._error(what, exc) from exc
-                except sqlite3.Error as exc:
-                    raise self._error(what, exc) from exc
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException as exc:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    if isinstance(exc, sqlite3.Error):
-                        raise self._error(what, exc) from exc
-                    raise
+                raise
 
     def _write_one(self, what: str, sql: str, params: tuple[Any, ...]) -> int:
         """One statement in autocommit mode (its own transaction); the rows it changed."""
-        deadline = time.monotonic() + _LOCK_WAIT
-        delay = 0.001
         with self._lock:
-            while True:
-                try:
-                    return self._conn.execute(sql, params).rowcount
-                except sqlite3.OperationalError as exc:
-                    busy = "locked" in str(exc) or "busy" in str(exc)
-                    if busy and time.monotonic() < deadline:
-                        time.sleep(delay * (1 + random.random()))
-                        delay = min(delay * 2, 0.1)
-                        continue
-                    raise self._error(what, exc) from exc
-                except sqlite3.Error as exc:
-                    raise self._error(what, exc) from exc
+            return self._until_free(what, lambda: self._conn.execute(sql, params).rowcount)
 
     def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -309,18 +272,9 @@ class SQLiteStorage:
     # ------------------------------------------------------------------ protocol
 
     async def create_run(self, run: RunRecord) -> bool:
-        lease = run.lease
-
-        params = (
-            run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
-            run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
-            run.updated_at, run.completed_at, run.seq,
-            lease.owner if lease else None, lease.host if lease else None,
-            lease.pid if lease else None, lease.expires_at if lease else None, run.rev,
-        )  # fmt: skip
-
+        params = (*run_values(run), run.rev)
         sql = f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
-        started = [i for i, s in enumerate(run.steps) if s != StepRecord(s.name, s.kind)]
+        started = started_steps(run)
 
         def insert(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount != 1:
