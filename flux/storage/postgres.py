@@ -111,7 +111,11 @@ class PostgresStorage:
         self._closed = False
         #: Step count of each run as this process last wrote it (None: unknown, trim to be safe).
         self._known_len: dict[str, int] = {}
-        self._call_now(self._create_schema, "creating the schema")
+        try:
+            self._call_now(self._create_schema, "creating the schema")
+        except StorageError:
+            self._close_idle()
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -412,6 +416,9 @@ class PostgresStorage:
 
     async def close(self) -> None:
         self._closed = True
+        self._close_idle()
+
+    def _close_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
