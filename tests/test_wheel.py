@@ -31,10 +31,8 @@ def get(url: str) -> tuple[int, str]:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("hatchling", reason="building the wheel needs hatchling (the test extra has it)")
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True, timeout=300)
     [built] = out.glob("gravito_flux-*.whl")
     return built
 
@@ -55,8 +53,10 @@ def test_the_installed_wheel_serves_the_dashboard(wheel: Path, tmp_path: Path) -
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the editable install of the checkout
-    where = subprocess.run([sys.executable, "-c", "import viewer, flux; print(viewer.__file__, flux.__file__)"],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    probe = "import viewer, flux; print(viewer.__file__, flux.__file__)"
+    where = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert str(ROOT) not in where and str(site) in where
     port = free_port()
     proc = subprocess.Popen(
