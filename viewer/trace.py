@@ -209,6 +209,16 @@ class TraceIndex:
         self.order_version += 1
         return run
 
+    def _rename(self, run: RunSummary, name: str) -> None:
+        # A run first seen through a line without its workflow's name.
+        left = self.workflows.get(run.workflow, 0) - 1
+        if left > 0:
+            self.workflows[run.workflow] = left
+        else:
+            self.workflows.pop(run.workflow, None)
+        run.workflow = name
+        self.workflows[name] = self.workflows.get(name, 0) + 1
+
     def _skip(self, lineno: int, reason: str, line: str, delta: Delta) -> None:
         self.malformed_count += 1
         delta.malformed += 1
@@ -253,8 +263,8 @@ class TraceIndex:
             if run.seen is not None and type(name := ev.get("stepName")) is str:
                 run.seen.add(name)
         elif typ == "workflow:start" or typ == "workflow:resume":
-            if not run.workflow and type(ev.get("workflowName")) is str:
-                run.workflow = ev["workflowName"]
+            if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
+                self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
             if type(meta) is dict and type(meta.get("steps")) is list:
                 run.meta_steps = len(meta["steps"])

@@ -197,3 +197,11 @@ def test_runs_are_ordered_by_start_then_position() -> None:
     index = feed_all(ndjson(completed_run("B", t0=2000.0) + completed_run("A", t0=1000.0)))
     newest = sorted(index.runs.values(), key=lambda r: r.sort_key, reverse=True)
     assert [r.id for r in newest] == ["B", "A"]
+
+
+def test_a_run_first_seen_without_its_workflow_name_is_renamed_by_its_start() -> None:
+    w = RunWriter("R", "orders")
+    step = w.step_start("fetch")
+    del step["workflowName"]
+    index = feed_all(ndjson([step, w.start()]))
+    assert index.runs["R"].workflow == "orders" and index.workflows == {"orders": 1}
