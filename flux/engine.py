@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from . import serialization as ser
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .builder import Workflow
+from .context import WorkflowContext
 from .errors import (
     FluxError,
     RunConflictError,
@@ -435,7 +436,9 @@ class FluxEngine:
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on")
+            ctx = next((a for a in args if isinstance(a, WorkflowContext)), None)
+            where = {"workflow": ctx.name, "run": ctx.id, "step": ctx.step_name or None} if ctx else {}
+            self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on", **where)
 
     def _check_flow(self, flow: object) -> None:
         if not isinstance(flow, Workflow):

@@ -130,7 +130,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: its event loop must not outlive these tests
 def browser() -> Iterator[Any]:
     require_chromium()
     from playwright.sync_api import sync_playwright
