@@ -9,8 +9,6 @@ import json
 import logging
 from typing import Any
 
-import pytest
-
 from flux import FatalError, Flux, FluxEngine, WaitRequest, WorkflowContext, create_workflow
 
 from .conftest import FAST, Records
@@ -73,9 +71,6 @@ def test_the_level_of_the_flux_logger_filters_what_the_engine_logs(flux_log: Rec
     assert flux_log.records == []
 
 
-@pytest.mark.xfail(
-    reason="engine: call_hook logs a failing hook without the run, workflow and step", strict=True
-)
 def test_a_failing_hook_is_logged_with_its_run_and_step(flux_log: Records) -> None:
     def hook(step: str, ctx: WorkflowContext[Any], result: Any) -> None:
         raise RuntimeError("metrics backend down")
