@@ -20,26 +20,31 @@ from .errors import (
     SerializationError,
     StepTimeoutError,
     StorageError,
+    WaitTimeoutError,
     WorkflowDefinitionError,
     WorkflowVersionError,
 )
-from .logger import FluxConsoleLogger, FluxLogger, FluxSilentLogger
+from .logger import FluxConsoleFormatter, FluxConsoleLogger, FluxLogger, FluxSilentLogger
 from .result import FluxResult
 from .signals import Flux, WaitRequest
+from .sinks import CompositeTraceSink, RedactingTraceSink
 from .status import RunStatus, StepStatus
 from .storage import MemoryStorage, WorkflowStorage, open_storage
 from .trace import FluxTraceSink, JsonFileTraceSink, MemoryTraceSink, TraceEvent
 
 if TYPE_CHECKING:
-    from .storage.sqlite import SQLiteStorage
+    from .otel import OpenTelemetryTraceSink as OpenTelemetryTraceSink
+    from .storage.sqlite import SQLiteStorage as SQLiteStorage
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
     "CommitInterruptedError",
+    "CompositeTraceSink",
     "FatalError",
     "Flux",
+    "FluxConsoleFormatter",
     "FluxConsoleLogger",
     "FluxEngine",
     "FluxError",
@@ -51,6 +56,7 @@ __all__ = [
     "JsonFileTraceSink",
     "MemoryStorage",
     "MemoryTraceSink",
+    "RedactingTraceSink",
     "RunConflictError",
     "RunNotFoundError",
     "RunStateError",
@@ -64,6 +70,7 @@ __all__ = [
     "StorageError",
     "TraceEvent",
     "WaitRequest",
+    "WaitTimeoutError",
     "Workflow",
     "WorkflowContext",
     "WorkflowDefinitionError",
@@ -76,8 +83,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    # Imported on first use: SQLite is in the standard library but rarely needed at import;
+    # the OpenTelemetry sink needs the `otel` extra, so it stays out of `__all__`.
     if name == "SQLiteStorage":
-        from .storage.sqlite import SQLiteStorage
+        from .storage.sqlite import SQLiteStorage as SQLiteStorage
 
         return SQLiteStorage
+    if name == "OpenTelemetryTraceSink":
+        from .otel import OpenTelemetryTraceSink as OpenTelemetryTraceSink
+
+        return OpenTelemetryTraceSink
     raise AttributeError(f"module 'flux' has no attribute {name!r}")

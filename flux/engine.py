@@ -9,12 +9,13 @@ import os
 import random
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import serialization as ser
 from .backoff import DEFAULT_BACKOFF, Backoff
@@ -100,7 +101,11 @@ class FluxEngine:
         _LIVE_OWNERS.add(self.owner)
         self._executor: ThreadPoolExecutor | None = None
         self._active: dict[str, asyncio.Future[None]] = {}
+        #: The event loop of the `_sync` methods, run by a thread of its own so that any
+        #: number of threads may call them at once.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ public API
@@ -258,7 +263,7 @@ class FluxEngine:
             try:
                 await self._continue(by_name[run.name], run, reason="worker", claimed=True)
             except (WorkflowVersionError, StorageError) as exc:
-                self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id)
+                self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
                 await self._release(run.id)
                 await asyncio.sleep(poll)
                 continue
@@ -391,9 +396,12 @@ class FluxEngine:
 
     def close_sync(self) -> None:
         self._sync("close_sync", self.close)
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
+        with self._loop_lock:
+            loop, thread, self._loop, self._loop_thread = self._loop, self._loop_thread, None, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
 
     def __enter__(self) -> FluxEngine:
         return self
@@ -415,9 +423,27 @@ class FluxEngine:
             )
         if self._closed and method != "close_sync":
             raise FluxError("this FluxEngine is closed")
-        if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(make())
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._loop_thread = threading.Thread(
+                    target=self._loop.run_forever, name="flux-engine-loop", daemon=True
+                )
+                self._loop_thread.start()
+            loop = self._loop
+
+        async def carried() -> tuple[bool, Any]:
+            # SystemExit or KeyboardInterrupt from a handler would stop the loop's thread:
+            # carry every outcome back to the calling thread and raise it there.
+            try:
+                return True, await make()
+            except BaseException as exc:
+                return False, exc
+
+        ok, value = asyncio.run_coroutine_threadsafe(carried(), loop).result()
+        if not ok:
+            raise value
+        return cast(T, value)
 
     # ------------------------------------------------------------------ internals
 
@@ -438,7 +464,7 @@ class FluxEngine:
         except Exception as exc:
             ctx = next((a for a in args if isinstance(a, WorkflowContext)), None)
             where = {"workflow": ctx.name, "run": ctx.id, "step": ctx.step_name or None} if ctx else {}
-            self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on", **where)
+            self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on", exc=exc, **where)
 
     def _check_flow(self, flow: object) -> None:
         if not isinstance(flow, Workflow):

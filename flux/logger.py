@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from typing import Any, Protocol
 
 
 class FluxLogger(Protocol):
+    """What the engine logs through. `extra` holds `workflow`, `run` and `step` where they
+    apply, and `exc` (an exception) for a failure whose traceback is worth keeping."""
+
     def debug(self, message: str, **extra: Any) -> None: ...
     def info(self, message: str, **extra: Any) -> None: ...
     def warn(self, message: str, **extra: Any) -> None: ...
@@ -15,7 +19,8 @@ class FluxLogger(Protocol):
 
 
 class StdlibLogger:
-    """Logs to `logging.getLogger(name)` with the run id and step in `extra`.
+    """Logs to `logging.getLogger(name)` with `flux_workflow`, `flux_run` and `flux_step` in
+    every record (None where they do not apply), and `workflow/run/step:` in the message.
 
     Adds no handler: the application's logging configuration decides where lines go.
     """
@@ -25,9 +30,13 @@ class StdlibLogger:
 
     def _log(self, level: int, message: str, extra: dict[str, Any]) -> None:
         if self.logger.isEnabledFor(level):
-            fields = {f"flux_{k}": v for k, v in extra.items()}
+            exc = extra.pop("exc", None)
+            fields = {"flux_workflow": None, "flux_run": None, "flux_step": None}
+            fields.update({f"flux_{k}": v for k, v in extra.items()})
             where = "/".join(str(extra[k]) for k in ("workflow", "run", "step") if extra.get(k))
-            self.logger.log(level, f"{where}: {message}" if where else message, extra=fields)
+            text = f"{where}: {message}" if where else message
+            exc_info = (type(exc), exc, exc.__traceback__) if isinstance(exc, BaseException) else None
+            self.logger.log(level, text, extra=fields, exc_info=exc_info)
 
     def debug(self, message: str, **extra: Any) -> None:
         self._log(logging.DEBUG, message, extra)
@@ -42,12 +51,18 @@ class StdlibLogger:
         self._log(logging.ERROR, message, extra)
 
 
-class _ConsoleFormatter(logging.Formatter):
+class FluxConsoleFormatter(logging.Formatter):
+    """`12:00:01 [flux] WARNING order/ORD-1/payment: attempt 1 failed: ...`, for a logging
+    configuration of your own (`dictConfig`: `{"()": "flux.FluxConsoleFormatter"}`)."""
+
     def format(self, record: logging.LogRecord) -> str:
         stamp = self.formatTime(record, "%H:%M:%S")
         text = f"{stamp} [flux] {record.levelname:<7} {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[2] is not None:
+            # One line of where it was raised: the console stays readable; the record keeps
+            # the whole traceback for the application's own handlers.
+            frame = traceback.extract_tb(record.exc_info[2])[-1]
+            text += f"\n    raised at {frame.filename}:{frame.lineno} in {frame.name}"
         return text
 
 
@@ -60,7 +75,7 @@ class FluxConsoleLogger(StdlibLogger):
         # loggers never share a stream and the application's "flux" logger stays as it is.
         self.logger = logging.Logger("flux", level)
         handler = logging.StreamHandler(stream or sys.stderr)
-        handler.setFormatter(_ConsoleFormatter())
+        handler.setFormatter(FluxConsoleFormatter())
         self.logger.addHandler(handler)
 
 

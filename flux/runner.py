@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import serialization as ser
 from .builder import StepDefinition, Workflow
 from .context import StepExecution, WorkflowContext
-from .errors import CommitInterruptedError, FatalError, SerializationError, StepTimeoutError
+from .errors import CommitInterruptedError, FatalError, SerializationError, StepError, StepTimeoutError
 from .records import RunRecord, StepRecord
 from .signals import WaitRequest
 from .status import STEP_DONE, RunStatus, StepStatus, check_run, check_step
@@ -129,7 +129,7 @@ class RunDriver:
                 event.update({key: ser.loads_plain(text) for key, text in raw.items()})
                 self.trace.emit(event)
         except Exception as exc:  # a sink never fails a run
-            self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name)
+            self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name, exc=exc)
 
     def reserve(self, events: int) -> None:
         """Number the events that will follow the run's last save before that save, so
@@ -472,7 +472,12 @@ class RunDriver:
         run.error_type = type(exc).__name__
         run.error_step = run.steps[i].name
         self.engine.logger.error(
-            f"step failed for good: {run.error}", workflow=run.name, run=run.id, step=run.error_step
+            f"step failed for good: {run.error}",
+            workflow=run.name,
+            run=run.id,
+            step=run.error_step,
+            # the traceback of an unexpected error; a business error or a timeout says it all
+            exc=None if isinstance(exc, StepError) else exc,
         )
         steps = self.flow.steps
         todo = (
@@ -565,6 +570,7 @@ class RunDriver:
                     workflow=self.run.name,
                     run=self.run.id,
                     step=sdef.name,
+                    exc=None if isinstance(exc, StepError) else exc,
                 )
                 return False
             self.data = ctx.data

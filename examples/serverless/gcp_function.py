@@ -12,8 +12,9 @@ Its storage and trace live outside the function: `FLUX_STORAGE` (default
 `sqlite:////tmp/flux.db`) and `FLUX_TRACE` (default `/tmp/.flux/trace.ndjson`). `/tmp` is
 the instance's own memory: in production use PostgreSQL (`FLUX_STORAGE=postgresql://...`).
 
-The Functions Framework serves requests from several threads. The engine's `_sync` methods
-share one event loop, so the handlers take turns on it (`_engine_lock`).
+The Functions Framework serves requests from several threads; the engine's `_sync` methods
+may be called from any number of threads at once (they hand the work to the engine's own
+event loop), so only the building of the engine takes a lock.
 
 Run it locally (`pip install functions-framework`)::
 
@@ -61,14 +62,15 @@ Response = tuple[dict[str, Any], int]
 
 
 def engine() -> FluxEngine:
-    """The instance's engine (call it holding `_engine_lock`): built once, then reused."""
+    """The instance's engine: built once, by the first request, then reused."""
     global _engine
-    if _engine is None:
-        settings = FluxSettings.from_env(
-            storage="sqlite:////tmp/flux.db", trace_path="/tmp/.flux/trace.ndjson"
-        )
-        _engine = settings.create_engine()
-    return _engine
+    with _engine_lock:
+        if _engine is None:
+            settings = FluxSettings.from_env(
+                storage="sqlite:////tmp/flux.db", trace_path="/tmp/.flux/trace.ndjson"
+            )
+            _engine = settings.create_engine()
+        return _engine
 
 
 @functions_framework.http
@@ -83,17 +85,14 @@ def orders(request: flask.Request) -> Response:
             if not isinstance(order, dict):
                 return {"error": "the body must be a JSON object"}, 400
             run_id = str(order["order_id"]) if "order_id" in order else None  # a retried POST is idempotent
-            with _engine_lock:
-                result = engine().execute_sync(order_flow, order, id=run_id)
+            result = engine().execute_sync(order_flow, order, id=run_id)
         elif request.method == "POST" and len(parts) == 2 and parts[1] == "approval":
             decision = request.get_json(silent=True)
             if not isinstance(decision, dict):
                 return {"error": "the body must be a JSON object"}, 400
-            with _engine_lock:
-                result = engine().signal_sync(order_flow, parts[0], "approval", decision)
+            result = engine().signal_sync(order_flow, parts[0], "approval", decision)
         elif request.method == "GET" and len(parts) == 1:
-            with _engine_lock:
-                result = engine().get_sync(parts[0])
+            result = engine().get_sync(parts[0])
         else:
             return {"error": f"no route for {request.method} {request.path}"}, 404
     except FluxError as exc:
@@ -112,8 +111,7 @@ def order_events(cloud_event: CloudEvent) -> None:
     message_id = str(message.get("messageId") or cloud_event["id"])
     try:
         order = json.loads(base64.b64decode(message.get("data", "")))
-        with _engine_lock:
-            result = start_once_sync(engine(), message_id, order)
+        result = start_once_sync(engine(), message_id, order)
     except (ValueError, binascii.Error, InputValidationError, RunConflictError) as exc:
         log.error("order message %s refused: %s", message_id, exc)  # it would never succeed
         return

@@ -171,14 +171,16 @@ class SQLiteStorage:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         except sqlite3.Error as exc:
             raise StorageError(f"{where} cannot be opened: {exc}") from exc
-        try:
+
+        def prepare() -> None:
             self._check_schema(conn, where)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
             self._create_schema(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StorageError(f"{where} is not usable (left untouched): {exc}") from exc
+
+        try:
+            # Several processes opening a new file at once wait for each other here.
+            self._until_free("opening it (left untouched)", prepare)
         except StorageError:
             conn.close()
             raise

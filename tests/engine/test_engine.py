@@ -393,3 +393,36 @@ def test_async_and_sync_calls_see_the_same_runs() -> None:
     asyncio.run(main())
     assert engine.get_sync("M-1").outputs == {"a": "A"}
     engine.close_sync()
+
+
+def test_sync_methods_may_be_called_from_many_threads_at_once() -> None:
+    import threading
+
+    barrier = threading.Barrier(8)
+    flow = create_workflow("threads").step("one", lambda ctx: ctx.input["n"] * 2)
+    results: dict[int, Any] = {}
+    engine = FluxEngine()
+
+    def call(n: int) -> None:
+        barrier.wait()  # all threads call at the same moment
+        results[n] = engine.execute_sync(flow, {"n": n}, id=f"t-{n}").outputs["one"]
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.close_sync()
+    assert results == {n: n * 2 for n in range(8)}
+
+
+def test_a_base_exception_from_a_handler_reaches_the_sync_caller() -> None:
+    def stop(ctx: WorkflowContext[Any]) -> None:
+        raise KeyboardInterrupt
+
+    engine = FluxEngine()
+    with pytest.raises(KeyboardInterrupt):
+        engine.execute_sync(create_workflow("ki").step("stop", stop))
+    # the engine's loop survived: it still works
+    assert engine.execute_sync(create_workflow("ok").step("a", lambda ctx: 1)).status == "completed"
+    engine.close_sync()

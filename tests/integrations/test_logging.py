@@ -55,7 +55,7 @@ def test_every_record_of_a_run_carries_its_workflow_and_run(flux_log: Records) -
         {"level": "WARNING", "logger": "flux", "msg": "order/L-1/payment: attempt 1 failed: blip; retrying",
          "flux_workflow": "order", "flux_run": "L-1", "flux_step": "payment"},
         {"level": "INFO", "logger": "flux", "msg": "order/L-1: completed",
-         "flux_workflow": "order", "flux_run": "L-1"},
+         "flux_workflow": "order", "flux_run": "L-1", "flux_step": None},
         {"level": "ERROR", "logger": "flux", "msg": "order/L-2/charge: step failed for good: card declined",
          "flux_workflow": "order", "flux_run": "L-2", "flux_step": "charge"},
         {"level": "INFO", "logger": "flux",

@@ -130,3 +130,28 @@ def test_durability_in_the_url(tmp_path: Path) -> None:
         open_storage(f"sqlite:///{tmp_path}/d.db?cache=shared")
     with pytest.raises(StorageError, match="durability"):
         open_storage(f"sqlite:///{tmp_path}/d.db?durability=sometimes")
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "new.db"
+    code = (
+        "import asyncio, sys\n"
+        "from flux import SQLiteStorage\n"
+        "asyncio.run(SQLiteStorage(sys.argv[1]).close())\n"
+        "print('ok')\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out.strip() == "ok", err
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM flux_meta").fetchall() == [(str(SCHEMA_VERSION),)]
+    conn.close()
