@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import builtins
 import inspect
-import os
 import random
-import socket
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -31,14 +27,16 @@ from .errors import (
     WorkflowDefinitionError,
     WorkflowVersionError,
 )
+from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
-from .records import Lease, RunRecord, StepRecord
+from .records import RunRecord, StepRecord
 from .result import FluxResult
 from .runner import RunDriver, _utc
 from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
 from .validation import validate_input
+from .versions import adopt_definition
 
 T = TypeVar("T")
 R = RunStatus
@@ -96,9 +94,7 @@ class FluxEngine:
         self.trace = trace
         self.hooks: dict[str, Callable[..., Any]] = hooks
         self.lease_seconds = float(lease_seconds)
-        self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        _LIVE_OWNERS.add(self.owner)
+        self.leases = Leases(self.storage, self.logger, self.lease_seconds)
         self._executor: ThreadPoolExecutor | None = None
         self._active: dict[str, asyncio.Future[None]] = {}
         #: The event loop of the `_sync` methods, run by a thread of its own so that any
@@ -152,14 +148,14 @@ class FluxEngine:
         await self._wait_active(self._check_id(id))
         run = await self._load(flow, id)
         self._check_waiting(run, signal)
-        self._adopt_definition(flow, run)
+        adopt_definition(flow, run)
         await self._claim(run)
         try:
             run = await self._load(flow, id)  # another process may have signalled it meanwhile
             self._check_waiting(run, signal)
-            self._adopt_definition(flow, run)
+            adopt_definition(flow, run)
         except FluxError:
-            await self._release(run.id)
+            await self.leases.release(run.id)
             raise
         index = next(i for i, s in enumerate(run.steps) if s.status is S.SUSPENDED)
         driver = RunDriver(self, flow, run, ser.loads(run.input_json))
@@ -175,7 +171,7 @@ class FluxEngine:
         index = flow.index_of(step) if isinstance(step, str) else -1
         if index < 0:
             raise RunStateError(f"retry_step: workflow '{flow.name}' has no step {step!r} (run '{run.id}')")
-        self._adopt_definition(flow, run)
+        adopt_definition(flow, run)
         if run.steps[index].started_at is None:
             raise RunStateError(
                 f"retry_step: step '{step}' of run '{run.id}' ({flow.name}) has not run yet; "
@@ -183,7 +179,7 @@ class FluxEngine:
             )
         await self._claim(run)
         run = await self._load(flow, id)
-        self._adopt_definition(flow, run)
+        adopt_definition(flow, run)
         restart = index
         for k in range(index):
             if run.steps[k].status in (S.COMPENSATED, S.COMPENSATING, S.COMPENSATION_FAILED):
@@ -251,7 +247,7 @@ class FluxEngine:
         done = 0
         while stop is None or not stop():
             try:
-                run = await self.storage.claim_next(names, self._lease())
+                run = await self.storage.claim_next(names, self.leases.new())
             except StorageError as exc:
                 self.logger.error(f"worker: claiming failed: {exc}")
                 run = None
@@ -264,7 +260,7 @@ class FluxEngine:
                 await self._continue(by_name[run.name], run, reason="worker", claimed=True)
             except (WorkflowVersionError, StorageError) as exc:
                 self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
-                await self._release(run.id)
+                await self.leases.release(run.id)
                 await asyncio.sleep(poll)
                 continue
             done += 1
@@ -287,11 +283,11 @@ class FluxEngine:
                 for run in batch:
                     if run.id in self._active:
                         continue
-                    take_from = self._dead_holder(run.lease)
+                    take_from = self.leases.dead_holder(run.lease)
                     if run.lease is not None and take_from is None and run.lease.expires_at > time.time():
                         continue  # alive elsewhere
                     try:
-                        self._adopt_definition(flow, run)
+                        adopt_definition(flow, run)
                     except WorkflowVersionError as exc:
                         self.logger.error(f"recover: {exc}", workflow=name, run=run.id)
                         continue
@@ -334,7 +330,7 @@ class FluxEngine:
         if self._closed:
             return
         self._closed = True
-        _LIVE_OWNERS.discard(self.owner)
+        self.leases.close()
         await self.storage.close()
         if self.trace is not None:
             self.trace.close()
@@ -448,6 +444,11 @@ class FluxEngine:
     # ------------------------------------------------------------------ internals
 
     @property
+    def owner(self) -> str:
+        """This engine's name in the leases it holds."""
+        return self.leases.owner
+
+    @property
     def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flux-step")
@@ -512,57 +513,12 @@ class FluxEngine:
                 f"cannot signal '{signal}' to run '{run.id}' ({run.name}): it waits for '{run.waiting_for}'"
             )
 
-    def _adopt_definition(self, flow: Workflow[Any], run: RunRecord) -> None:
-        """Fit `run` to `flow`: allowed while every step that has run is unchanged and in place."""
-        steps = flow.steps
-        for i, rec in enumerate(run.steps):
-            if rec.status is S.PENDING and rec.started_at is None:
-                continue
-            if i >= len(steps) or steps[i].name != rec.name or steps[i].kind != rec.kind:
-                now = f"'{steps[i].name}' ({steps[i].kind})" if i < len(steps) else "nothing"
-                raise WorkflowVersionError(
-                    f"run '{run.id}' of workflow '{run.name}': step '{rec.name}' ({rec.kind}, #{i + 1}) "
-                    f"has already run, but the definition now has {now} there"
-                )
-        run.steps = [
-            run.steps[i] if i < len(run.steps) and run.steps[i].name == s.name else StepRecord(s.name, s.kind)
-            for i, s in enumerate(steps)
-        ]
-        run.shape = flow.shape()
-        run.version = flow.version_tag
-
-    def _lease(self) -> Lease:
-        return Lease(self.owner, self.host, os.getpid(), time.time() + self.lease_seconds)
-
-    def _dead_holder(self, lease: Lease | None) -> str | None:
-        """The holder's owner id if it is a process of this host that no longer exists."""
-        if lease is None or lease.host != self.host or lease.owner == self.owner:
-            return None
-        if lease.pid == os.getpid():  # an engine of this process: gone once closed
-            return None if lease.owner in _LIVE_OWNERS else lease.owner
-        return None if _pid_alive(lease.pid) else lease.owner
-
     async def _claim(self, run: RunRecord, *, take_from: str | None = None, strict: bool = True) -> bool:
         if run.id in self._active:  # this very engine drives it (its lease is re-entrant)
             if strict:
                 raise RunStateError(f"run '{run.id}' ({run.name}) is being executed right now")
             return False
-        if take_from is None:
-            take_from = self._dead_holder(run.lease)
-        if await self.storage.acquire_lease(run.id, self._lease(), take_from=take_from):
-            return True
-        if strict:
-            raise RunStateError(
-                f"run '{run.id}' ({run.name}) is being executed by another process "
-                f"({run.lease.owner if run.lease else 'unknown'})"
-            )
-        return False
-
-    async def _release(self, run_id: str) -> None:
-        try:
-            await self.storage.release_lease(run_id, self.owner)
-        except StorageError as exc:
-            self.logger.error(f"could not release the lease: {exc}", run=run_id)
+        return await self.leases.claim(run, take_from=take_from, strict=strict)
 
     async def _wait_active(self, run_id: str) -> None:
         while (future := self._active.get(run_id)) is not None:
@@ -582,13 +538,13 @@ class FluxEngine:
             steps=[StepRecord(s.name, s.kind) for s in flow.steps],
             created_at=now,
             updated_at=now,
-            lease=self._lease(),
+            lease=self.leases.new(),
         )
         if not await self.storage.create_run(run):
             return None
         driver = RunDriver(self, flow, run, value)
         if self.trace is not None:
-            driver.emit("workflow:start", self._start_meta(flow), {"input": input_json})
+            driver.emit_start()
         return await self._drive(driver, driver.drive(0))
 
     async def _continue(
@@ -602,7 +558,7 @@ class FluxEngine:
             or (status is R.FAILED and run.error_type == "CommitInterruptedError")
         ):
             return self._result(run)
-        self._adopt_definition(flow, run)
+        adopt_definition(flow, run)
         if not claimed and not await self._claim(run, strict=False):
             return self._result(run)  # another process is executing it
         if not claimed:
@@ -610,7 +566,7 @@ class FluxEngine:
             if fresh is None:
                 raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
             run = fresh
-            self._adopt_definition(flow, run)
+            adopt_definition(flow, run)
         if run.status is R.ROLLING_BACK:
             driver = RunDriver(self, flow, run, ser.loads(run.input_json))
             failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
@@ -619,7 +575,7 @@ class FluxEngine:
                 for j in range(failed - 1, -1, -1)
                 if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and flow.steps[j].compensate
             ]
-            driver.emit("workflow:resume", self._resume_meta(flow, run, run.steps[failed].name, reason))
+            driver.emit_resume(run.steps[failed].name, reason)
             return await self._drive(driver, driver.rollback(todo, FluxError(run.error or "step failed")))
         restart = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
         for k in range(restart):
@@ -657,66 +613,31 @@ class FluxEngine:
         if enqueue:
             return driver
         if never_started:  # a queued run begins here
-            driver.emit("workflow:start", self._start_meta(flow), {"input": run.input_json})
+            driver.emit_start()
         else:
             name = run.steps[restart].name if restart < len(run.steps) else ""
-            driver.emit("workflow:resume", self._resume_meta(flow, run, name, reason))
+            driver.emit_resume(name, reason)
         return driver
 
     async def _resume_from(self, driver: RunDriver, restart: int) -> None:
         await driver.save(*driver.reset)
         await driver.drive(restart)
 
-    @staticmethod
-    def _start_meta(flow: Workflow[Any]) -> dict[str, Any]:
-        return {
-            "status": "running",
-            "meta": {
-                "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
-                "version": flow.version_tag,
-            },
-        }
-
-    @staticmethod
-    def _resume_meta(flow: Workflow[Any], run: RunRecord, from_step: str, reason: str) -> dict[str, Any]:
-        return {
-            "status": "running",
-            "meta": {
-                "steps": [{"name": s.name, "commit": s.kind == "commit"} for s in flow.steps],
-                "version": flow.version_tag,
-                "fromStep": from_step,
-                "reason": reason,
-            },
-        }
-
     async def _drive(self, driver: RunDriver, work: Awaitable[None]) -> FluxResult:
         run_id = driver.run.id
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active[run_id] = done
-        heartbeat = asyncio.create_task(self._heartbeat(run_id)) if self.storage.durable else None
+        heartbeat = asyncio.create_task(self.leases.heartbeat(run_id)) if self.storage.durable else None
         try:
             await work
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
             if driver.run.status in EXECUTING:  # otherwise the last save released it
-                await self._release(run_id)
+                await self.leases.release(run_id)
             del self._active[run_id]
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
-
-    async def _heartbeat(self, run_id: str) -> None:
-        interval = self.lease_seconds / 3
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                held = await self.storage.renew_lease(run_id, self.owner, time.time() + self.lease_seconds)
-            except StorageError as exc:
-                self.logger.error(f"lease renewal failed: {exc}", run=run_id)
-                continue
-            if not held:
-                self.logger.error("lease lost: another process took the run over", run=run_id)
-                return
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
@@ -747,23 +668,6 @@ class FluxEngine:
         )
 
 
-#: Owners of the engines of this process that are not closed: a lease held by one of them
-#: is alive even though its pid is ours.
-_LIVE_OWNERS: set[str] = set()
-
-
 def new_run_id() -> str:
     """128 random bits as hex: as unique as a uuid4, without a syscall per run."""
     return f"{random.getrandbits(128):032x}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":  # no signal 0 there: assume alive and wait for the lease
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -131,6 +131,20 @@ class RunDriver:
         except Exception as exc:  # a sink never fails a run
             self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name, exc=exc)
 
+    def emit_start(self) -> None:
+        self.emit(
+            "workflow:start", {"status": "running", "meta": self.meta()}, {"input": self.run.input_json}
+        )
+
+    def emit_resume(self, from_step: str, reason: str) -> None:
+        meta = {**self.meta(), "fromStep": from_step, "reason": reason}
+        self.emit("workflow:resume", {"status": "running", "meta": meta})
+
+    def meta(self) -> dict[str, Any]:
+        """The definition as the viewer draws it: steps in order, commits marked."""
+        steps = [{"name": s.name, "commit": s.kind == "commit"} for s in self.flow.steps]
+        return {"steps": steps, "version": self.flow.version_tag}
+
     def reserve(self, events: int) -> None:
         """Number the events that will follow the run's last save before that save, so
         that a later resume (in any process) goes on from the stored `seq`."""

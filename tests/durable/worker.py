@@ -77,7 +77,7 @@ async def main() -> None:
         lease_seconds=LEASE,
     )
     if os.environ.get("PRETEND_OTHER_HOST"):
-        engine.host = "another-host"
+        engine.leases.host = "another-host"
     if MODE == "execute":  # ARGS: flow run-id [run-id ...]
         for run_id in ARGS[1:]:
             result = await engine.execute(FLOWS[ARGS[0]], {"n": 1}, id=run_id)
