@@ -343,7 +343,7 @@ class RunDriver:
             if hook and self.engine.hooks:
                 await self.engine.call_hook("step_start", step, ctx)
             result = fn(ctx)
-            if is_async or inspect.isawaitable(result):
+            if is_async or (type(result) not in _PLAIN and inspect.isawaitable(result)):
                 result = await result
             return ctx, result
         if is_async:

@@ -90,7 +90,7 @@ def _holds_tag(value: Any) -> bool:
 
 
 def loads(text: str) -> Any:
-    return json.loads(text, object_hook=_object_hook)
+    return _decoder.decode(text)
 
 
 def _object_hook(obj: dict[str, Any]) -> Any:
@@ -131,6 +131,9 @@ def _rebuild(tag: str, path: str, fields: Any) -> Any:
     if tag == "pydantic" and isinstance(target, type) and hasattr(target, "model_validate"):
         return target.model_validate(fields)
     return fields
+
+
+_decoder = json.JSONDecoder(object_hook=_object_hook)  # one decoder: json.loads builds one per call
 
 
 def loads_plain(text: str) -> Any:

@@ -70,4 +70,8 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
 
 def started_steps(run: RunRecord) -> list[int]:
     """Indexes of the steps that are not in their initial state (a new run has none)."""
-    return [i for i, s in enumerate(run.steps) if s != StepRecord(s.name, s.kind)]
+    return [
+        i
+        for i, s in enumerate(run.steps)
+        if s.status is not StepStatus.PENDING or s.attempts or s.started_at is not None
+    ]
