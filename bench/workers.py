@@ -49,7 +49,7 @@ def drop_schema(dsn: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def throughput(dsn: str, workers: int, runs: int) -> float:
+def throughput(dsn: str, workers: int, runs: int, durability: str = "full") -> float:
     schema, url = fresh_schema(dsn)
     try:
 
@@ -69,7 +69,7 @@ def throughput(dsn: str, workers: int, runs: int) -> float:
                     "worker",
                     "bench.workers_flows:TEN",
                     "--storage",
-                    url,
+                    f"{url}&durability={durability}",
                     "--concurrency",
                     "1",
                     "--burst",
@@ -115,14 +115,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=600, help="queued runs per throughput round")
     parser.add_argument("--step-runs", type=int, default=100, help="runs per per-step round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--durability", choices=["full", "normal"], default="full", help="of the workers (1)")
     args = parser.parse_args()
 
     rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
     for _ in range(args.rounds):
         for n in rates:
-            rates[n].append(throughput(args.dsn, n, args.runs))
+            rates[n].append(throughput(args.dsn, n, args.runs, args.durability))
     one = statistics.median(rates[1])
-    print(f"(1) 10-step workflows per second, {args.runs} queued runs, median of {args.rounds} rounds")
+    print(
+        f"(1) 10-step workflows per second, {args.runs} queued runs, durability {args.durability}, "
+        f"median of {args.rounds} rounds"
+    )
     print(f"{'workers':<10}{'wf/s':>10}{'x 1 worker':>12}")
     for n, values in rates.items():
         med = statistics.median(values)
