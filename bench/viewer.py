@@ -328,8 +328,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "which", nargs="*", choices=["live", "scale", "steps"], default=["live", "scale", "steps"]
-    )
-    for name in parser.parse_args().which:
-        {"live": live, "scale": scale, "steps": steps}[name]()
+    benches = {"live": live, "scale": scale, "steps": steps}
+    parser.add_argument("which", nargs="*", help="live, scale, steps (default: all three)")
+    chosen = parser.parse_args().which or list(benches)
+    for name in chosen:
+        if name not in benches:
+            parser.error(f"unknown benchmark {name!r}: choose from {', '.join(benches)}")
+    for name in chosen:
+        benches[name]()
