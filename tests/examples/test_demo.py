@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from collections import Counter
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.examples.helpers import arun
 from viewer.demo import EXAMPLES, examples_dir, run_demo
 
 
@@ -101,5 +101,5 @@ def test_demo_runs_from_inside_an_event_loop(tmp_path: Path) -> None:
     async def caller() -> None:
         run_demo(tmp_path / "trace.ndjson")
 
-    arun(caller())
+    asyncio.run(caller())
     assert any(e["type"] == "step:suspend" for e in read(tmp_path / "trace.ndjson"))

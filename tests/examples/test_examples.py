@@ -9,6 +9,7 @@ and the event types in its trace. The in-process tests import each module and aw
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import importlib.util
 import json
@@ -32,7 +33,6 @@ from flux import (
     RunStateError,
     TraceEvent,
 )
-from tests.examples.helpers import arun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -65,7 +65,7 @@ def run_in_process(module: ModuleType, **kwargs: Any) -> tuple[list[FluxResult],
         finally:
             await engine.close()
 
-    return arun(go()), sink.events
+    return asyncio.run(go()), sink.events
 
 
 def statuses(results: list[FluxResult]) -> list[str]:
@@ -501,7 +501,7 @@ def test_approval_in_process() -> None:
         finally:
             await engine.close()
 
-    results, still, rejected = arun(go())
+    results, still, rejected = asyncio.run(go())
     assert statuses(results) == ["suspended", "completed", "completed", "suspended"]
     first, approved, small, waiting = results
     assert first.id == approved.id
@@ -562,7 +562,7 @@ def test_run_twice_on_one_engine(name: str, tmp_path: Path) -> None:
         finally:
             await engine.close()
 
-    first, second = arun(go())
+    first, second = asyncio.run(go())
     assert statuses(first) == statuses(second)
     assert not {r.id for r in first} & {r.id for r in second}
 
