@@ -262,11 +262,9 @@ class SQLiteStorage:
             return self._until_free(what, lambda: self._conn.execute(sql, params).rowcount)
 
     def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # WAL readers rarely wait, but may during another process's checkpoint or recovery.
         with self._lock:
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as exc:
-                raise self._error(what, exc) from exc
+            return self._until_free(what, lambda: fn(self._conn))
 
     def _error(self, what: str, exc: sqlite3.Error) -> StorageError:
         return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
