@@ -6,12 +6,11 @@ import asyncio
 import builtins
 import inspect
 import random
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from . import serialization as ser
 from .backoff import DEFAULT_BACKOFF, Backoff
@@ -29,6 +28,7 @@ from .errors import (
 )
 from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
+from .loop_thread import LoopThread
 from .records import RunRecord, StepRecord
 from .result import FluxResult
 from .runner import RunDriver, _utc
@@ -97,11 +97,8 @@ class FluxEngine:
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
         self._executor: ThreadPoolExecutor | None = None
         self._active: dict[str, asyncio.Future[None]] = {}
-        #: The event loop of the `_sync` methods, run by a thread of its own so that any
-        #: number of threads may call them at once.
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._loop_lock = threading.Lock()
+        #: What the `_sync` methods run on, so that any number of threads may call them.
+        self._loop = LoopThread()
         self._closed = False
 
     # ------------------------------------------------------------------ public API
@@ -392,12 +389,7 @@ class FluxEngine:
 
     def close_sync(self) -> None:
         self._sync("close_sync", self.close)
-        with self._loop_lock:
-            loop, thread, self._loop, self._loop_thread = self._loop, self._loop_thread, None, None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
+        self._loop.close()
 
     def __enter__(self) -> FluxEngine:
         return self
@@ -419,27 +411,7 @@ class FluxEngine:
             )
         if self._closed and method != "close_sync":
             raise FluxError("this FluxEngine is closed")
-        with self._loop_lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                self._loop_thread = threading.Thread(
-                    target=self._loop.run_forever, name="flux-engine-loop", daemon=True
-                )
-                self._loop_thread.start()
-            loop = self._loop
-
-        async def carried() -> tuple[bool, Any]:
-            # SystemExit or KeyboardInterrupt from a handler would stop the loop's thread:
-            # carry every outcome back to the calling thread and raise it there.
-            try:
-                return True, await make()
-            except BaseException as exc:
-                return False, exc
-
-        ok, value = asyncio.run_coroutine_threadsafe(carried(), loop).result()
-        if not ok:
-            raise value
-        return cast(T, value)
+        return self._loop.run(make)
 
     # ------------------------------------------------------------------ internals
 
