@@ -31,7 +31,7 @@ from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
 from .records import RunRecord, StepRecord
 from .result import FluxResult
-from .runner import RunDriver, _utc
+from .runner import RunDriver, as_utc
 from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
@@ -634,8 +634,8 @@ class FluxEngine:
             waiting_for=run.waiting_for,
             failed_step=run.error_step,
             version=run.version,
-            created_at=_utc(run.created_at),
-            completed_at=_utc(end),
+            created_at=as_utc(run.created_at),
+            completed_at=as_utc(end),
             _steps=run.steps,
         )
 

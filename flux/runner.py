@@ -47,7 +47,7 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _utc(ts: float | None) -> dt.datetime | None:
+def as_utc(ts: float | None) -> dt.datetime | None:
     return None if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
 
 
@@ -64,8 +64,8 @@ def build_history(steps: list[StepRecord], outputs: dict[str, Any]) -> list[Step
                 name=rec.name,
                 status=rec.status,
                 attempts=rec.attempts,
-                started_at=_utc(rec.started_at),
-                completed_at=_utc(rec.completed_at),
+                started_at=as_utc(rec.started_at),
+                completed_at=as_utc(rec.completed_at),
                 duration=duration,
                 output=outputs.get(rec.name),
                 error=rec.error,
