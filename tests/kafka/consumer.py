@@ -43,16 +43,22 @@ async def main() -> None:
         session_timeout_ms=6000, heartbeat_interval_ms=500,
     )  # fmt: skip
     await consumer.start()
+    # SIGTERM: stop consuming and leave the group, so that the next consumer need not wait
+    # for this one's session to time out.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         await consume(
             engine, ORDER, consumer,
             on_result=lambda msg, result: print("handled", result.id, result.status.value, flush=True),
         )  # fmt: skip
+    except asyncio.CancelledError:
+        pass
     finally:
         await consumer.stop()
         await engine.close()
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # leave the group cleanly
     asyncio.run(main())

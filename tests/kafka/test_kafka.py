@@ -83,6 +83,16 @@ def start_consumer(bootstrap: str, tmp_path: Path, **env: str) -> subprocess.Pop
     )  # fmt: skip
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM (the consumer leaves its group), and SIGKILL if it has not gone in 30 s."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def read_line(proc: subprocess.Popen[str]) -> str:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -104,8 +114,7 @@ def test_redelivered_message_resumes_the_run(broker: str, tmp_path: Path) -> Non
     try:
         assert read_line(second) == "handled order-42 completed"
     finally:
-        second.terminate()
-        second.communicate(timeout=30)
+        stop(second)
     effects = (tmp_path / "effects.log").read_text().splitlines()
     # reserve ran once; charge was in flight at the kill and ran again; ship once
     assert [e.split()[1] for e in effects] == ["reserve", "charge", "charge", "ship"]
@@ -119,8 +128,7 @@ def test_redelivered_message_resumes_the_run(broker: str, tmp_path: Path) -> Non
     try:
         assert read_line(third) == "handled order-42 completed"
     finally:
-        third.terminate()
-        third.communicate(timeout=30)
+        stop(third)
     assert len((tmp_path / "effects.log").read_text().splitlines()) == 4
 
 
