@@ -175,8 +175,12 @@ class FluxEngine:
                 "use resume to continue the run"
             )
         await self._claim(run)
-        run = await self._load(flow, id)
-        adopt_definition(flow, run)
+        try:
+            run = await self._load(flow, id)  # as it stands now that it is ours
+            adopt_definition(flow, run)
+        except FluxError:
+            await self.leases.release(run.id)
+            raise
         restart = index
         for k in range(index):
             if run.steps[k].status in (S.COMPENSATED, S.COMPENSATING, S.COMPENSATION_FAILED):
