@@ -527,22 +527,24 @@ class FluxEngine:
         self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False
     ) -> FluxResult:
         """Bring an existing run forward as far as it can go without being asked explicitly."""
-        status = run.status
-        if (
-            status is R.COMPLETED
-            or status is R.SUSPENDED
-            or (status is R.FAILED and run.error_type == "CommitInterruptedError")
-        ):
+        if _at_rest(run):
             return self._result(run)
         adopt_definition(flow, run)
-        if not claimed and not await self._claim(run, strict=False):
-            return self._result(run)  # another process is executing it
         if not claimed:
-            fresh = await self.storage.load_run(run.id)
-            if fresh is None:
-                raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
+            if not await self._claim(run, strict=False):
+                return self._result(run)  # another process is executing it
+            try:  # as it stands now that it is ours: another process may have just finished it
+                fresh = await self.storage.load_run(run.id)
+                if fresh is None:
+                    raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
+                adopt_definition(flow, fresh)
+            except FluxError:
+                await self.leases.release(run.id)
+                raise
             run = fresh
-            adopt_definition(flow, run)
+            if _at_rest(run):
+                await self.leases.release(run.id)
+                return self._result(run)
         if run.status is R.ROLLING_BACK:
             driver = RunDriver(self, flow, run, ser.loads(run.input_json))
             failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
@@ -642,6 +644,15 @@ class FluxEngine:
             completed_at=as_utc(end),
             _steps=run.steps,
         )
+
+
+def _at_rest(run: RunRecord) -> bool:
+    """Whether a run waits for nobody but an explicit call (signal, retry_step)."""
+    return (
+        run.status is R.COMPLETED
+        or run.status is R.SUSPENDED
+        or (run.status is R.FAILED and run.error_type == "CommitInterruptedError")
+    )
 
 
 def new_run_id() -> str:

@@ -529,3 +529,29 @@ def test_recover_never_repeats_an_interrupted_commit(tmp_path: Path) -> None:
         assert retried.status is RunStatus.COMPLETED
         assert steps.keys["b"] == ["CRASH-1:b"]
         assert steps.calls == {"b": 1, "c": 1}
+
+
+def test_a_run_finished_by_another_process_between_load_and_claim_is_not_run_again() -> None:
+    """The engine's view of a run can be stale by the time it holds the lease: it reloads,
+    and leaves a run that came to rest meanwhile as it is."""
+    calls: list[str] = []
+
+    def ask(ctx: WorkflowContext[Any]) -> Any:
+        calls.append(ctx.step_name)
+        return Flux.wait("ok")
+
+    flow = create_workflow("race").step("ask", ask)
+    engine = FluxEngine()
+
+    async def scenario() -> Any:
+        assert (await engine.execute(flow, {}, id="r")).status == "suspended"
+        stale = await engine.storage.load_run("r")
+        assert stale is not None
+        stale.status = RunStatus.RUNNING  # what a process saw before the run suspended
+        stale.lease = None
+        return await engine._continue(flow, stale, reason="execute")
+
+    result = asyncio.run(scenario())
+    assert result.status == "suspended" and calls == ["ask"]
+    stored = asyncio.run(engine.storage.load_run("r"))
+    assert stored is not None and stored.lease is None
