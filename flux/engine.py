@@ -273,30 +273,36 @@ class FluxEngine:
         for flow in flows:
             self._check_flow(flow)
             by_name[flow.name] = flow
-        results = []
-        for name, flow in by_name.items():
-            offset = 0
-            while True:
-                batch = await self.storage.list_runs(
-                    name=name, status=[R.RUNNING, R.ROLLING_BACK], limit=200, offset=offset
-                )
-                offset += len(batch)
-                for run in batch:
-                    if run.id in self._active:
-                        continue
-                    take_from = self.leases.dead_holder(run.lease)
-                    if run.lease is not None and take_from is None and run.lease.expires_at > time.time():
-                        continue  # alive elsewhere
-                    try:
-                        adopt_definition(flow, run)
-                    except WorkflowVersionError as exc:
-                        self.logger.error(f"recover: {exc}", workflow=name, run=run.id)
-                        continue
-                    if not await self._claim(run, take_from=take_from, strict=False):
-                        continue
-                    results.append(await self._continue(flow, run, reason="recover", claimed=True))
+        orphans: list[RunRecord] = []
+        for name in by_name:  # list them all first: recovered runs leave the filter
+            listed: list[RunRecord] = []
+            while batch := await self.storage.list_runs(
+                name=name, status=[R.RUNNING, R.ROLLING_BACK], limit=200, offset=len(listed)
+            ):
+                listed.extend(batch)
                 if len(batch) < 200:
                     break
+            orphans.extend(listed)
+        results = []
+        for run in orphans:
+            if run.id in self._active:
+                continue
+            take_from = self.leases.dead_holder(run.lease)
+            if run.lease is not None and take_from is None and run.lease.expires_at > time.time():
+                continue  # alive elsewhere
+            flow = by_name[run.name]
+            try:
+                adopt_definition(flow, run)
+            except WorkflowVersionError as exc:
+                self.logger.error(f"recover: {exc}", workflow=run.name, run=run.id)
+                continue
+            if not await self._claim(run, take_from=take_from, strict=False):
+                continue
+            fresh = await self.storage.load_run(run.id)  # as it stands now that it is ours
+            if fresh is None or fresh.status not in EXECUTING:
+                await self.leases.release(run.id)
+                continue
+            results.append(await self._continue(flow, fresh, reason="recover", claimed=True))
         return results
 
     async def get(self, id: str) -> FluxResult:

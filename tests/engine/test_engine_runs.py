@@ -555,3 +555,37 @@ def test_a_run_finished_by_another_process_between_load_and_claim_is_not_run_aga
     assert result.status == "suspended" and calls == ["ask"]
     stored = asyncio.run(engine.storage.load_run("r"))
     assert stored is not None and stored.lease is None
+
+
+def test_recover_finishes_every_orphan_of_several_workflows_past_one_page(tmp_path: Path) -> None:
+    """More orphans than one listing page, in two workflows: recovering some must not make
+    the listing skip others."""
+    from flux import SQLiteStorage
+    from flux.records import Lease
+
+    calls: Counter[str] = Counter()
+
+    def step(ctx: WorkflowContext[Any]) -> None:
+        calls[ctx.id] += 1
+
+    flows = [create_workflow(f"wf{k}").step("a", step) for k in range(2)]
+
+    async def scenario() -> list[str]:
+        storage = SQLiteStorage(tmp_path / "r.db")
+        dead = FluxEngine(storage=storage)
+        for k, flow in enumerate(flows):
+            for i in range(230):
+                await dead.start(flow, {}, id=f"{k}-{i}")
+        # leave them all "running" under a lease that expired long ago
+        for run in await storage.list_runs(limit=1000):
+            run.status = RunStatus.RUNNING
+            run.rev += 1
+            await storage.save_run(run, [], None)
+            await storage.acquire_lease(run.id, Lease("gone", "far-host", 1, 0.0))
+        heir = FluxEngine(storage=storage)
+        results = await heir.recover(flows)
+        await heir.close()
+        return sorted(r.id for r in results if r.status == "completed")
+
+    done = asyncio.run(scenario())
+    assert len(done) == 460 and set(calls.values()) == {1}
