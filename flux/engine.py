@@ -611,6 +611,8 @@ class FluxEngine:
         run_id = driver.run.id
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active[run_id] = done
+        # A memory storage lives and dies with this process: no other process can take a run
+        # over, and a heartbeat task per run would cost more than the run's steps.
         heartbeat = asyncio.create_task(self.leases.heartbeat(run_id)) if self.storage.durable else None
         try:
             await work
