@@ -31,7 +31,7 @@ from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
 from .records import RunRecord, StepRecord
 from .result import FluxResult
-from .runner import RunDriver, as_utc
+from .runner import RunDriver, as_utc, stored_outputs
 from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
@@ -629,11 +629,7 @@ class FluxEngine:
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
     ) -> FluxResult:
         if outputs is None:
-            outputs = {
-                s.name: ser.loads(s.output_json)
-                for s in run.steps
-                if s.status is S.COMPLETED and s.output_json is not None
-            }
+            outputs = stored_outputs(run.steps)
         end = run.completed_at if run.status in RUN_TERMINAL else None
         return FluxResult(
             id=run.id,

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
+from .backoff import Backoff
 from .builder import StepDefinition, Workflow
 from .context import StepExecution, WorkflowContext
 from .errors import CommitInterruptedError, FatalError, SerializationError, StepError, StepTimeoutError
@@ -45,6 +46,25 @@ class _HandlerRaised(Exception):
 
 def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def may_retry(exc: BaseException, sdef: StepDefinition[Any], tries: int, max_retries: int) -> bool:
+    """Whether an attempt that raised `exc` (after `tries` attempts) is tried again: a step's
+    and a compensation's attempts follow the same rule."""
+    return (
+        not isinstance(exc, (FatalError, SerializationError))
+        and tries <= max_retries
+        and (sdef.retry_on is None or isinstance(exc, sdef.retry_on))
+    )
+
+
+def stored_outputs(steps: list[StepRecord]) -> dict[str, Any]:
+    """Step name → output, decoded, for the steps that completed."""
+    return {
+        s.name: ser.loads(s.output_json)
+        for s in steps
+        if s.status is S.COMPLETED and s.output_json is not None
+    }
 
 
 def as_utc(ts: float | None) -> dt.datetime | None:
@@ -83,11 +103,7 @@ class RunDriver:
         self.run = run
         self.input = input
         self.data: dict[str, Any] = ser.loads(run.data_json)
-        self.outputs: dict[str, Any] = {
-            s.name: ser.loads(s.output_json)
-            for s in run.steps
-            if s.status is S.COMPLETED and s.output_json is not None
-        }
+        self.outputs: dict[str, Any] = stored_outputs(run.steps)
         self.outputs_view = MappingProxyType(self.outputs)
         self.owner: str | None = engine.owner
         self.trace = engine.trace
@@ -204,7 +220,7 @@ class RunDriver:
                     "end was not recorded: it may have happened. Use retry_step to run it again "
                     "with the same idempotency key."
                 )
-                self.fail_step(rec, exc, 0.0)
+                self.fail_step(rec, exc)
                 self.emit("step:error", self.error_fields(i, rec, exc, 0.0))
                 await self.fail(i, exc)
                 return
@@ -228,7 +244,7 @@ class RunDriver:
                     go = await go
             except Exception as exc:
                 rec.status = check_step(rec.status, S.RUNNING)
-                self.fail_step(rec, exc, 0.0)
+                self.fail_step(rec, exc)
                 self.emit("step:error", self.error_fields(i, rec, exc, 0.0))
                 await engine.call_hook("step_error", sdef.name, self.ctx(sdef.name, 1), exc)
                 return exc
@@ -238,9 +254,7 @@ class RunDriver:
                 await self.save(i)
                 self.emit("step:skipped", {"stepName": sdef.name, "stepIndex": i, "status": "skipped"})
                 return DONE
-        max_retries = engine.default_retries if sdef.retries is None else sdef.retries
-        timeout = engine.default_timeout if sdef.timeout is None else sdef.timeout
-        backoff = sdef.backoff or engine.default_backoff
+        max_retries, timeout, backoff = self.policy(sdef)
         commit = sdef.kind == "commit"
         if rec.started_at is None:
             rec.started_at = time.time()
@@ -274,12 +288,7 @@ class RunDriver:
             except Exception as exc:
                 duration = time.perf_counter() - started
                 self.restore_data()
-                retryable = (
-                    not isinstance(exc, (FatalError, SerializationError))
-                    and attempt - first <= max_retries
-                    and (sdef.retry_on is None or isinstance(exc, sdef.retry_on))
-                )
-                if retryable:
+                if may_retry(exc, sdef, attempt - first, max_retries):
                     self.emit(
                         "step:retry",
                         {
@@ -296,7 +305,7 @@ class RunDriver:
                     )
                     await asyncio.sleep(backoff.delay(attempt - first))
                     continue
-                self.fail_step(rec, exc, duration)
+                self.fail_step(rec, exc)
                 self.emit("step:error", self.error_fields(i, rec, exc, duration))
                 await engine.call_hook("step_error", sdef.name, ctx or self.ctx(sdef.name, attempt), exc)
                 return exc
@@ -394,7 +403,16 @@ class RunDriver:
             f"{timeout:g}s (attempt {attempt})"
         )
 
-    def fail_step(self, rec: StepRecord, exc: BaseException, duration: float) -> None:
+    def policy(self, sdef: StepDefinition[Any]) -> tuple[int, float | None, Backoff]:
+        """The step's retries, timeout and backoff, the engine's where the step sets none."""
+        engine = self.engine
+        return (
+            engine.default_retries if sdef.retries is None else sdef.retries,
+            engine.default_timeout if sdef.timeout is None else sdef.timeout,
+            sdef.backoff or engine.default_backoff,
+        )
+
+    def fail_step(self, rec: StepRecord, exc: BaseException) -> None:
         rec.status = check_step(rec.status, S.FAILED)
         rec.completed_at = time.time()
         rec.error = _error_text(exc)
@@ -413,7 +431,7 @@ class RunDriver:
 
     async def suspend(self, i: int, rec: StepRecord, ctx: WorkflowContext[Any], wait: WaitRequest) -> str:
         data_json = ser.dumps(ctx.data, path="data", step=rec.name)
-        self.data = ctx.data
+        self.data = ser.loads(data_json)
         self.run.data_json = data_json
         rec.status = check_step(rec.status, S.SUSPENDED)
         rec.waiting_for = wait.signal
@@ -545,10 +563,7 @@ class RunDriver:
         sdef = self.flow.steps[j]
         rec = self.run.steps[j]
         assert sdef.compensate is not None
-        engine = self.engine
-        max_retries = engine.default_retries if sdef.retries is None else sdef.retries
-        timeout = engine.default_timeout if sdef.timeout is None else sdef.timeout
-        backoff = sdef.backoff or engine.default_backoff
+        max_retries, timeout, backoff = self.policy(sdef)
         if rec.status is S.COMPLETED:
             rec.status = check_step(rec.status, S.COMPENSATING)
             await self.save(j)
@@ -566,12 +581,7 @@ class RunDriver:
                 duration = time.perf_counter() - started
                 self.restore_data()
                 fields = {**self.error_fields(j, rec, exc, duration), "attempt": attempt}
-                retryable = (
-                    not isinstance(exc, (FatalError, SerializationError))
-                    and attempt - first <= max_retries
-                    and (sdef.retry_on is None or isinstance(exc, sdef.retry_on))
-                )
-                if retryable:
+                if may_retry(exc, sdef, attempt - first, max_retries):
                     self.emit("step:compensate_error", fields)
                     await asyncio.sleep(backoff.delay(attempt - first))
                     continue
@@ -579,7 +589,7 @@ class RunDriver:
                 rec.error = f"compensation failed: {_error_text(exc)}"
                 await self.save(j)
                 self.emit("step:compensate_error", {**fields, "status": "compensation_failed"})
-                engine.logger.error(
+                self.engine.logger.error(
                     f"compensation failed for good: {_error_text(exc)}",
                     workflow=self.run.name,
                     run=self.run.id,
@@ -587,7 +597,7 @@ class RunDriver:
                     exc=None if isinstance(exc, StepError) else exc,
                 )
                 return False
-            self.data = ctx.data
+            self.data = ser.loads(data_json)
             self.run.data_json = data_json
             rec.status = check_step(rec.status, S.COMPENSATED)
             rec.compensated_at = time.time()
