@@ -29,7 +29,7 @@ from .errors import (
 from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
-from .records import RunRecord, StepRecord
+from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
 from .runner import RunDriver, as_utc, stored_outputs
 from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
@@ -105,9 +105,7 @@ class FluxEngine:
 
     async def execute(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> FluxResult:
         """Run `flow` with `input`; with an existing `id`, return or continue that run."""
-        self._check_flow(flow)
-        value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
-        input_json = ser.dumps(value, path="input")
+        value, input_json = self._prepare_input(flow, input)
         if id is None:
             started = await self._start(flow, new_run_id(), value, input_json)
             if started is None:  # 128 random bits collided: astronomically unlikely
@@ -198,17 +196,9 @@ class FluxEngine:
         With an `id` that exists, nothing new is stored (the same input is required, as
         for `execute`): a redelivered request is safe.
         """
-        self._check_flow(flow)
-        value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
-        input_json = ser.dumps(value, path="input")
+        _, input_json = self._prepare_input(flow, input)
         run_id = new_run_id() if id is None else self._check_id(id)
-        now = time.time()
-        run = RunRecord(
-            id=run_id, name=flow.name, status=R.PENDING, input_json=input_json, shape=flow.shape(),
-            version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
-            created_at=now, updated_at=now,
-        )  # fmt: skip
-        if not await self.storage.create_run(run):
+        if not await self.storage.create_run(_new_run(flow, run_id, input_json, R.PENDING, None)):
             existing = await self.storage.load_run(run_id)
             if existing is not None:
                 self._check_same_run(flow, existing, input_json)
@@ -457,6 +447,12 @@ class FluxEngine:
         if self._closed:
             raise FluxError("this FluxEngine is closed")
 
+    def _prepare_input(self, flow: Workflow[Any], input: Any) -> tuple[Any, str]:
+        """The input as handlers will see it, and as it is stored; nothing is stored yet."""
+        self._check_flow(flow)
+        value = validate_input(flow.input_type, input, flow.name) if flow.input_type is not None else input
+        return value, ser.dumps(value, path="input")
+
     @staticmethod
     def _check_id(run_id: object) -> str:
         if not isinstance(run_id, str) or not run_id or len(run_id) > 255:
@@ -509,19 +505,7 @@ class FluxEngine:
     async def _start(
         self, flow: Workflow[Any], run_id: str, value: Any, input_json: str
     ) -> FluxResult | None:
-        now = time.time()
-        run = RunRecord(
-            id=run_id,
-            name=flow.name,
-            status=R.RUNNING,
-            input_json=input_json,
-            shape=flow.shape(),
-            version=flow.version_tag,
-            steps=[StepRecord(s.name, s.kind) for s in flow.steps],
-            created_at=now,
-            updated_at=now,
-            lease=self.leases.new(),
-        )
+        run = _new_run(flow, run_id, input_json, R.RUNNING, self.leases.new())
         if not await self.storage.create_run(run):
             return None
         driver = RunDriver(self, flow, run, value)
@@ -554,12 +538,8 @@ class FluxEngine:
         if run.status is R.ROLLING_BACK:
             driver = RunDriver(self, flow, run, ser.loads(run.input_json))
             failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
-            todo = [
-                j
-                for j in range(failed - 1, -1, -1)
-                if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and flow.steps[j].compensate
-            ]
             driver.emit_resume(run.steps[failed].name, reason)
+            todo = driver.to_compensate(failed)
             return await self._drive(driver, driver.rollback(todo, FluxError(run.error or "step failed")))
         restart = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
         for k in range(restart):
@@ -648,6 +628,17 @@ class FluxEngine:
             completed_at=as_utc(end),
             _steps=run.steps,
         )
+
+
+def _new_run(
+    flow: Workflow[Any], run_id: str, input_json: str, status: RunStatus, lease: Lease | None
+) -> RunRecord:
+    now = time.time()
+    return RunRecord(
+        id=run_id, name=flow.name, status=status, input_json=input_json, shape=flow.shape(),
+        version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
+        created_at=now, updated_at=now, lease=lease,
+    )  # fmt: skip
 
 
 def _at_rest(run: RunRecord) -> bool:

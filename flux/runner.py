@@ -511,16 +511,7 @@ class RunDriver:
             # the traceback of an unexpected error; a business error or a timeout says it all
             exc=None if isinstance(exc, StepError) else exc,
         )
-        steps = self.flow.steps
-        todo = (
-            []
-            if isinstance(exc, CommitInterruptedError)
-            else [
-                j
-                for j in range(i - 1, -1, -1)
-                if run.steps[j].status in (S.COMPLETED, S.COMPENSATING) and steps[j].compensate is not None
-            ]
-        )
+        todo = [] if isinstance(exc, CommitInterruptedError) else self.to_compensate(i)
         if not todo:
             self.set_status(R.FAILED)
             run.completed_at = time.time()
@@ -532,6 +523,16 @@ class RunDriver:
         await self.save(i)
         self.emit("workflow:rollback_start", {"status": "rolling_back", "stepName": run.error_step})
         await self.rollback(todo, exc)
+
+    def to_compensate(self, failed: int) -> list[int]:
+        """The steps before `failed` to compensate, latest first (a compensation cut short
+        by a crash is done again)."""
+        steps, records = self.flow.steps, self.run.steps
+        return [
+            j
+            for j in range(failed - 1, -1, -1)
+            if records[j].status in (S.COMPLETED, S.COMPENSATING) and steps[j].compensate is not None
+        ]
 
     async def rollback(self, todo: list[int], exc: BaseException) -> None:
         ok = True
