@@ -93,3 +93,16 @@ def test_suspended_run_is_signalled_from_another_process(worker: Worker) -> None
     assert worker.run("signal", "ap-1") == ["ap-1 completed {'by': 'ann'}"]
     effects = worker.effects_count()
     assert effects[("ap-1", "ask", "start")] == 1 and effects[("ap-1", "after", "done")] == 1
+
+
+def test_a_rollback_cut_short_by_a_kill_is_finished_by_recover(worker: Worker) -> None:
+    """Killed inside the compensation of `car`: recovery compensates `car` again (at least
+    once, like a step) and then `flight`, and the run ends rolled back."""
+    worker.start_and_kill_when_blocked("execute", "saga", "trip-1", BLOCK_AT="undo:car")
+    assert stored_status(worker, "trip-1") is RunStatus.ROLLING_BACK
+    assert worker.run("recover") == ["trip-1 rolled_back FatalError", "recovered"]
+    effects = worker.effects_count()
+    assert effects[("trip-1", "car", "undo-start")] == 2
+    assert effects[("trip-1", "car", "undo-done")] == 1
+    assert effects[("trip-1", "flight", "undo-done")] == 1
+    assert effects[("trip-1", "flight", "done")] == 1 and effects[("trip-1", "car", "done")] == 1

@@ -16,7 +16,16 @@ import sys
 import threading
 from typing import Any
 
-from flux import Backoff, Flux, FluxEngine, FluxSilentLogger, SQLiteStorage, WorkflowContext, create_workflow
+from flux import (
+    Backoff,
+    FatalError,
+    Flux,
+    FluxEngine,
+    FluxSilentLogger,
+    SQLiteStorage,
+    WorkflowContext,
+    create_workflow,
+)
 
 DB, EFFECTS, MODE, *ARGS = sys.argv[1:]
 BLOCK_AT = os.environ.get("BLOCK_AT", "")
@@ -51,6 +60,18 @@ def after_step(step: str, ctx: WorkflowContext[Any], result: Any) -> None:
         block()
 
 
+def undo(ctx: WorkflowContext[Any]) -> None:
+    record(ctx, "undo-start")
+    if BLOCK_AT == f"undo:{ctx.step_name}":
+        block()
+    record(ctx, "undo-done")
+
+
+def refuse(ctx: WorkflowContext[Any]) -> None:
+    record(ctx, "start")
+    raise FatalError("no rooms left")
+
+
 def ask(ctx: WorkflowContext[Any]) -> Any:
     record(ctx, "start")
     return Flux.wait("approval")
@@ -65,7 +86,9 @@ FIVE = (
     .step("s5", handler)
 )
 APPROVAL = create_workflow("approval").step("ask", ask).step("after", handler)
-FLOWS = {"five": FIVE, "approval": APPROVAL}
+SAGA = create_workflow("saga").step("flight", handler, compensate=undo).step("car", handler, compensate=undo)
+SAGA = SAGA.step("hotel", refuse)
+FLOWS = {"five": FIVE, "approval": APPROVAL, "saga": SAGA}
 
 
 async def main() -> None:
