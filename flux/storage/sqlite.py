@@ -36,7 +36,6 @@ from ._rows import (
 
 SCHEMA_VERSION = 1
 _HEADER = b"SQLite format 3\x00"
-_FINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ROLLED_BACK, RunStatus.ROLLBACK_FAILED})
 _LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
 T = TypeVar("T")
 
@@ -149,7 +148,7 @@ class SQLiteStorage:
         self.path = Path(path)
         self.durability = durability
         self._lock = threading.Lock()
-        #: `_state` of each run as this connection last read or wrote it.
+        #: `_state` of each run whose lease this storage's engine holds, as it last wrote it.
         self._known: dict[str, tuple[Any, ...]] = {}
         self._conn = self._open(create)
 
@@ -285,7 +284,7 @@ class SQLiteStorage:
         what = f"creating run '{run.id}'"
         # Steps that never ran need no row, so a new run is usually one statement.
         created = self._write(what, insert) if started else self._write_one(what, sql, params) == 1
-        if created:
+        if created and run.lease is not None:
             self._known[run.id] = _state(run)
         return created
 
@@ -299,10 +298,7 @@ class SQLiteStorage:
             ).fetchall()
             return _run_from_rows(row, steps)
 
-        run = self._read(f"loading run '{run_id}'", load)
-        if run is not None:
-            self._known[run.id] = _state(run)
-        return run
+        return self._read(f"loading run '{run_id}'", load)
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
         state = _state(run)
@@ -345,10 +341,10 @@ class SQLiteStorage:
         except BaseException:
             self._known.pop(run.id, None)
             raise
-        if run.status in _FINAL:
-            self._known.pop(run.id, None)
-        else:
+        if owner is not None and run.status in EXECUTING:
             self._known[run.id] = state
+        else:  # the lease is given up (or was never held): the next holder starts afresh
+            self._known.pop(run.id, None)
 
     async def list_runs(
         self,
@@ -377,7 +373,6 @@ class SQLiteStorage:
                     f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (row[0],)
                 ).fetchall()
                 runs.append(_run_from_rows(row, steps))
-                self._known.pop(row[0], None)
             return runs
 
         return self._read("listing runs", query)

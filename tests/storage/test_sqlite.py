@@ -155,3 +155,21 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> Non
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM flux_meta").fetchall() == [(str(SCHEMA_VERSION),)]
     conn.close()
+
+
+def test_the_write_cache_holds_only_runs_in_hand(tmp_path: Path) -> None:
+    """A long-lived engine that reads or finishes many runs must not remember each of them."""
+    flow = create_workflow("wf").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
+    storage = SQLiteStorage(tmp_path / "c.db")
+
+    async def scenario() -> None:
+        engine = FluxEngine(storage=storage)
+        for i in range(20):
+            await engine.execute(flow, None, id=f"r{i}")
+        for i in range(20):
+            await engine.get(f"r{i}")
+        await engine.list(limit=100)
+
+    asyncio.run(scenario())
+    assert storage._known == {}
+    asyncio.run(storage.close())
