@@ -166,9 +166,9 @@ def test_the_write_cache_holds_only_runs_in_hand(tmp_path: Path) -> None:
         engine = FluxEngine(storage=storage)
         for i in range(20):
             await engine.execute(flow, None, id=f"r{i}")
+        await engine.list(limit=100)
         for i in range(20):
             await engine.get(f"r{i}")
-        await engine.list(limit=100)
 
     asyncio.run(scenario())
     assert storage._known == {}
