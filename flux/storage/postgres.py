@@ -109,7 +109,7 @@ class PostgresStorage:
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self._closed = False
-        #: Step count of each run as this process last wrote it (None: unknown, trim to be safe).
+        #: Step count of each run in hand as this storage last wrote it (absent: trim to be safe).
         self._known_len: dict[str, int] = {}
         try:
             self._call_now(self._create_schema, "creating the schema")
@@ -203,7 +203,7 @@ class PostgresStorage:
                 created = conn.execute(sql, params).rowcount == 1
                 if created and started:
                     conn.execute(steps_sql, _step_columns(run.id, started, run.steps))
-            if created:
+            if created and run.lease is not None:
                 self._known_len[run.id] = len(run.steps)
             return created
 
@@ -305,7 +305,7 @@ class PostgresStorage:
         except BaseException:
             self._known_len.pop(run.id, None)
             raise
-        if release:
+        if release or owner is None:  # only a run in hand is remembered
             self._known_len.pop(run.id, None)
         else:
             self._known_len[run.id] = len(run.steps)
