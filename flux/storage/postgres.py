@@ -199,10 +199,13 @@ class PostgresStorage:
         steps_sql = _UPSERT_STEPS.replace("FROM run, unnest", "FROM unnest")
 
         def insert(conn: psycopg.Connection[Any]) -> bool:
-            with conn.transaction():
+            if not started:  # the usual case: one statement, one round trip
                 created = conn.execute(sql, params).rowcount == 1
-                if created and started:
-                    conn.execute(steps_sql, _step_columns(run.id, started, run.steps))
+            else:
+                with conn.transaction():
+                    created = conn.execute(sql, params).rowcount == 1
+                    if created:
+                        conn.execute(steps_sql, _step_columns(run.id, started, run.steps))
             if created and run.lease is not None:
                 self._known_len[run.id] = len(run.steps)
             return created
