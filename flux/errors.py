@@ -9,11 +9,17 @@
     │   └── RunConflictError      the id exists with another workflow or another input
     ├── WorkflowVersionError      the definition changed under a run's finished steps
     ├── StorageError              the storage failed, or its file is not a Flux database
+    │   └── LeaseLostError        another process took the run over: this one stops at once
     ├── WaitTimeoutError          `wait` gave up before the run ended (also a TimeoutError)
     └── StepError                 the families below end a step attempt
         ├── FatalError            raised by a handler: fail the step at once, no retry
         ├── StepTimeoutError      the attempt ran past its timeout
-        └── CommitInterruptedError  a commit started but its end was never recorded
+        ├── CommitInterruptedError  a commit started but its end was never recorded
+        ├── StepCrashedError      the step's process died `max_crashes` times in it
+        ├── SignalTimeoutError    a wait for a signal passed its timeout
+        ├── DeadlineExceededError the run passed its deadline (it is cancelled)
+        ├── ChildWorkflowError    a child run failed for good
+        └── RunCancelledError     the run was cancelled (`engine.cancel`) while the step ran
 
 Messages name the workflow, run, step and field involved.
 """
@@ -88,3 +94,23 @@ class CommitInterruptedError(StepError):
 
 class LeaseLostError(StorageError):
     """Another process took over the run's lease; this process must stop driving it."""
+
+
+class StepCrashedError(StepError):
+    """The process died while running the step `max_crashes` times: it fails for good."""
+
+
+class SignalTimeoutError(StepError):
+    """A `Flux.wait(..., timeout=...)` passed its timeout with no signal and no default."""
+
+
+class DeadlineExceededError(StepError):
+    """The run passed its `deadline`; it is cancelled."""
+
+
+class ChildWorkflowError(StepError):
+    """A child run started by `.call` failed for good."""
+
+
+class RunCancelledError(StepError):
+    """The run was cancelled while this step ran (`engine.cancel`)."""

@@ -28,6 +28,8 @@ class StepRecord:
     waiting_for: str | None = None
     compensation_attempts: int = 0
     compensated_at: float | None = None
+    #: Attempts cut short by the death of their process (ended by `max_crashes`).
+    crashes: int = 0
 
     def copy(self) -> StepRecord:
         clone = object.__new__(StepRecord)
@@ -44,6 +46,9 @@ class Lease:
     host: str
     pid: int
     expires_at: float
+    #: Evidence that survives containers sharing a hostname: boot id, pid namespace, pid and
+    #: the process's start time (see `flux.leases.process_identity`). Empty if unknown.
+    identity: str = ""
 
 
 @dataclass
@@ -68,6 +73,9 @@ class RunRecord:
     lease: Lease | None = None
     #: Incremented by each save, so a storage can tell which of its writes is the latest.
     rev: int = 0
+    #: Set by `engine.cancel` (any process): the reason the run is to be cancelled. The holder
+    #: sees it at its next heartbeat; a rollback that follows it ends `cancelled`.
+    cancel_reason: str | None = None
 
     def copy(self) -> RunRecord:
         clone = object.__new__(RunRecord)

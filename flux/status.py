@@ -24,6 +24,8 @@ class RunStatus(str, Enum):
     ROLLED_BACK = "rolled_back"
     #: A compensation failed for good.
     ROLLBACK_FAILED = "rollback_failed"
+    #: Cancelled by `engine.cancel` (or past its deadline); its completed steps compensated.
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -50,6 +52,8 @@ class StepStatus(str, Enum):
     COMPENSATED = "compensated"
     #: Its compensation failed for good.
     COMPENSATION_FAILED = "compensation_failed"
+    #: It was in flight (or waiting) when the run was cancelled.
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -59,30 +63,35 @@ R = RunStatus
 S = StepStatus
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    R.PENDING: frozenset({R.RUNNING}),
-    R.RUNNING: frozenset({R.RUNNING, R.SUSPENDED, R.COMPLETED, R.FAILED, R.ROLLING_BACK}),
-    R.SUSPENDED: frozenset({R.RUNNING, R.PENDING}),  # signal (enqueue=True: for a worker)
+    R.PENDING: frozenset({R.RUNNING, R.CANCELLED}),
+    R.RUNNING: frozenset(
+        {R.RUNNING, R.SUSPENDED, R.COMPLETED, R.FAILED, R.ROLLING_BACK, R.CANCELLED}
+    ),
+    # signal (enqueue=True: for a worker), cancel
+    R.SUSPENDED: frozenset({R.RUNNING, R.PENDING, R.ROLLING_BACK, R.CANCELLED}),
     R.COMPLETED: frozenset({R.RUNNING, R.PENDING}),  # retry_step
     R.FAILED: frozenset({R.RUNNING, R.PENDING}),  # resume, retry_step
-    R.ROLLING_BACK: frozenset({R.ROLLING_BACK, R.ROLLED_BACK, R.ROLLBACK_FAILED}),
+    R.ROLLING_BACK: frozenset({R.ROLLING_BACK, R.ROLLED_BACK, R.ROLLBACK_FAILED, R.CANCELLED}),
     R.ROLLED_BACK: frozenset({R.RUNNING, R.PENDING}),
     R.ROLLBACK_FAILED: frozenset({R.RUNNING, R.PENDING}),
+    R.CANCELLED: frozenset({R.RUNNING, R.PENDING}),  # retry_step
 }
 
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     S.PENDING: frozenset({S.RUNNING, S.SKIPPED}),
-    S.RUNNING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.SUSPENDED}),
-    S.SUSPENDED: frozenset({S.COMPLETED, S.RUNNING}),
+    S.RUNNING: frozenset({S.RUNNING, S.COMPLETED, S.FAILED, S.SUSPENDED, S.CANCELLED}),
+    S.SUSPENDED: frozenset({S.COMPLETED, S.RUNNING, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset({S.COMPENSATING}),
     S.COMPENSATING: frozenset({S.COMPENSATED, S.COMPENSATION_FAILED}),
     S.FAILED: frozenset(),
     S.SKIPPED: frozenset(),
     S.COMPENSATED: frozenset(),
     S.COMPENSATION_FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
 
 #: Run states in which no process is working on the run and none will without being asked.
-RUN_TERMINAL = frozenset({R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED})
+RUN_TERMINAL = frozenset({R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED, R.CANCELLED})
 #: Run states in which a process holds (or should hold) the run's lease.
 EXECUTING = frozenset({R.RUNNING, R.ROLLING_BACK})
 #: Run states a worker may claim (a running one only once its lease is gone or expired).

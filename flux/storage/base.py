@@ -70,4 +70,23 @@ class WorkflowStorage(Protocol):
         """Drop the lease if `owner` holds it."""
         ...
 
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        """Record that the run is to be cancelled (`cancel_reason`), whoever holds it; no
+        other field changes. Its holder sees the request at its next heartbeat. Returns the
+        run as it stands after the write (None if there is no such run). Written only while
+        the run is pending, running, suspended or rolling back; a finished run is returned
+        unchanged."""
+        ...
+
+    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
+        """Extend to `expires_at` the leases that `owner` still holds among `run_ids`.
+
+        Called from the heartbeat thread, never from the event loop's, on a connection of
+        its own, so that a blocked loop or a storage call waiting out a lock cannot stop it.
+        Returns, for each run whose lease `owner` still holds, None, or the run's
+        `cancel_reason` if a cancel was requested. A run missing from the answer has been
+        lost (taken over, or deleted).
+        """
+        ...
+
     async def close(self) -> None: ...
