@@ -28,6 +28,7 @@ def test_run_status_members_are_the_contract_strings() -> None:
         "rolling_back",
         "rolled_back",
         "rollback_failed",
+        "cancelled",  # SPEC §9
     ]
     completed: str = R.COMPLETED
     assert completed == "completed"
@@ -47,6 +48,7 @@ def test_step_status_members_are_the_contract_strings() -> None:
         "compensating",
         "compensated",
         "compensation_failed",
+        "cancelled",  # SPEC §9
     ]
     skipped: str = S.SKIPPED
     assert skipped == "skipped" and str(S.COMPENSATION_FAILED) == "compensation_failed"
@@ -126,7 +128,7 @@ def test_illegal_step_transitions_raise(current: StepStatus, new: StepStatus) ->
 
 
 def test_terminal_and_done_sets() -> None:
-    assert RUN_TERMINAL == {R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED}
+    assert RUN_TERMINAL == {R.COMPLETED, R.FAILED, R.ROLLED_BACK, R.ROLLBACK_FAILED, R.CANCELLED}
     assert STEP_DONE == {S.COMPLETED, S.SKIPPED}
     # A finished run never changes its outcome without running again first.
     for status in RUN_TERMINAL:
