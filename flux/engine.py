@@ -7,8 +7,7 @@ import builtins
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -16,6 +15,9 @@ from . import serialization as ser
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .builder import Workflow
 from .context import WorkflowContext
+from .core import Plan, plan_of
+from .core.messages import CancelNow, Event, Resumed, RetryFrom, Signalled, Started
+from .driver import RunDriver, stored_outputs
 from .errors import (
     FluxError,
     RunConflictError,
@@ -24,17 +26,17 @@ from .errors import (
     StorageError,
     WaitTimeoutError,
     WorkflowDefinitionError,
-    WorkflowVersionError,
 )
+from .history import as_utc
 from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
 from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
-from .runner import RunDriver, as_utc, stored_outputs
-from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, STEP_DONE, RunStatus, StepStatus, check_run
+from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus, StepStatus
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
+from .twins import twin
 from .validation import validate_input
 from .versions import adopt_definition
 
@@ -63,6 +65,7 @@ class FluxEngine:
         trace: FluxTraceSink | None = None,
         on: Mapping[str, Callable[..., Any]] | None = None,
         lease_seconds: float = 30.0,
+        max_crashes: int = 3,
     ) -> None:
         if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
             raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
@@ -74,6 +77,8 @@ class FluxEngine:
             raise FluxError(f"FluxEngine(default_timeout={default_timeout!r}): must be seconds > 0 or None")
         if not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
             raise FluxError(f"FluxEngine(lease_seconds={lease_seconds!r}): must be seconds > 0")
+        if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
+            raise FluxError(f"FluxEngine(max_crashes={max_crashes!r}): must be an int >= 1")
         hooks = dict(on or {})
         for key, fn in hooks.items():
             if key not in HOOKS:
@@ -95,8 +100,12 @@ class FluxEngine:
         self.hooks: dict[str, Callable[..., Any]] = hooks
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
-        self._executor: ThreadPoolExecutor | None = None
+        self.max_crashes = max_crashes
         self._active: dict[str, asyncio.Future[None]] = {}
+        self._drivers: dict[str, RunDriver] = {}
+        self._plans: dict[int, tuple[Workflow[Any], Plan]] = {}
+        #: Workflows this engine has been given, by name: what a cancel needs to compensate.
+        self._known: dict[str, Workflow[Any]] = {}
         #: What the `_sync` methods run on, so that any number of threads may call them.
         self._loop = LoopThread()
         self._closed = False
@@ -144,18 +153,9 @@ class FluxEngine:
         run = await self._load(flow, id)
         self._check_waiting(run, signal)
         adopt_definition(flow, run)
-        await self._claim(run)
-        try:
-            run = await self._load(flow, id)  # another process may have signalled it meanwhile
-            self._check_waiting(run, signal)
-            adopt_definition(flow, run)
-        except FluxError:
-            await self.leases.release(run.id)
-            raise
-        index = next(i for i, s in enumerate(run.steps) if s.status is S.SUSPENDED)
-        driver = RunDriver(self, flow, run, ser.loads(run.input_json))
-        work = driver.deliver(index, ser.loads(payload_json), payload_json, enqueue=enqueue)
-        return await self._drive(driver, work)
+        taken = await self._take(flow, run, lambda fresh: self._check_waiting(fresh, signal))
+        assert taken is not None  # strict: it raised otherwise
+        return await self._drive(flow, taken, Signalled(signal, payload_json, enqueue))
 
     async def retry_step(self, flow: Workflow[T], id: str, step: str, *, enqueue: bool = False) -> FluxResult:
         """Run `step` again and everything after it, with `ctx.data` as before it first ran;
@@ -172,23 +172,50 @@ class FluxEngine:
                 f"retry_step: step '{step}' of run '{run.id}' ({flow.name}) has not run yet; "
                 "use resume to continue the run"
             )
-        await self._claim(run)
-        try:
-            run = await self._load(flow, id)  # as it stands now that it is ours
-            adopt_definition(flow, run)
-        except FluxError:
-            await self.leases.release(run.id)
-            raise
-        restart = index
-        for k in range(index):
-            if run.steps[k].status in (S.COMPENSATED, S.COMPENSATING, S.COMPENSATION_FAILED):
-                restart = k
-                break
-        run.data_json = run.steps[restart].data_before or run.data_json
-        driver = self._restart(flow, run, restart, "retry_step", enqueue=enqueue)
-        if enqueue:
-            return await self._drive(driver, driver.save(*driver.reset))
-        return await self._drive(driver, self._resume_from(driver, restart))
+        taken = await self._take(flow, run)
+        assert taken is not None  # strict: it raised otherwise
+        return await self._drive(flow, taken, RetryFrom(step, enqueue))
+
+    async def cancel(self, id: str, reason: str = "cancelled") -> FluxResult:
+        """Cancel a run (SPEC §9): a pending or suspended one at once; a running one by
+        whichever process holds it, within one heartbeat. Its completed steps are
+        compensated and it ends `cancelled`. A finished run raises `RunStateError`."""
+        run_id = self._check_id(id)
+        if not isinstance(reason, str) or not reason:
+            raise RunStateError(
+                f"cancel run '{run_id}': the reason must be a non-empty string, got {reason!r}"
+            )
+        run = await self.storage.load_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run with id '{run_id}'")
+        if run.status in RUN_TERMINAL:
+            raise RunStateError(
+                f"cannot cancel run '{run_id}' ({run.name}): it is already {run.status.value}"
+            )
+        stored = await self.storage.request_cancel(run_id, reason)
+        if stored is None:
+            raise RunNotFoundError(f"no run with id '{run_id}'")
+        if stored.status in RUN_TERMINAL:
+            raise RunStateError(
+                f"cannot cancel run '{run_id}' ({stored.name}): it is already {stored.status.value}"
+            )
+        driver = self._drivers.get(run_id)
+        if driver is not None:  # this very engine drives it
+            driver.interrupt(cancel_reason=reason)
+            await self._wait_active(run_id)
+            return await self.get(run_id)
+        flow = self._known.get(stored.name)
+        holder_gone = stored.lease is None or stored.lease.expires_at <= time.time()
+        if flow is None or (stored.status in EXECUTING and not holder_gone):
+            return self._result(stored)  # its holder cancels it at its next heartbeat
+        adopt_definition(flow, stored)
+        taken = await self._take(flow, stored, strict=False)
+        if taken is None:
+            return await self.get(run_id)
+        if taken.status in RUN_TERMINAL:
+            await self.leases.release(run_id)
+            return self._result(taken)
+        return await self._drive(flow, taken, CancelNow())
 
     async def start(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
         """Store a `pending` run for a worker to execute and return its id at once.
@@ -229,11 +256,9 @@ class FluxEngine:
     ) -> int:
         """Be a worker: claim waiting runs of `flows` (pending, or orphaned by a dead
         process) and execute them, until `stop()` is true (or, with `burst`, until none
-        is left). Returns the number of runs executed."""
-        by_name: dict[str, Workflow[Any]] = {}
-        for flow in flows:
-            self._check_flow(flow)
-            by_name[flow.name] = flow
+        is left). Returns the number of runs executed. A run that cannot be executed is
+        logged and left; the worker goes on with the others."""
+        by_name = self._by_name(flows)
         names = list(by_name)
         done = 0
         while stop is None or not stop():
@@ -249,23 +274,22 @@ class FluxEngine:
                 continue
             try:
                 await self._continue(by_name[run.name], run, reason="worker", claimed=True)
-            except (WorkflowVersionError, StorageError) as exc:
+            except Exception as exc:
                 self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
-                await self.leases.release(run.id)
+                if run.id not in self._active:
+                    await self.leases.release(run.id)
                 await asyncio.sleep(poll)
                 continue
             done += 1
         return done
 
-    async def recover(self, flows: Iterable[Workflow[Any]]) -> list[FluxResult]:
-        """Finish the runs that a dead process left running; return their results."""
-        by_name = {}
-        for flow in flows:
-            self._check_flow(flow)
-            by_name[flow.name] = flow
-        orphans: list[RunRecord] = []
+    async def recover(self, flows: Iterable[Workflow[Any]]) -> builtins.list[FluxResult]:
+        """Finish the runs that a dead process left running; return their results. A run
+        that cannot be recovered is logged and skipped: the others are still recovered."""
+        by_name = self._by_name(flows)
+        orphans: builtins.list[RunRecord] = []
         for name in by_name:  # list them all first: recovered runs leave the filter
-            listed: list[RunRecord] = []
+            listed: builtins.list[RunRecord] = []
             while batch := await self.storage.list_runs(
                 name=name, status=[R.RUNNING, R.ROLLING_BACK], limit=200, offset=len(listed)
             ):
@@ -283,16 +307,17 @@ class FluxEngine:
             flow = by_name[run.name]
             try:
                 adopt_definition(flow, run)
-            except WorkflowVersionError as exc:
-                self.logger.error(f"recover: {exc}", workflow=run.name, run=run.id)
-                continue
-            if not await self._claim(run, take_from=take_from, strict=False):
-                continue
-            fresh = await self.storage.load_run(run.id)  # as it stands now that it is ours
-            if fresh is None or fresh.status not in EXECUTING:
-                await self.leases.release(run.id)
-                continue
-            results.append(await self._continue(flow, fresh, reason="recover", claimed=True))
+                fresh = await self._take(flow, run, take_from=take_from, strict=False)
+                if fresh is None:
+                    continue
+                if fresh.status not in EXECUTING:
+                    await self.leases.release(run.id)
+                    continue
+                results.append(await self._continue(flow, fresh, reason="recover", claimed=True))
+            except Exception as exc:
+                self.logger.error(
+                    f"recover: cannot recover it: {exc}", workflow=run.name, run=run.id, exc=exc
+                )
         return results
 
     async def get(self, id: str) -> FluxResult:
@@ -313,7 +338,7 @@ class FluxEngine:
                 raise FluxError(f"list({field}={value!r}): must be an int >= 0")
         statuses = None
         if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
+            wanted = [status] if isinstance(status, str) else builtins.list(status)
             try:
                 statuses = [RunStatus(s) for s in wanted]
             except ValueError:
@@ -331,8 +356,6 @@ class FluxEngine:
         await self.storage.close()
         if self.trace is not None:
             self.trace.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> FluxEngine:
         return self
@@ -342,53 +365,21 @@ class FluxEngine:
 
     # --------------------------------------------------------------- sync twins
 
-    def execute_sync(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> FluxResult:
-        return self._sync("execute_sync", lambda: self.execute(flow, input, id=id))
-
-    def resume_sync(self, flow: Workflow[T], id: str) -> FluxResult:
-        return self._sync("resume_sync", lambda: self.resume(flow, id))
-
-    def signal_sync(
-        self, flow: Workflow[T], id: str, signal: str, payload: Any = None, *, enqueue: bool = False
-    ) -> FluxResult:
-        return self._sync("signal_sync", lambda: self.signal(flow, id, signal, payload, enqueue=enqueue))
-
-    def retry_step_sync(self, flow: Workflow[T], id: str, step: str, *, enqueue: bool = False) -> FluxResult:
-        return self._sync("retry_step_sync", lambda: self.retry_step(flow, id, step, enqueue=enqueue))
-
-    def recover_sync(self, flows: Iterable[Workflow[Any]]) -> builtins.list[FluxResult]:
-        return self._sync("recover_sync", lambda: self.recover(flows))
-
-    def start_sync(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
-        return self._sync("start_sync", lambda: self.start(flow, input, id=id))
-
-    def wait_sync(self, id: str, timeout: float | None = None, *, poll: float = 0.05) -> FluxResult:
-        return self._sync("wait_sync", lambda: self.wait(id, timeout, poll=poll))
-
-    def work_sync(
-        self,
-        flows: Iterable[Workflow[Any]],
-        *,
-        stop: Callable[[], bool] | None = None,
-        burst: bool = False,
-        poll: float = 0.2,
-    ) -> int:
-        return self._sync("work_sync", lambda: self.work(flows, stop=stop, burst=burst, poll=poll))
-
-    def get_sync(self, id: str) -> FluxResult:
-        return self._sync("get_sync", lambda: self.get(id))
-
-    def list_sync(
-        self,
-        name: str | None = None,
-        status: RunStatus | str | Sequence[RunStatus | str] | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> builtins.list[FluxResult]:
-        return self._sync("list_sync", lambda: self.list(name, status, limit, offset))
+    execute_sync = twin(execute)
+    resume_sync = twin(resume)
+    signal_sync = twin(signal)
+    retry_step_sync = twin(retry_step)
+    cancel_sync = twin(cancel)
+    recover_sync = twin(recover)
+    start_sync = twin(start)
+    wait_sync = twin(wait)
+    work_sync = twin(work)
+    get_sync = twin(get)
+    list_sync = twin(list)
+    _close_sync = twin(close)
 
     def close_sync(self) -> None:
-        self._sync("close_sync", self.close)
+        self._close_sync()
         self._loop.close()
 
     def __enter__(self) -> FluxEngine:
@@ -399,18 +390,7 @@ class FluxEngine:
     ) -> None:
         self.close_sync()
 
-    def _sync(self, method: str, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise FluxError(
-                f"FluxEngine.{method}() was called inside a running event loop; "
-                f"use `await engine.{method.removesuffix('_sync')}(...)` there"
-            )
-        if self._closed and method != "close_sync":
-            raise FluxError("this FluxEngine is closed")
+    def _run_on_loop(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return self._loop.run(make)
 
     # ------------------------------------------------------------------ internals
@@ -419,12 +399,6 @@ class FluxEngine:
     def owner(self) -> str:
         """This engine's name in the leases it holds."""
         return self.leases.owner
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flux-step")
-        return self._executor
 
     async def call_hook(self, name: str, *args: Any) -> None:
         fn = self.hooks.get(name)
@@ -439,6 +413,30 @@ class FluxEngine:
             where = {"workflow": ctx.name, "run": ctx.id, "step": ctx.step_name or None} if ctx else {}
             self.logger.error(f"hook '{name}' raised {exc!r}; the run goes on", exc=exc, **where)
 
+    def _plan(self, flow: Workflow[Any]) -> Plan:
+        hit = self._plans.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+        plan = plan_of(
+            flow,
+            default_retries=self.default_retries,
+            default_timeout=self.default_timeout,
+            default_backoff=self.default_backoff,
+            traced=self.trace is not None,
+            hooks=frozenset(self.hooks),
+            max_crashes=self.max_crashes,
+        )
+        self._plans[id(flow)] = (flow, plan)
+        self._known[flow.name] = flow
+        return plan
+
+    def _by_name(self, flows: Iterable[Workflow[Any]]) -> dict[str, Workflow[Any]]:
+        by_name: dict[str, Workflow[Any]] = {}
+        for flow in flows:
+            self._check_flow(flow)
+            by_name[flow.name] = flow
+        return by_name
+
     def _check_flow(self, flow: object) -> None:
         if not isinstance(flow, Workflow):
             raise WorkflowDefinitionError(f"expected a workflow from create_workflow(...), got {flow!r}")
@@ -446,6 +444,7 @@ class FluxEngine:
             raise WorkflowDefinitionError(f"workflow '{flow.name}' has no steps")
         if self._closed:
             raise FluxError("this FluxEngine is closed")
+        self._known.setdefault(flow.name, flow)
 
     def _prepare_input(self, flow: Workflow[Any], input: Any) -> tuple[Any, str]:
         """The input as handlers will see it, and as it is stored; nothing is stored yet."""
@@ -491,12 +490,35 @@ class FluxEngine:
                 f"cannot signal '{signal}' to run '{run.id}' ({run.name}): it waits for '{run.waiting_for}'"
             )
 
-    async def _claim(self, run: RunRecord, *, take_from: str | None = None, strict: bool = True) -> bool:
+    async def _take(
+        self,
+        flow: Workflow[Any],
+        run: RunRecord,
+        check: Callable[[RunRecord], None] | None = None,
+        *,
+        take_from: str | None = None,
+        strict: bool = True,
+    ) -> RunRecord | None:
+        """The one claim sequence: take the run's lease, reload it as it stands now that it
+        is ours (another process may have just changed it), fit it to `flow` and `check` it;
+        on any failure the lease is given back. None when (not `strict`) it is held elsewhere."""
         if run.id in self._active:  # this very engine drives it (its lease is re-entrant)
             if strict:
                 raise RunStateError(f"run '{run.id}' ({run.name}) is being executed right now")
-            return False
-        return await self.leases.claim(run, take_from=take_from, strict=strict)
+            return None
+        if not await self.leases.claim(run, take_from=take_from, strict=strict):
+            return None
+        try:
+            fresh = await self.storage.load_run(run.id)
+            if fresh is None:
+                raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
+            adopt_definition(flow, fresh)
+            if check is not None:
+                check(fresh)
+        except BaseException:
+            await self.leases.release(run.id)
+            raise
+        return fresh
 
     async def _wait_active(self, run_id: str) -> None:
         while (future := self._active.get(run_id)) is not None:
@@ -508,10 +530,7 @@ class FluxEngine:
         run = _new_run(flow, run_id, input_json, R.RUNNING, self.leases.new())
         if not await self.storage.create_run(run):
             return None
-        driver = RunDriver(self, flow, run, value)
-        if self.trace is not None:
-            driver.emit_start()
-        return await self._drive(driver, driver.drive(0))
+        return await self._drive(flow, run, Started(), value)
 
     async def _continue(
         self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False
@@ -521,87 +540,39 @@ class FluxEngine:
             return self._result(run)
         adopt_definition(flow, run)
         if not claimed:
-            if not await self._claim(run, strict=False):
+            fresh = await self._take(flow, run, strict=False)
+            if fresh is None:
                 return self._result(run)  # another process is executing it
-            try:  # as it stands now that it is ours: another process may have just finished it
-                fresh = await self.storage.load_run(run.id)
-                if fresh is None:
-                    raise RunNotFoundError(f"run '{run.id}' vanished from the storage")
-                adopt_definition(flow, fresh)
-            except FluxError:
-                await self.leases.release(run.id)
-                raise
             run = fresh
             if _at_rest(run):
                 await self.leases.release(run.id)
                 return self._result(run)
-        if run.status is R.ROLLING_BACK:
-            driver = RunDriver(self, flow, run, ser.loads(run.input_json))
-            failed = next(i for i, s in enumerate(run.steps) if s.status is S.FAILED)
-            driver.emit_resume(run.steps[failed].name, reason)
-            todo = driver.to_compensate(failed)
-            return await self._drive(driver, driver.rollback(todo, FluxError(run.error or "step failed")))
-        restart = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
-        for k in range(restart):
-            if run.steps[k].status in (S.COMPENSATED, S.COMPENSATION_FAILED):
-                restart = k  # its effect was undone: it must run again
-                break
-        if run.status in (R.ROLLED_BACK, R.ROLLBACK_FAILED, R.FAILED):
-            before = run.steps[restart].data_before if restart < len(run.steps) else None
-            if before is not None:
-                run.data_json = before
-        driver = self._restart(flow, run, restart, reason)
-        return await self._drive(driver, self._resume_from(driver, restart))
+        return await self._drive(flow, run, Resumed(reason, crashed=run.status is R.RUNNING))
 
-    def _restart(
-        self, flow: Workflow[Any], run: RunRecord, restart: int, reason: str, *, enqueue: bool = False
-    ) -> RunDriver:
-        """Reset the steps from `restart` on (keeping an in-flight one as it is: a commit
-        in flight must be seen as interrupted) and mark the run running (or pending) again."""
-        keep_in_flight = reason != "retry_step" and run.status is R.RUNNING
-        changed = []
-        for k in range(restart, len(run.steps)):
-            rec = run.steps[k]
-            fresh = StepRecord(rec.name, rec.kind)
-            if (keep_in_flight and rec.status is S.RUNNING) or rec == fresh:
-                continue
-            run.steps[k] = fresh
-            changed.append(k)
-        never_started = run.status is R.PENDING and all(s.started_at is None for s in run.steps)
-        run.status = check_run(run.status, R.PENDING if enqueue else R.RUNNING)
-        run.error = run.error_type = run.error_step = None
-        run.completed_at = None
-        run.waiting_for = None
-        driver = RunDriver(self, flow, run, ser.loads(run.input_json))
-        driver.reset = changed
-        if enqueue:
-            return driver
-        if never_started:  # a queued run begins here
-            driver.emit_start()
-        else:
-            name = run.steps[restart].name if restart < len(run.steps) else ""
-            driver.emit_resume(name, reason)
-        return driver
-
-    async def _resume_from(self, driver: RunDriver, restart: int) -> None:
-        await driver.save(*driver.reset)
-        await driver.drive(restart)
-
-    async def _drive(self, driver: RunDriver, work: Awaitable[None]) -> FluxResult:
-        run_id = driver.run.id
+    async def _drive(
+        self, flow: Workflow[Any], run: RunRecord, event: Event, value: Any = _UNSET
+    ) -> FluxResult:
+        run_id = run.id
+        if value is _UNSET:
+            value = ser.loads(run.input_json)
+        driver = RunDriver(self, flow, self._plan(flow), run, value)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active[run_id] = done
+        self._drivers[run_id] = driver
         # A memory storage lives and dies with this process: no other process can take a run
-        # over, and a heartbeat task per run would cost more than the run's steps.
-        heartbeat = asyncio.create_task(self.leases.heartbeat(run_id)) if self.storage.durable else None
+        # over, and a heartbeat per run would cost more than the run's steps.
+        heartbeat = (
+            asyncio.create_task(self.leases.heartbeat(run_id, driver)) if self.storage.durable else None
+        )
         try:
-            await work
+            await driver.drive(event)
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
-            if driver.run.status in EXECUTING:  # otherwise the last save released it
+            if driver.run.status in EXECUTING and not driver.lost:  # else the last save released it
                 await self.leases.release(run_id)
             del self._active[run_id]
+            del self._drivers[run_id]
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
 
@@ -646,6 +617,7 @@ def _at_rest(run: RunRecord) -> bool:
     return (
         run.status is R.COMPLETED
         or run.status is R.SUSPENDED
+        or run.status is R.CANCELLED
         or (run.status is R.FAILED and run.error_type == "CommitInterruptedError")
     )
 

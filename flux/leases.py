@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 import uuid
+from typing import Any
 
 from .errors import RunStateError, StorageError
 from .logger import FluxLogger
@@ -81,7 +82,7 @@ class Leases:
         except StorageError as exc:
             self.logger.error(f"could not release the lease: {exc}", run=run_id)
 
-    async def heartbeat(self, run_id: str) -> None:
+    async def heartbeat(self, run_id: str, driver: Any = None) -> None:
         """Renew the lease every third of its time until cancelled, or until it is lost."""
         while True:
             await asyncio.sleep(self.seconds / 3)
@@ -92,4 +93,6 @@ class Leases:
                 continue
             if not held:
                 self.logger.error("lease lost: another process took the run over", run=run_id)
+                if driver is not None:
+                    driver.interrupt(lost=True)
                 return

@@ -37,7 +37,7 @@ class FluxResult:
     @cached_property
     def history(self) -> list[StepExecution]:
         """One `StepExecution` per step of the definition, in order."""
-        from .runner import build_history
+        from .history import build_history
 
         return build_history(self._steps, dict(self.outputs))
 

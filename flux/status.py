@@ -64,9 +64,7 @@ S = StepStatus
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     R.PENDING: frozenset({R.RUNNING, R.CANCELLED}),
-    R.RUNNING: frozenset(
-        {R.RUNNING, R.SUSPENDED, R.COMPLETED, R.FAILED, R.ROLLING_BACK, R.CANCELLED}
-    ),
+    R.RUNNING: frozenset({R.RUNNING, R.SUSPENDED, R.COMPLETED, R.FAILED, R.ROLLING_BACK, R.CANCELLED}),
     # signal (enqueue=True: for a worker), cancel
     R.SUSPENDED: frozenset({R.RUNNING, R.PENDING, R.ROLLING_BACK, R.CANCELLED}),
     R.COMPLETED: frozenset({R.RUNNING, R.PENDING}),  # retry_step

@@ -1,0 +1,187 @@
+"""What goes into the run machine (events) and what comes out (effects): plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+#: A step's address in a run: its name (unique in the workflow, branches and items included).
+StepRef = str
+
+# ---------------------------------------------------------------------- events (inputs)
+
+
+@dataclass(slots=True)
+class Started:
+    """A new run was stored, held by this process: begin with its first step."""
+
+
+@dataclass(slots=True)
+class Resumed:
+    """An existing run is now held by this process: bring it forward.
+
+    `reason` says who asked (execute, resume, recover, worker); `crashed` is true when the
+    run was left `running` by a process that is gone (its step in flight was cut short).
+    """
+
+    reason: str
+    crashed: bool = False
+
+
+@dataclass(slots=True)
+class WhenEnded:
+    step: StepRef
+    go: bool = True
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class AttemptEnded:
+    """A handler call returned: `output_json`/`data_json` when it succeeded, `signal` when it
+    asked to wait, `error` when it raised (or timed out, or was cancelled)."""
+
+    step: StepRef
+    duration: float
+    output_json: str | None = None
+    data_json: str | None = None
+    signal: str | None = None
+    error: BaseException | None = None
+    stack: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class BackoffEnded:
+    step: StepRef
+    compensation: bool = False
+
+
+@dataclass(slots=True)
+class CompensationEnded:
+    step: StepRef
+    duration: float
+    data_json: str | None = None
+    error: BaseException | None = None
+    stack: list[dict[str, Any]] | None = None
+
+
+@dataclass(slots=True)
+class Signalled:
+    signal: str
+    payload_json: str
+    enqueue: bool = False
+
+
+@dataclass(slots=True)
+class RetryFrom:
+    step: StepRef
+    enqueue: bool = False
+
+
+@dataclass(slots=True)
+class CancelNow:
+    """Cancel the run now (`run.cancel_reason` holds the reason): it is held by this process
+    and no attempt of it is in flight."""
+
+
+@dataclass(slots=True)
+class Proceeded:
+    """The driver carried out the effects before a `Proceed`: start `step` now."""
+
+    step: StepRef
+
+
+@dataclass(slots=True)
+class SaveFailed:
+    """The last save raised (not a lost lease): put the run to rest with a named error."""
+
+    error: BaseException
+
+
+Event = Union[  # noqa: UP007 - a runtime alias: `X | Y` of classes needs 3.10's types.UnionType
+    Started, Resumed, WhenEnded, AttemptEnded, BackoffEnded, CompensationEnded, Signalled,
+    RetryFrom, CancelNow, SaveFailed, Proceeded,
+]  # fmt: skip
+
+# ---------------------------------------------------------------------- effects (outputs)
+
+
+@dataclass(slots=True)
+class Save:
+    """Write the run row and the rows of these steps, in one atomic write."""
+
+    steps: tuple[StepRef, ...] = ()
+
+
+@dataclass(slots=True)
+class Emit:
+    """A trace event; `raw` holds values already encoded as JSON text."""
+
+    kind: str
+    seq: int
+    timestamp: int
+    fields: dict[str, Any]
+    raw: dict[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Invoke:
+    """Call the step's handler (`when`, `handler` or `compensate`) once."""
+
+    step: StepRef
+    what: str  # "when" | "handler" | "compensate"
+    attempt: int
+    timeout: float | None
+
+
+@dataclass(slots=True)
+class Wait:
+    """Wait out the step's backoff before retry number `retry`, then feed `BackoffEnded`
+    (the driver draws the jitter: the machine stays deterministic)."""
+
+    step: StepRef
+    retry: int
+    compensation: bool = False
+
+
+@dataclass(slots=True)
+class Hook:
+    """Call a user hook: step_start/step_complete/step_error/workflow_complete/workflow_error."""
+
+    name: str
+    step: StepRef = ""
+    attempt: int = 0
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class Log:
+    level: str  # "info" | "warn" | "error"
+    message: str
+    step: StepRef | None = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class Outputs:
+    """The live outputs changed: `set` names steps whose output is now `output_json`,
+    `drop` steps whose output is gone (compensated, reset)."""
+
+    set: dict[StepRef, str] = field(default_factory=dict)
+    drop: tuple[StepRef, ...] = ()
+
+
+@dataclass(slots=True)
+class Proceed:
+    """Carry out the effects so far, then feed `Proceeded(step)`: a commit's start is saved
+    on its own, after the hooks of the step before it, never merged into an earlier save."""
+
+    step: StepRef
+
+
+@dataclass(slots=True)
+class Done:
+    """The machine has nothing more to do for now: the run is at rest, or left for a worker."""
+
+
+Effect = Union[Save, Emit, Invoke, Wait, Hook, Log, Outputs, Proceed, Done]  # noqa: UP007

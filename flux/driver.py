@@ -1,0 +1,389 @@
+"""The driver: carries out what the run machine decides, and feeds the outcomes back.
+
+One `RunDriver` per run an engine holds. `run(event)` asks `flux.core.decide` what to do
+and does it: saves through the storage, emits trace events, calls handlers (through
+`flux.calls`), waits out backoffs, calls hooks and logs. It makes no decision of its own
+beyond turning what happened into the machine's next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from . import serialization as ser
+from .builder import StepDefinition, Workflow
+from .calls import call_handler
+from .context import StepExecution, WorkflowContext
+from .core import Memo, Plan, decide
+from .core.messages import (
+    AttemptEnded,
+    BackoffEnded,
+    CompensationEnded,
+    Done,
+    Effect,
+    Emit,
+    Event,
+    Hook,
+    Invoke,
+    Log,
+    Outputs,
+    Proceed,
+    Proceeded,
+    Save,
+    SaveFailed,
+    Wait,
+    WhenEnded,
+)
+from .errors import LeaseLostError, RunCancelledError, SerializationError, StorageError
+from .records import RunRecord, StepRecord
+from .signals import WaitRequest
+from .status import StepStatus
+
+if TYPE_CHECKING:
+    from .engine import FluxEngine
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def stored_outputs(steps: list[StepRecord]) -> dict[str, Any]:
+    """Step name → output, decoded, for the steps that completed."""
+    return {
+        s.name: ser.loads(s.output_json)
+        for s in steps
+        if s.status is StepStatus.COMPLETED and s.output_json is not None
+    }
+
+
+class RunDriver:
+    def __init__(
+        self, engine: FluxEngine, flow: Workflow[Any], plan: Plan, run: RunRecord, input: Any
+    ) -> None:
+        self.engine = engine
+        self.flow = flow
+        self.plan = plan
+        self.run = run
+        self.input = input
+        self.memo = Memo()
+        self.outputs: dict[str, Any] = stored_outputs(run.steps)
+        self._data: dict[str, Any] | None = None
+        self._data_src: str | None = None
+        self._last: tuple[str, Any] | None = None
+        self.trace = engine.trace
+        self.emit_raw = getattr(self.trace, "emit_raw", None)
+        self.owner: str | None = engine.owner
+        #: Set from outside (cancel, lost lease) while an attempt or a backoff is awaited.
+        self.task: asyncio.Task[Any] | None = None
+        self.interruptible = False
+        self.interrupted = False
+        self.lost = False
+        self.cancel_event: threading.Event | None = None
+        #: The context the last attempt ran with, for the hooks that follow it.
+        self._hook_ctx: WorkflowContext[Any] | None = None
+        self._save_failed = False
+
+    # ------------------------------------------------------------------ the loop
+
+    async def drive(self, event: Event) -> None:
+        self.task = asyncio.current_task()
+        queue: list[Event] = [event]
+        while queue:
+            effects = decide(self.run, self.plan, queue.pop(), time.time(), self.memo)
+            saves = [e for e in effects if type(e) is Save]
+            if len(saves) > 1:
+                # The machine has already brought the run to the state of the batch's last
+                # save: one write of every step the batch touched, where the first one was.
+                names = tuple(dict.fromkeys(n for e in saves if isinstance(e, Save) for n in e.steps))
+                first = effects.index(saves[0])
+                effects = [e for e in effects if type(e) is not Save]
+                effects.insert(first, Save(names))
+            for effect in effects:
+                follow = await self.perform(effect)
+                if follow is not None:
+                    queue.append(follow)
+                    break
+
+    async def perform(self, effect: Effect) -> Event | None:
+        kind = type(effect)
+        if kind is Emit:
+            self.emit(effect)  # type: ignore[arg-type]
+        elif kind is Save:
+            return await self.save(effect)  # type: ignore[arg-type]
+        elif kind is Invoke:
+            return await self.invoke(effect)  # type: ignore[arg-type]
+        elif kind is Outputs:
+            self.outputs_changed(effect)  # type: ignore[arg-type]
+        elif kind is Hook:
+            await self.hook(effect)  # type: ignore[arg-type]
+        elif kind is Log:
+            assert isinstance(effect, Log)
+            log = getattr(self.engine.logger, effect.level)
+            extra: dict[str, Any] = {"exc": effect.error} if effect.level == "error" else {}
+            if effect.step is not None:
+                extra["step"] = effect.step
+            log(effect.message, workflow=self.run.name, run=self.run.id, **extra)
+        elif kind is Wait:
+            return await self.wait(effect)  # type: ignore[arg-type]
+        elif kind is Proceed:
+            assert isinstance(effect, Proceed)
+            return Proceeded(effect.step)
+        elif kind is Done:
+            return None
+        return None
+
+    # ------------------------------------------------------------------ effects
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The live `ctx.data`: the stored data, decoded once per change."""
+        if self._data is None or self._data_src is not self.run.data_json:
+            self._data = ser.loads(self.run.data_json)
+            self._data_src = self.run.data_json
+        return self._data
+
+    async def save(self, effect: Save) -> Event | None:
+        if self.lost:
+            raise self.lease_lost()
+        run = self.run
+        run.updated_at = time.time()
+        run.rev += 1
+        index = self.plan.by_name
+        steps = [index[name].index for name in effect.steps]
+        storage = self.engine.storage
+        try:
+            await storage.save_run(run, steps, self.owner)
+        except LeaseLostError:
+            self.lost = True
+            raise
+        except StorageError as first:
+            # Is the storage reachable at all? Then the same write once more (it is
+            # idempotent), on a new connection if the old one was lost.
+            try:
+                stored = await storage.load_run(run.id)
+            except StorageError:
+                await self.engine.leases.release(run.id)
+                raise first from None
+            try:
+                await storage.save_run(run, steps, self.owner)
+            except LeaseLostError:
+                self.lost = True
+                raise
+            except StorageError as again:
+                if self._save_failed or stored is None:
+                    await self.engine.leases.release(run.id)
+                    raise
+                # Reachable, yet this write keeps failing: it is the run's own state. Put the
+                # run to rest, failed with a named error, so that no worker claims it forever.
+                self._save_failed = True
+                from .versions import adopt_definition
+
+                adopt_definition(self.flow, stored)
+                self.run = stored
+                return SaveFailed(again)
+        return None
+
+    def emit(self, effect: Emit) -> None:
+        if self.trace is None:
+            return
+        run = self.run
+        event = {
+            "v": 1,
+            "seq": effect.seq,
+            "type": effect.kind,
+            "timestamp": effect.timestamp,
+            "workflowId": run.id,
+            "workflowName": run.name,
+            **effect.fields,
+        }
+        try:
+            raw = effect.raw
+            if raw is None:
+                self.trace.emit(event)
+            elif self.emit_raw is not None:
+                self.emit_raw(event, raw)
+            else:
+                event.update({key: ser.loads_plain(text) for key, text in raw.items()})
+                self.trace.emit(event)
+        except Exception as exc:  # a sink never fails a run
+            self.engine.logger.error(f"trace sink failed: {exc!r}", run=run.id, workflow=run.name, exc=exc)
+
+    def outputs_changed(self, effect: Outputs) -> None:
+        for name, text in effect.set.items():
+            last = self._last
+            if last is not None and last[0] == name and type(last[1]) in _PLAIN:
+                self.outputs[name] = last[1]
+            else:
+                self.outputs[name] = ser.loads(text)
+        for name in effect.drop:
+            self.outputs.pop(name, None)
+
+    def ctx(
+        self,
+        step: str,
+        attempt: int,
+        data: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> WorkflowContext[Any]:
+        return WorkflowContext(
+            id=self.run.id,
+            name=self.run.name,
+            input=self.input,
+            data=self.data if data is None else data,
+            outputs=MappingProxyType(self.outputs),
+            step_name=step,
+            attempt=attempt,
+            history=self.history,
+            cancel=cancel,
+        )
+
+    def history(self) -> list[StepExecution]:
+        from .history import build_history
+
+        return build_history(self.run.steps, self.outputs)
+
+    async def invoke(self, effect: Invoke) -> Event:
+        sdef: StepDefinition[Any] = self.flow.steps[self.plan.by_name[effect.step].index]
+        name = effect.step
+        if effect.what == "when":
+            assert sdef.when is not None
+            try:
+                go = await self.interruptibly(
+                    call_handler(sdef.when, self.ctx(name, effect.attempt), is_async=False, timeout=None,
+                                 cancel=None, key="", timeout_error=None)
+                )  # fmt: skip
+            except Exception as exc:
+                return WhenEnded(name, error=exc)
+            return WhenEnded(name, go=bool(go))
+        compensate = effect.what == "compensate"
+        fn = sdef.compensate if compensate else sdef.handler
+        is_async = sdef.compensate_is_async if compensate else sdef.is_async
+        assert fn is not None
+        cancel = threading.Event()
+        own_copy = effect.timeout is not None and not is_async
+        ctx = self.ctx(
+            name, effect.attempt, data=ser.loads(self.run.data_json) if own_copy else None, cancel=cancel
+        )
+        self.cancel_event = cancel
+        if not compensate and "step_start" in self.plan.hooks:
+            await self.engine.call_hook("step_start", name, ctx)
+        started = time.perf_counter()
+        try:
+            result = await self.interruptibly(
+                call_handler(fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
+                             key=f"{self.run.id}\x00{name}", timeout_error=lambda: self.timeout_error(effect))
+            )  # fmt: skip
+            if not isinstance(ctx.data, dict):
+                raise SerializationError(
+                    f"ctx.data must stay a dict in step '{name}', got {type(ctx.data).__name__}",
+                    path="data",
+                    step=name,
+                )
+            if compensate:
+                data_json = ser.dumps(ctx.data, path="data", step=name)
+                return CompensationEnded(name, time.perf_counter() - started, data_json=data_json)
+            if isinstance(result, WaitRequest):
+                data_json = ser.dumps(ctx.data, path="data", step=name)
+                return AttemptEnded(
+                    name, time.perf_counter() - started, signal=result.signal, data_json=data_json
+                )
+            output_json = ser.dumps(result, path=f"outputs.{name}", step=name)
+            data_json = ser.dumps(ctx.data, path="data", step=name)
+        except Exception as exc:
+            duration = time.perf_counter() - started
+            self._data = None  # a failed attempt's changes are discarded
+            stack = stack_of(exc) if self.trace is not None else None
+            if compensate:
+                return CompensationEnded(name, duration, error=exc, stack=stack)
+            self._hook_ctx = ctx
+            return AttemptEnded(name, duration, error=exc, stack=stack)
+        finally:
+            self.cancel_event = None
+        self._hook_ctx = ctx
+        self._last = (name, result)
+        # What later steps see is what a resumed run reads back from storage.
+        self._data = ser.loads(data_json)
+        self._data_src = None
+        return AttemptEnded(name, time.perf_counter() - started, output_json=output_json, data_json=data_json)
+
+    async def interruptibly(self, work: Any) -> Any:
+        """Await `work` where a cancel or a lost lease may interrupt it."""
+        if self.interrupted:
+            work.close()
+            raise self.interruption()
+        self.interruptible = True
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if not self.was_interrupted():
+                raise
+            uncancel = getattr(self.task, "uncancel", None)  # 3.11+: the cancel was ours
+            if uncancel is not None:
+                uncancel()
+            raise self.interruption() from None
+        finally:
+            self.interruptible = False
+
+    def was_interrupted(self) -> bool:
+        return self.interrupted
+
+    def interruption(self) -> BaseException:
+        if self.lost:
+            return self.lease_lost()
+        return RunCancelledError(
+            f"run '{self.run.id}' ({self.run.name}) was cancelled: {self.run.cancel_reason}"
+        )
+
+    def lease_lost(self) -> LeaseLostError:
+        return LeaseLostError(
+            f"run '{self.run.id}' ({self.run.name}): this process lost its lease (another process "
+            "took the run over); it stops without saving anything more"
+        )
+
+    def interrupt(self, *, cancel_reason: str | None = None, lost: bool = False) -> None:
+        """Called on the loop when a cancel was requested or the lease was lost."""
+        if lost:
+            self.lost = True
+        if cancel_reason is not None and self.run.cancel_reason is None:
+            self.run.cancel_reason = cancel_reason
+        self.interrupted = True
+        if self.cancel_event is not None:
+            self.cancel_event.set()
+        if self.interruptible and self.task is not None:
+            self.task.cancel()
+
+    def timeout_error(self, effect: Invoke) -> Any:
+        from .errors import StepTimeoutError
+
+        return StepTimeoutError(
+            f"step '{effect.step}' of run '{self.run.id}' ({self.run.name}) timed out after "
+            f"{effect.timeout:g}s (attempt {effect.attempt})"
+        )
+
+    async def wait(self, effect: Wait) -> Event:
+        sp = self.plan.by_name[effect.step]
+        seconds = sp.backoff.delay(effect.retry)
+        with contextlib.suppress(RunCancelledError):  # the machine sees the cancel next
+            await self.interruptibly(asyncio.sleep(seconds))
+        return BackoffEnded(effect.step, compensation=effect.compensation)
+
+    async def hook(self, effect: Hook) -> None:
+        name = effect.name
+        if name == "step_complete":
+            ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
+            await self.engine.call_hook(name, effect.step, ctx, self.outputs.get(effect.step))
+        elif name == "step_error":
+            ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
+            await self.engine.call_hook(name, effect.step, ctx, effect.error)
+        elif name == "workflow_complete":
+            await self.engine.call_hook(name, self.ctx("", 0))
+        else:
+            await self.engine.call_hook(name, self.ctx("", 0), effect.error)
+        self._hook_ctx = None
+
+
+def stack_of(exc: BaseException) -> list[dict[str, Any]] | None:
+    return None  # replaced by flux.events.stack_of
