@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 import time
 from types import MappingProxyType
@@ -42,7 +43,7 @@ from .core.messages import (
 from .errors import LeaseLostError, RunCancelledError, SerializationError, StorageError
 from .records import RunRecord, StepRecord
 from .signals import WaitRequest
-from .status import StepStatus
+from .status import RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from .engine import FluxEngine
@@ -70,6 +71,7 @@ class RunDriver:
         self.input = input
         self.memo = Memo()
         self.outputs: dict[str, Any] = stored_outputs(run.steps)
+        self.outputs_view = MappingProxyType(self.outputs)
         self._data: dict[str, Any] | None = None
         self._data_src: str | None = None
         self._last: tuple[str, Any] | None = None
@@ -82,6 +84,8 @@ class RunDriver:
         self.interrupted = False
         self.lost = False
         self.cancel_event: threading.Event | None = None
+        #: `ctx.cancelled` of the attempts that run on the loop's thread (set by a cancel).
+        self.run_cancel = threading.Event()
         #: The context the last attempt ran with, for the hooks that follow it.
         self._hook_ctx: WorkflowContext[Any] | None = None
         self._save_failed = False
@@ -233,7 +237,7 @@ class RunDriver:
             name=self.run.name,
             input=self.input,
             data=self.data if data is None else data,
-            outputs=MappingProxyType(self.outputs),
+            outputs=self.outputs_view,
             step_name=step,
             attempt=attempt,
             history=self.history,
@@ -262,20 +266,27 @@ class RunDriver:
         fn = sdef.compensate if compensate else sdef.handler
         is_async = sdef.compensate_is_async if compensate else sdef.is_async
         assert fn is not None
-        cancel = threading.Event()
-        own_copy = effect.timeout is not None and not is_async
+        threaded = effect.timeout is not None and not is_async
+        # A sync handler in a thread runs on its own copy of the data, so that an abandoned
+        # attempt's late writes land nowhere, and gets a cancel flag of its own.
+        cancel = threading.Event() if threaded else None if compensate else self.run_cancel
         ctx = self.ctx(
-            name, effect.attempt, data=ser.loads(self.run.data_json) if own_copy else None, cancel=cancel
+            name, effect.attempt, data=ser.loads(self.run.data_json) if threaded else None, cancel=cancel
         )
         self.cancel_event = cancel
         if not compensate and "step_start" in self.plan.hooks:
-            await self.engine.call_hook("step_start", name, ctx)
+            await self.engine._call_hook("step_start", name, ctx)
         started = time.perf_counter()
         try:
-            result = await self.interruptibly(
-                call_handler(fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
-                             key=f"{self.run.id}\x00{name}", timeout_error=lambda: self.timeout_error(effect))
-            )  # fmt: skip
+            if effect.timeout is None and not is_async and not self.interrupted:
+                result = fn(ctx)  # the fast path: inline, as a plain loop would call it
+                if type(result) not in _PLAIN and inspect.isawaitable(result):
+                    result = await self.interruptibly(result)
+            else:
+                key = f"{self.run.id}\x00{name}"
+                call = call_handler(fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
+                                    key=key, timeout_error=lambda: self.timeout_error(effect))  # fmt: skip
+                result = await self.interruptibly(call)
             if not isinstance(ctx.data, dict):
                 raise SerializationError(
                     f"ctx.data must stay a dict in step '{name}', got {type(ctx.data).__name__}",
@@ -333,6 +344,7 @@ class RunDriver:
     def interruption(self) -> BaseException:
         if self.lost:
             return self.lease_lost()
+        self.interrupted = False  # delivered: the compensations that follow run as usual
         return RunCancelledError(
             f"run '{self.run.id}' ({self.run.name}) was cancelled: {self.run.cancel_reason}"
         )
@@ -349,6 +361,8 @@ class RunDriver:
             self.lost = True
         if cancel_reason is not None and self.run.cancel_reason is None:
             self.run.cancel_reason = cancel_reason
+        if not lost and self.run.status is not RunStatus.RUNNING:
+            return  # rolling back already: its compensations are not interrupted
         self.interrupted = True
         if self.cancel_event is not None:
             self.cancel_event.set()
@@ -374,14 +388,14 @@ class RunDriver:
         name = effect.name
         if name == "step_complete":
             ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
-            await self.engine.call_hook(name, effect.step, ctx, self.outputs.get(effect.step))
+            await self.engine._call_hook(name, effect.step, ctx, self.outputs.get(effect.step))
         elif name == "step_error":
             ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
-            await self.engine.call_hook(name, effect.step, ctx, effect.error)
+            await self.engine._call_hook(name, effect.step, ctx, effect.error)
         elif name == "workflow_complete":
-            await self.engine.call_hook(name, self.ctx("", 0))
+            await self.engine._call_hook(name, self.ctx("", 0))
         else:
-            await self.engine.call_hook(name, self.ctx("", 0), effect.error)
+            await self.engine._call_hook(name, self.ctx("", 0), effect.error)
         self._hook_ctx = None
 
 

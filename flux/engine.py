@@ -400,7 +400,7 @@ class FluxEngine:
         """This engine's name in the leases it holds."""
         return self.leases.owner
 
-    async def call_hook(self, name: str, *args: Any) -> None:
+    async def _call_hook(self, name: str, *args: Any) -> None:
         fn = self.hooks.get(name)
         if fn is None:
             return

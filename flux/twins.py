@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -61,4 +62,12 @@ class twin(Generic[P, T]):
 
         blocking.__name__ = name
         blocking.__qualname__ = f"{type(obj).__name__}.{name}"
+        del blocking.__wrapped__  # type: ignore[attr-defined]
+        blocking.__signature__ = self.signature  # type: ignore[attr-defined]
         return blocking
+
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The coroutine method's signature without `self`: what the bound twin takes."""
+        full = inspect.signature(self.method)
+        return full.replace(parameters=list(full.parameters.values())[1:])

@@ -322,7 +322,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     crashed_step: StepRecord | None = None
     if run.status is R.RUNNING and restart == first and first < len(run.steps):
         rec = run.steps[first]
-        if rec.status is S.RUNNING:
+        if rec.status is S.RUNNING and rec.kind == "commit":
             keep = frozenset({first})  # a commit in flight must be seen as interrupted
         elif ev.crashed:
             keep = frozenset({first})
@@ -346,11 +346,13 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
         # The attempt in flight died with its process: it is run again as the next attempt,
         # but not forever. Counted in the write that takes the run over: no extra write.
         crashed_step.crashes += 1
-        crashed_step.attempts += 1
+        if crashed_step.status is S.PENDING:  # its start was not stored: count the lost attempt
+            crashed_step.attempts += 1
         changed.append(crashed_step.name)
         if crashed_step.crashes >= plan.max_crashes:
             out.append(Save(tuple(changed)))
-            crashed_step.status = check_step(crashed_step.status, S.RUNNING)
+            if crashed_step.status is S.PENDING:
+                crashed_step.status = check_step(crashed_step.status, S.RUNNING)
             exc = StepCrashedError(
                 f"step '{crashed_step.name}' of run '{run.id}' ({run.name}): its process died "
                 f"{crashed_step.crashes} times while running it (max_crashes={plan.max_crashes})"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
-from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ..status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus
 
 
 class MemoryStorage:
@@ -35,7 +35,13 @@ class MemoryStorage:
         if owner is not None and (stored.lease is None or stored.lease.owner != owner):
             raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
         kept, lease, shape = stored.steps, stored.lease, stored.shape
+        # A cancel requested meanwhile by another caller is kept, unless the run was at rest
+        # (a retry_step of a cancelled run clears it).
+        cancel = run.cancel_reason
+        if cancel is None and stored.status not in RUN_TERMINAL:
+            cancel = stored.cancel_reason
         stored.__dict__.update(run.__dict__)
+        stored.cancel_reason = cancel
         stored.steps = kept
         stored.lease = lease if run.status in EXECUTING else None
         stored.shape = shape if shape == run.shape else [list(s) for s in run.shape]
@@ -97,6 +103,23 @@ class MemoryStorage:
         run = self._runs.get(run_id)
         if run is not None and run.lease is not None and run.lease.owner == owner:
             run.lease = None
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        if run.status not in RUN_TERMINAL:
+            run.cancel_reason = reason
+        return run.copy()
+
+    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
+        held: dict[str, str | None] = {}
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is not None and run.lease is not None and run.lease.owner == owner:
+                run.lease.expires_at = expires_at
+                held[run_id] = run.cancel_reason
+        return held
 
     async def close(self) -> None:
         return None

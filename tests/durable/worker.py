@@ -77,6 +77,13 @@ def ask(ctx: WorkflowContext[Any]) -> Any:
     return Flux.wait("approval")
 
 
+def die(ctx: WorkflowContext[Any]) -> str:
+    """Kills its own process with SIGKILL, every time (a step that crashes its worker)."""
+    record(ctx, f"attempt{ctx.attempt}")
+    os.kill(os.getpid(), 9)
+    return "never"
+
+
 FIVE = (
     create_workflow("five")
     .step("s1", handler)
@@ -88,7 +95,8 @@ FIVE = (
 APPROVAL = create_workflow("approval").step("ask", ask).step("after", handler)
 SAGA = create_workflow("saga").step("flight", handler, compensate=undo).step("car", handler, compensate=undo)
 SAGA = SAGA.step("hotel", refuse)
-FLOWS = {"five": FIVE, "approval": APPROVAL, "saga": SAGA}
+CRASH = create_workflow("crash").step("s1", handler, compensate=undo).step("boom", die).step("s3", handler)
+FLOWS = {"five": FIVE, "approval": APPROVAL, "saga": SAGA, "crash": CRASH}
 
 
 async def main() -> None:
