@@ -94,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("step")
     retry.add_argument("--workflow", required=True, help="the definition, as module:attribute")
 
+    cancel = actions.add_parser("cancel", help="cancel a run (its completed steps are compensated)")
+    cancel.add_argument("id")
+    cancel.add_argument("--reason", default="cancelled from the command line")
+    cancel.add_argument("--workflow", help="the definition, as module:attribute (to compensate)")
     signal = actions.add_parser("signal", help="deliver a signal to a suspended run")
     add_storage(signal)
     signal.add_argument("id")
@@ -129,6 +133,9 @@ def _worker(args: argparse.Namespace) -> int:
     pool.install_signal_handlers()
     executed = pool.run()
     print(f"flux worker: executed {executed} run(s)", file=sys.stderr)
+    if pool.errors:
+        print(f"flux: error: a worker stopped: {pool.errors[0]!r}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -152,6 +159,13 @@ async def _runs(args: argparse.Namespace) -> int:
                 print(json.dumps(_detail(result), ensure_ascii=False, indent=2))
             else:
                 _print_run(result)
+        elif args.action == "cancel":
+            flow = load_workflow(args.workflow) if args.workflow else None
+            result = await engine.cancel(args.id, args.reason, flow=flow)
+            _print_run(result)
+            if result.status is not RunStatus.CANCELLED:
+                print(f"flux: cancel requested; run '{result.id}' is {result.status.value} in another "
+                      "process, which cancels it at its next heartbeat", file=sys.stderr)  # fmt: skip
         elif args.action == "retry":
             result = await engine.retry_step(load_workflow(args.workflow), args.id, args.step)
             _print_run(result)

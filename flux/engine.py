@@ -176,46 +176,61 @@ class FluxEngine:
         assert taken is not None  # strict: it raised otherwise
         return await self._drive(flow, taken, RetryFrom(step, enqueue))
 
-    async def cancel(self, id: str, reason: str = "cancelled") -> FluxResult:
+    async def cancel(
+        self, id: str, reason: str = "cancelled", *, flow: Workflow[Any] | None = None
+    ) -> FluxResult:
         """Cancel a run (SPEC §9): a pending or suspended one at once; a running one by
         whichever process holds it, within one heartbeat. Its completed steps are
-        compensated and it ends `cancelled`. A finished run raises `RunStateError`."""
+        compensated and it ends `cancelled`. A finished run raises `RunStateError`.
+
+        The run's workflow is needed to compensate: it is `flow`, or one this engine was
+        given before (executed, worked, recovered)."""
         run_id = self._check_id(id)
         if not isinstance(reason, str) or not reason:
             raise RunStateError(
                 f"cancel run '{run_id}': the reason must be a non-empty string, got {reason!r}"
             )
+        if flow is not None:
+            self._check_flow(flow)
         run = await self.storage.load_run(run_id)
         if run is None:
             raise RunNotFoundError(f"no run with id '{run_id}'")
-        if run.status in RUN_TERMINAL:
-            raise RunStateError(
-                f"cannot cancel run '{run_id}' ({run.name}): it is already {run.status.value}"
-            )
+        self._check_cancellable(run)
+        known = flow if flow is not None and flow.name == run.name else self._known.get(run.name)
+        if known is None:
+            if any(s.status is not S.PENDING for s in run.steps):
+                raise RunStateError(
+                    f"cancel run '{run_id}' ({run.name}): steps of it have run, so its workflow is "
+                    "needed to compensate them: pass flow= (CLI: --workflow module:attribute)"
+                )
+            known = _placeholder(run)
         stored = await self.storage.request_cancel(run_id, reason)
         if stored is None:
             raise RunNotFoundError(f"no run with id '{run_id}'")
-        if stored.status in RUN_TERMINAL:
-            raise RunStateError(
-                f"cannot cancel run '{run_id}' ({stored.name}): it is already {stored.status.value}"
-            )
+        self._check_cancellable(stored)
         driver = self._drivers.get(run_id)
         if driver is not None:  # this very engine drives it
             driver.interrupt(cancel_reason=reason)
             await self._wait_active(run_id)
             return await self.get(run_id)
-        flow = self._known.get(stored.name)
         holder_gone = stored.lease is None or stored.lease.expires_at <= time.time()
-        if flow is None or (stored.status in EXECUTING and not holder_gone):
+        if stored.status in EXECUTING and not holder_gone:
             return self._result(stored)  # its holder cancels it at its next heartbeat
-        adopt_definition(flow, stored)
-        taken = await self._take(flow, stored, strict=False)
+        adopt_definition(known, stored)
+        taken = await self._take(known, stored, strict=False)
         if taken is None:
             return await self.get(run_id)
         if taken.status in RUN_TERMINAL:
             await self.leases.release(run_id)
             return self._result(taken)
-        return await self._drive(flow, taken, CancelNow())
+        return await self._drive(known, taken, CancelNow())
+
+    @staticmethod
+    def _check_cancellable(run: RunRecord) -> None:
+        if run.status in RUN_TERMINAL:
+            raise RunStateError(
+                f"cannot cancel run '{run.id}' ({run.name}): it is already {run.status.value}"
+            )
 
     async def start(self, flow: Workflow[T], input: Any = None, *, id: str | None = None) -> str:
         """Store a `pending` run for a worker to execute and return its id at once.
@@ -610,6 +625,19 @@ def _new_run(
         version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
         created_at=now, updated_at=now, lease=lease,
     )  # fmt: skip
+
+
+def _noop(ctx: WorkflowContext[Any]) -> None:  # pragma: no cover - never called
+    return None
+
+
+def _placeholder(run: RunRecord) -> Workflow[Any]:
+    """A stand-in for a workflow this engine does not know, for a run none of whose steps
+    has run (nothing is called, nothing compensated): enough to cancel it."""
+    flow: Workflow[Any] = Workflow(run.name)
+    for rec in run.steps:
+        flow = flow.commit(rec.name, _noop) if rec.kind == "commit" else flow.step(rec.name, _noop)
+    return flow
 
 
 def _at_rest(run: RunRecord) -> bool:

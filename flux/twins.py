@@ -62,8 +62,8 @@ class twin(Generic[P, T]):
 
         blocking.__name__ = name
         blocking.__qualname__ = f"{type(obj).__name__}.{name}"
-        del blocking.__wrapped__  # type: ignore[attr-defined]
-        blocking.__signature__ = self.signature  # type: ignore[attr-defined]
+        del blocking.__wrapped__
+        blocking.__dict__["__signature__"] = self.signature
         return blocking
 
     @functools.cached_property

@@ -42,6 +42,8 @@ class WorkerPool:
     logger: FluxLogger = field(default_factory=StdlibLogger)
     stopping: threading.Event = field(default_factory=threading.Event)
     executed: int = 0
+    #: What ended a worker thread early: the process then exits non-zero (never silently).
+    errors: list[BaseException] = field(default_factory=list)
     _engines: list[FluxEngine] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,7 +65,14 @@ class WorkerPool:
             finally:
                 await engine.close()
 
-        done = asyncio.run(main())
+        try:
+            done = asyncio.run(main())
+        except BaseException as exc:
+            _log.error("flux worker: a worker thread stopped on %r; stopping the others", exc, exc_info=exc)
+            with self._lock:
+                self.errors.append(exc)
+            self.stopping.set()
+            return
         with self._lock:
             self.executed += done
 
