@@ -137,9 +137,12 @@ class _DeadLetterTopic:
     def __init__(
         self, topic: str, workflow: str, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None
     ) -> None:
-        self.topic, self.workflow, self.consumer = topic, workflow, consumer
-        self.producer: AIOKafkaProducer | None = producer
+        self.topic, self.workflow = topic, workflow
+        # Built now, so that unreadable settings fail at once; started at the first poison
+        # message, so that a consumer that never meets one never connects a producer.
         self.owned = producer is None
+        self.producer = _producer_like(consumer, topic) if producer is None else producer
+        self.started = not self.owned
 
     async def __call__(self, msg: ConsumerRecord[Any, Any], error: Exception) -> None:
         for name, part in (("key", msg.key), ("value", msg.value)):
@@ -149,18 +152,18 @@ class _DeadLetterTopic:
                     f"{type(part).__name__}, not bytes; consume without a {name}_deserializer "
                     "(use decode=) or pass a callable dead_letter"
                 )
-        if self.producer is None:
-            self.producer = _producer_like(self.consumer)
+        if not self.started:
             await self.producer.start()
+            self.started = True
         headers = dead_letter_headers(msg, error, self.workflow)
         await self.producer.send_and_wait(self.topic, msg.value, key=msg.key, headers=headers)
 
     async def close(self) -> None:
-        if self.owned and self.producer is not None:
+        if self.owned:  # a producer never started is stopped too, or aiokafka warns at exit
             await self.producer.stop()
 
 
-def _producer_like(consumer: AIOKafkaConsumer) -> AIOKafkaProducer:
+def _producer_like(consumer: AIOKafkaConsumer, topic: str) -> AIOKafkaProducer:
     """A producer that reaches the consumer's cluster the way the consumer does. aiokafka
     has no public accessor for a client's settings, so they are read from its client."""
     client = getattr(consumer, "_client", None)
@@ -168,7 +171,9 @@ def _producer_like(consumer: AIOKafkaConsumer) -> AIOKafkaProducer:
              "sasl_plain_username", "sasl_plain_password", "sasl_kerberos_service_name",
              "sasl_kerberos_domain_name", "sasl_oauth_token_provider")  # fmt: skip
     if client is None or not all(hasattr(client, f"_{n}") for n in names):
-        raise TypeError("dead_letter: cannot read this consumer's connection settings; pass producer=")
+        raise TypeError(
+            f"dead_letter topic '{topic}': cannot read this consumer's connection settings; pass producer="
+        )
     settings = {n: getattr(client, f"_{n}") for n in names}
     return AIOKafkaProducer(**settings, acks="all")
 

@@ -169,6 +169,53 @@ def test_poison_messages_go_to_a_dead_letter_callable(broker: str, tmp_path: Pat
     engine.close_sync()
 
 
+def test_a_failing_dead_letter_destination_leaves_the_message_uncommitted(
+    broker: str, tmp_path: Path
+) -> None:
+    engine = engine_on(tmp_path / "flux.db")
+
+    def refuse(msg: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        raise RuntimeError("the dead-letter store is down")
+
+    async def main() -> int | None:
+        await send(broker, "orders", [(b"p", b"not json", [])])
+        with pytest.raises(RuntimeError, match="dead-letter store is down"):
+            await consuming(broker, lambda c: consume(engine, ORDER, c, dead_letter=refuse))
+        _, committed = await consuming(broker, lambda c: asyncio.sleep(0))
+        return committed
+
+    assert asyncio.run(main()) is None
+    engine.close_sync()
+
+
+def test_a_dead_letter_topic_through_the_callers_producer(broker: str, tmp_path: Path) -> None:
+    engine = engine_on(tmp_path / "flux.db")
+
+    async def main() -> list[ConsumerRecord[bytes, bytes]]:
+        await send(broker, "orders", [(b"p", b"not json", []), (b"order-1", GOOD, [])])
+        producer = AIOKafkaProducer(bootstrap_servers=broker)
+        await producer.start()
+        try:
+            handled, committed = await consuming(
+                broker,
+                lambda c: consume(
+                    engine, ORDER, c, dead_letter="orders.dead", producer=producer, max_messages=2
+                ),
+            )
+            assert (handled, committed) == (2, 2)
+            # consume leaves the caller's producer running
+            await producer.send_and_wait("orders.dead", b"after", key=b"p")
+        finally:
+            await producer.stop()
+        return await read_back(broker, "orders.dead", 2)
+
+    dead = asyncio.run(main())
+    assert [(d.key, d.value) for d in dead] == [(b"p", b"not json"), (b"p", b"after")]
+    assert dict(dead[0].headers)["flux-error-type"] == b"JSONDecodeError"
+    assert engine.get_sync("order-1").status == "completed"
+    engine.close_sync()
+
+
 def test_a_storage_error_is_not_dead_lettered_and_the_message_comes_again(
     broker: str, tmp_path: Path
 ) -> None:
