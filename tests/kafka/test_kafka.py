@@ -12,6 +12,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+# The processes the tests start import this checkout's flux, whatever else is installed.
+PYTHONPATH = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+CHILD_ENV = {**os.environ, "PYTHONPATH": PYTHONPATH}
 
 
 def produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
@@ -32,7 +36,7 @@ def start_consumer(bootstrap: str, tmp_path: Path, **env: str) -> subprocess.Pop
     return subprocess.Popen(
         [sys.executable, str(HERE / "consumer.py"), bootstrap, "orders", str(tmp_path / "flux.db"),
          str(tmp_path / "effects.log")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**CHILD_ENV, **env},
     )  # fmt: skip
 
 
@@ -86,8 +90,8 @@ def test_redelivered_message_resumes_the_run(broker: str, tmp_path: Path) -> Non
 
 
 def test_the_kafka_example_runs_each_order_once(broker: str, tmp_path: Path) -> None:
-    example = HERE.parents[1] / "examples" / "kafka" / "order_consumer.py"
-    env = {**os.environ, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
+    example = ROOT / "examples" / "kafka" / "order_consumer.py"
+    env = {**CHILD_ENV, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
     args = [sys.executable, str(example), "--bootstrap", broker, "--topic", "example-orders",
             "--storage", f"sqlite:///{tmp_path / 'k.db'}"]  # fmt: skip
     out = subprocess.run([*args, "--produce", "3", "--count", "3"], capture_output=True, text=True,
@@ -99,3 +103,18 @@ def test_the_kafka_example_runs_each_order_once(broker: str, tmp_path: Path) -> 
     ]
     trace = (tmp_path / "trace.ndjson").read_text()
     assert trace.count('"type":"workflow:complete"') == 3
+
+
+def test_the_kafka_example_dead_letters_a_bad_order_and_goes_on(broker: str, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "kafka" / "order_consumer.py"
+    env = {**CHILD_ENV, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
+    args = [sys.executable, str(example), "--bootstrap", broker, "--topic", "bad-orders",
+            "--storage", f"sqlite:///{tmp_path / 'k.db'}",
+            "--produce", "2", "--poison", "--count", "3"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert sorted(done.stdout.splitlines()) == [
+        "order-1: completed shipped 1 x SKU-1",
+        "order-2: completed shipped 2 x SKU-2",
+    ]
+    assert "went to topic 'bad-orders.dead'" in done.stderr
+    assert "invalid input at input.qty" in done.stderr
