@@ -265,8 +265,8 @@ async def _poison(
     if sink is None:
         engine.logger.error(
             f"the message at {where(msg)} can never become a run ({why}); its offset is not "
-            "committed, so its partition stops here: remove the message, or consume with "
-            "dead_letter=",
+            "committed, so its partition waits at it and it will come again: consume with "
+            "dead_letter= to set such messages aside",
             workflow=flow.name,
             exc=error,
         )
