@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--workflow", required=True, help="the definition, as module:attribute")
 
     cancel = actions.add_parser("cancel", help="cancel a run (its completed steps are compensated)")
+    add_storage(cancel)
     cancel.add_argument("id")
     cancel.add_argument("--reason", default="cancelled from the command line")
     cancel.add_argument("--workflow", help="the definition, as module:attribute (to compensate)")
