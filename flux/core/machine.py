@@ -49,8 +49,9 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
     if kind is AttemptEnded:
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
-        emit(out, run, plan, now, "workflow:start", {"status": "running", "meta": plan.meta()},
-             {"input": run.input_json})  # fmt: skip
+        if plan.traced:
+            emit(out, run, plan, now, "workflow:start", {"status": "running", "meta": plan.meta()},
+                 {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is WhenEnded:
         _when_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]

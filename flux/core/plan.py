@@ -44,9 +44,11 @@ class Plan:
     hooks: frozenset[str]
     max_crashes: int
 
+    #: The definition as the viewer draws it (steps in order, commits marked), built once.
+    steps_meta: tuple[dict[str, Any], ...] = ()
+
     def meta(self) -> dict[str, Any]:
-        """The definition as the viewer draws it: steps in order, commits marked."""
-        return {"steps": [{"name": s.name, "commit": s.commit} for s in self.steps], "version": self.version}
+        return {"steps": list(self.steps_meta), "version": self.version}
 
 
 def plan_of(
@@ -85,4 +87,5 @@ def plan_of(
         traced=traced,
         hooks=hooks,
         max_crashes=max_crashes,
+        steps_meta=tuple({"name": s.name, "commit": s.commit} for s in steps),
     )
