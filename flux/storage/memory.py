@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
@@ -70,7 +71,7 @@ class MemoryStorage:
             return False
         held = run.lease
         if held is None or held.owner in (lease.owner, take_from) or held.expires_at < time.time():
-            run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+            run.lease = replace(lease)
             return True
         return False
 
@@ -90,7 +91,7 @@ class MemoryStorage:
         if not waiting:
             return None
         run = min(waiting, key=lambda r: r.created_at)
-        run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+        run.lease = replace(lease)
         return run.copy()
 
     async def release_lease(self, run_id: str, owner: str) -> None:

@@ -21,6 +21,7 @@ from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._rows import (
     RUN_COLUMNS,
+    RUN_WIDTH,
     STEP_COLUMNS,
     STEP_WIDTH,
     run_from_values,
@@ -28,44 +29,26 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from .migrations import LATEST, parse_version, pending
 
 try:
     import psycopg
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgresStorage needs psycopg: pip install 'gravito-flux[postgres]'") from exc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LATEST
 T = TypeVar("T")
-
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS flux_runs (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL,
-        data TEXT NOT NULL, shape TEXT NOT NULL, version TEXT, error TEXT, error_type TEXT,
-        error_step TEXT, waiting_for TEXT, created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL, completed_at DOUBLE PRECISION, seq INTEGER NOT NULL,
-        lease_owner TEXT, lease_host TEXT, lease_pid INTEGER, lease_expires_at DOUBLE PRECISION)""",
-    "CREATE INDEX IF NOT EXISTS flux_runs_created ON flux_runs (created_at)",
-    "CREATE INDEX IF NOT EXISTS flux_runs_status ON flux_runs (status, created_at)",
-    "CREATE INDEX IF NOT EXISTS flux_runs_name ON flux_runs (name, created_at)",
-    """CREATE TABLE IF NOT EXISTS flux_steps (
-        run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
-        status TEXT NOT NULL, attempts INTEGER NOT NULL, started_at DOUBLE PRECISION,
-        completed_at DOUBLE PRECISION, output TEXT, error TEXT, error_type TEXT, data_before TEXT,
-        waiting_for TEXT, compensation_attempts INTEGER NOT NULL, compensated_at DOUBLE PRECISION,
-        PRIMARY KEY (run_id, idx))""",
-]
 
 _STEP_TYPES = (
     "text[], int[], text[], text[], text[], int[], float8[], float8[], text[], text[], text[], "
-    "text[], text[], int[], float8[]"
+    "text[], text[], int[], float8[], int[]"
 )
 _STEP_SET = (
     "name=EXCLUDED.name, kind=EXCLUDED.kind, status=EXCLUDED.status, attempts=EXCLUDED.attempts, "
     "started_at=EXCLUDED.started_at, completed_at=EXCLUDED.completed_at, output=EXCLUDED.output, "
     "error=EXCLUDED.error, error_type=EXCLUDED.error_type, data_before=EXCLUDED.data_before, "
     "waiting_for=EXCLUDED.waiting_for, compensation_attempts=EXCLUDED.compensation_attempts, "
-    "compensated_at=EXCLUDED.compensated_at"
+    "compensated_at=EXCLUDED.compensated_at, crashes=EXCLUDED.crashes"
 )
 _UNNEST = ", ".join("%s::" + t for t in _STEP_TYPES.split(", "))
 _UPSERT_STEPS = f"""
@@ -156,8 +139,9 @@ class PostgresStorage:
         return self._call_now(fn, what)
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply the migrations the schema lacks, in one transaction, one process at a time."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(7283401)")  # one creator at a time
+            conn.execute("SELECT pg_advisory_xact_lock(7283401)")  # one migrator at a time
             tables = {
                 r[0]
                 for r in conn.execute(
@@ -170,20 +154,20 @@ class PostgresStorage:
                     f"{self._where}: tables {sorted(tables)} exist without flux_meta: "
                     "not a Flux schema; left untouched"
                 )
+            version = 0
             if "flux_meta" in tables:
                 row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
-                version = int(row[0]) if row and str(row[0]).isdigit() else None
-                if version is None:
-                    raise StorageError(f"{self._where}: no Flux schema version; left untouched")
-                if version > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"{self._where}: Flux schema version {version} is newer than this Flux "
-                        f"understands ({SCHEMA_VERSION}); upgrade gravito-flux. Left untouched"
-                    )
-                return
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("INSERT INTO flux_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
+                version = parse_version(row[0] if row else None, self._where)
+            todo = pending(version, self._where)
+            for migration in todo:
+                for statement in migration.statements("postgres"):
+                    conn.execute(statement)
+            if todo:
+                conn.execute(
+                    "INSERT INTO flux_meta VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    (str(SCHEMA_VERSION),),
+                )
 
     # ------------------------------------------------------------------ protocol
 
@@ -191,7 +175,7 @@ class PostgresStorage:
         params = run_values(run)
         # Step rows are written as the steps run; until then `load_run` fills them in from the shape.
         sql = (
-            f"INSERT INTO flux_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
+            f"INSERT INTO flux_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * RUN_WIDTH)}) "
             "ON CONFLICT (id) DO NOTHING"
         )
 
@@ -232,7 +216,8 @@ class PostgresStorage:
             "UPDATE flux_runs SET status=%s, data=%s, shape=%s, version=%s, error=%s, error_type=%s, "
             "error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s"
             + (
-                ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL"
+                ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, "
+                "lease_identity=NULL"
                 if release
                 else ""
             )
@@ -263,7 +248,7 @@ class PostgresStorage:
             sql = f"""
                 WITH run AS ({update})
                 INSERT INTO flux_steps ({STEP_COLUMNS})
-                SELECT id, {", ".join(["%s"] * 14)} FROM run
+                SELECT id, {", ".join(["%s"] * (STEP_WIDTH - 1))} FROM run
                 ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
                 RETURNING (SELECT count(*) FROM run)
             """
@@ -282,6 +267,7 @@ class PostgresStorage:
                 st.waiting_for,
                 st.compensation_attempts,
                 st.compensated_at,
+                st.crashes,
             ]
         else:
             # Several steps, or a definition that may have changed length: trim and upsert.
@@ -351,10 +337,19 @@ class PostgresStorage:
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
         def acquire(conn: psycopg.Connection[Any]) -> bool:
             cur = conn.execute(
-                "UPDATE flux_runs SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s "
-                "WHERE id=%s AND (lease_owner IS NULL OR lease_owner=%s OR lease_owner=%s "
+                "UPDATE flux_runs SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s, "
+                "lease_identity=%s WHERE id=%s AND (lease_owner IS NULL OR lease_owner=%s OR lease_owner=%s "
                 "OR lease_expires_at < extract(epoch from clock_timestamp()))",
-                (lease.owner, lease.host, lease.pid, lease.expires_at, run_id, lease.owner, take_from),
+                (
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
+                    lease.expires_at,
+                    lease.identity or None,
+                    run_id,
+                    lease.owner,
+                    take_from,
+                ),
             )
             return cur.rowcount == 1
 
@@ -369,7 +364,8 @@ class PostgresStorage:
                 ORDER BY created_at LIMIT 1
                 FOR UPDATE SKIP LOCKED
             )
-            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s
+            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
+                lease_identity=%s
             FROM waiting WHERE r.id = waiting.id
             RETURNING {", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))}
         """
@@ -380,6 +376,7 @@ class PostgresStorage:
             lease.host,
             lease.pid,
             lease.expires_at,
+            lease.identity or None,
         )
 
         def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
@@ -411,7 +408,7 @@ class PostgresStorage:
         def release(conn: psycopg.Connection[Any]) -> None:
             conn.execute(
                 "UPDATE flux_runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, "
-                "lease_expires_at=NULL WHERE id=%s AND lease_owner=%s",
+                "lease_expires_at=NULL, lease_identity=NULL WHERE id=%s AND lease_owner=%s",
                 (run_id, owner),
             )
 
