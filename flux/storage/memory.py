@@ -9,6 +9,7 @@ from dataclasses import replace
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import CANCELLABLE, saved_reason
 
 
 class MemoryStorage:
@@ -36,7 +37,9 @@ class MemoryStorage:
         if owner is not None and (stored.lease is None or stored.lease.owner != owner):
             raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
         kept, lease, shape = stored.steps, stored.lease, stored.shape
+        reason = saved_reason(stored.status, stored.cancel_reason, run.cancel_reason)
         stored.__dict__.update(run.__dict__)
+        stored.cancel_reason = reason
         stored.steps = kept
         stored.lease = lease if run.status in EXECUTING else None
         stored.shape = shape if shape == run.shape else [list(s) for s in run.shape]
@@ -47,6 +50,14 @@ class MemoryStorage:
                 kept[i] = copy
             else:
                 kept.append(copy)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        if run.status in CANCELLABLE and run.cancel_reason is None:
+            run.cancel_reason = reason
+        return run.copy()
 
     async def list_runs(
         self,

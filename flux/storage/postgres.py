@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -214,7 +215,7 @@ class PostgresStorage:
         release = run.status not in EXECUTING
         update = (
             "UPDATE flux_runs SET status=%s, data=%s, shape=%s, version=%s, error=%s, error_type=%s, "
-            "error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s"
+            f"error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s, {SAVE_REASON_POSTGRES}"
             + (
                 ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, "
                 "lease_identity=NULL"
@@ -237,6 +238,8 @@ class PostgresStorage:
             run.updated_at,
             run.completed_at,
             run.seq,
+            run.cancel_reason,
+            run.cancel_reason,
             run.id,
         ]
         if owner is not None:
@@ -298,6 +301,24 @@ class PostgresStorage:
             self._known_len.pop(run.id, None)
         else:
             self._known_len[run.id] = len(run.steps)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        def cancel(conn: psycopg.Connection[Any]) -> RunRecord | None:
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE flux_runs SET cancel_reason=%s "
+                    f"WHERE id=%s AND cancel_reason IS NULL AND {ACTIVE_SQL}",
+                    (reason, run_id),
+                )
+                row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
+                if row is None:
+                    return None
+                steps = conn.execute(
+                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
+                ).fetchall()
+            return run_from_values(row, steps)
+
+        return await self._call(cancel, f"requesting the cancellation of run '{run_id}'")
 
     async def list_runs(
         self,

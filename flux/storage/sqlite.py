@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -48,12 +49,12 @@ _STEP_MARKS = ", ".join("?" * (STEP_WIDTH + 4))
 _INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({_STEP_MARKS})"
 _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=? WHERE id=?"
+    f"completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, {SAVE_REASON_SQLITE} WHERE id=?"
 )
 _UPDATE_RUN_RELEASE = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
     "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
-    "lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL WHERE id=?"
+    f"lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL, {SAVE_REASON_SQLITE} WHERE id=?"
 )
 # The fast path of a finished step while the run's own state is unchanged: one statement,
 # one B-tree. The step row carries the run's new data; `load_run` takes the newest `rev`.
@@ -81,8 +82,8 @@ def _run_from_rows(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> Ru
 def _state(run: RunRecord) -> tuple[Any, ...]:
     """What of a run, besides its data, a step's fast-path save leaves as it was."""
     # The engine replaces `shape` when the definition changes, so identity and length tell.
-    return (run.status, run.version, run.error, run.error_type, run.error_step,
-            run.waiting_for, run.completed_at, id(run.shape), len(run.shape))  # fmt: skip
+    return (run.status, run.version, run.error, run.error_type, run.error_step, run.waiting_for,
+            run.completed_at, run.cancel_reason, id(run.shape), len(run.shape))  # fmt: skip
 
 
 class SQLiteStorage:
@@ -268,7 +269,8 @@ class SQLiteStorage:
         sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
         params: tuple[Any, ...] = (
             run.data_json, run.error, run.error_type, run.error_step, run.waiting_for, run.updated_at,
-            run.completed_at, run.seq, run.rev, run.status.value, json.dumps(run.shape), run.version, run.id,
+            run.completed_at, run.seq, run.rev, run.status.value, json.dumps(run.shape), run.version,
+            run.cancel_reason, run.cancel_reason, run.id,
         )  # fmt: skip
         if owner is not None:
             sql += " AND lease_owner=?"
@@ -295,6 +297,22 @@ class SQLiteStorage:
             self._known[run.id] = state
         else:  # the lease is given up (or was never held): the next holder starts afresh
             self._known.pop(run.id, None)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        def cancel(conn: sqlite3.Connection) -> RunRecord | None:
+            conn.execute(
+                f"UPDATE flux_runs SET cancel_reason=? WHERE id=? AND cancel_reason IS NULL AND {ACTIVE_SQL}",
+                (reason, run_id),
+            )
+            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
+            ).fetchall()
+            return _run_from_rows(row, steps)
+
+        return self._write(f"requesting the cancellation of run '{run_id}'", cancel)
 
     async def list_runs(
         self,
