@@ -9,6 +9,7 @@ from typing import Any
 
 from ..records import Lease, RunRecord, StepRecord
 from ..status import RunStatus, StepStatus
+from ._text import from_column, to_column
 
 RUN_COLUMNS = (
     "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
@@ -27,18 +28,18 @@ def run_values(run: RunRecord) -> tuple[Any, ...]:
     lease = run.lease
     return (
         run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
-        run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
-        run.updated_at, run.completed_at, run.seq,
+        run.version, to_column(run.error), to_column(run.error_type), to_column(run.error_step),
+        to_column(run.waiting_for), run.created_at, run.updated_at, run.completed_at, run.seq,
         lease.owner if lease else None, lease.host if lease else None,
         lease.pid if lease else None, lease.expires_at if lease else None,
-        run.cancel_reason, (lease.identity or None) if lease else None,
+        to_column(run.cancel_reason), (lease.identity or None) if lease else None,
     )  # fmt: skip
 
 
 def step_values(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
     return (
         run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
-        s.output_json, s.error, s.error_type, s.data_before, s.waiting_for,
+        s.output_json, to_column(s.error), to_column(s.error_type), s.data_before, to_column(s.waiting_for),
         s.compensation_attempts, s.compensated_at, s.crashes,
     )  # fmt: skip
 
@@ -46,8 +47,9 @@ def step_values(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
 def step_from_values(r: Sequence[Any]) -> StepRecord:
     return StepRecord(
         name=r[2], kind=r[3], status=StepStatus(r[4]), attempts=r[5], started_at=r[6],
-        completed_at=r[7], output_json=r[8], error=r[9], error_type=r[10], data_before=r[11],
-        waiting_for=r[12], compensation_attempts=r[13], compensated_at=r[14], crashes=r[15],
+        completed_at=r[7], output_json=r[8], error=from_column(r[9]), error_type=from_column(r[10]),
+        data_before=r[11], waiting_for=from_column(r[12]), compensation_attempts=r[13],
+        compensated_at=r[14], crashes=r[15],
     )  # fmt: skip
 
 
@@ -64,9 +66,10 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
             steps[r[1]] = step_from_values(r)
     return RunRecord(
         id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
-        shape=shape, version=version, steps=steps, error=error, error_type=error_type,
-        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
-        completed_at=completed_at, seq=seq, cancel_reason=cancel_reason,
+        shape=shape, version=version, steps=steps, error=from_column(error),
+        error_type=from_column(error_type), error_step=from_column(error_step),
+        waiting_for=from_column(waiting_for), created_at=created_at, updated_at=updated_at,
+        completed_at=completed_at, seq=seq, cancel_reason=from_column(cancel_reason),
         lease=Lease(owner, host or "", pid or 0, expires or 0.0, identity or "") if owner else None,
     )  # fmt: skip
 

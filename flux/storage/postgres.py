@@ -30,6 +30,7 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._text import to_column
 from .migrations import LATEST, parse_version, pending
 
 try:
@@ -128,7 +129,7 @@ class PostgresStorage:
             raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
         try:
             return fn(conn)
-        except psycopg.Error as exc:
+        except (psycopg.Error, UnicodeError) as exc:  # UnicodeError: text UTF-8 cannot encode
             conn.close()  # its state is unknown: never reuse it
             raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
         finally:
@@ -231,15 +232,15 @@ class PostgresStorage:
             run.data_json,
             json.dumps(run.shape),
             run.version,
-            run.error,
-            run.error_type,
-            run.error_step,
-            run.waiting_for,
+            to_column(run.error),
+            to_column(run.error_type),
+            to_column(run.error_step),
+            to_column(run.waiting_for),
             run.updated_at,
             run.completed_at,
             run.seq,
-            run.cancel_reason,
-            run.cancel_reason,
+            to_column(run.cancel_reason),
+            to_column(run.cancel_reason),
             run.id,
         ]
         if owner is not None:
@@ -264,10 +265,10 @@ class PostgresStorage:
                 st.started_at,
                 st.completed_at,
                 st.output_json,
-                st.error,
-                st.error_type,
+                to_column(st.error),
+                to_column(st.error_type),
                 st.data_before,
-                st.waiting_for,
+                to_column(st.waiting_for),
                 st.compensation_attempts,
                 st.compensated_at,
                 st.crashes,
@@ -308,7 +309,7 @@ class PostgresStorage:
                 conn.execute(
                     "UPDATE flux_runs SET cancel_reason=%s "
                     f"WHERE id=%s AND cancel_reason IS NULL AND {ACTIVE_SQL}",
-                    (reason, run_id),
+                    (to_column(reason), run_id),
                 )
                 row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
                 if row is None:

@@ -34,12 +34,16 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._text import to_column
 from .migrations import LATEST, parse_version, pending
 
 SCHEMA_VERSION = LATEST
 _HEADER = b"SQLite format 3\x00"
 _LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
 T = TypeVar("T")
+#: What a statement raises when SQLite refuses it or its values (text that is not valid
+#: UTF-8, an integer beyond 64 bits): all are a `StorageError` for the caller.
+_REFUSED = (sqlite3.Error, UnicodeError, OverflowError)
 
 # Each table has one column more than the shared ones: `rev`, and a finished step's row also
 # carries the run's data as it stood after the step (see `_LOG_STEP`).
@@ -187,7 +191,7 @@ class SQLiteStorage:
                     delay = min(delay * 2, 0.1)
                     continue
                 raise self._error(what, exc) from exc
-            except sqlite3.Error as exc:
+            except _REFUSED as exc:
                 raise self._error(what, exc) from exc
 
     def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -202,7 +206,7 @@ class SQLiteStorage:
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, _REFUSED):
                     raise self._error(what, exc) from exc
                 raise
 
@@ -216,7 +220,7 @@ class SQLiteStorage:
         with self._lock:
             return self._until_free(what, lambda: fn(self._conn))
 
-    def _error(self, what: str, exc: sqlite3.Error) -> StorageError:
+    def _error(self, what: str, exc: Exception) -> StorageError:
         return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
 
     # ------------------------------------------------------------------ protocol
@@ -268,9 +272,10 @@ class SQLiteStorage:
         # A run that is no longer executing gives its lease up in the same write.
         sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
         params: tuple[Any, ...] = (
-            run.data_json, run.error, run.error_type, run.error_step, run.waiting_for, run.updated_at,
-            run.completed_at, run.seq, run.rev, run.status.value, json.dumps(run.shape), run.version,
-            run.cancel_reason, run.cancel_reason, run.id,
+            run.data_json, to_column(run.error), to_column(run.error_type), to_column(run.error_step),
+            to_column(run.waiting_for), run.updated_at, run.completed_at, run.seq, run.rev,
+            run.status.value, json.dumps(run.shape), run.version, to_column(run.cancel_reason),
+            to_column(run.cancel_reason), run.id,
         )  # fmt: skip
         if owner is not None:
             sql += " AND lease_owner=?"
@@ -302,7 +307,7 @@ class SQLiteStorage:
         def cancel(conn: sqlite3.Connection) -> RunRecord | None:
             conn.execute(
                 f"UPDATE flux_runs SET cancel_reason=? WHERE id=? AND cancel_reason IS NULL AND {ACTIVE_SQL}",
-                (reason, run_id),
+                (to_column(reason), run_id),
             )
             row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
             if row is None:
