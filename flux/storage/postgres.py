@@ -12,6 +12,7 @@ processes, as `flux worker --concurrency` runs them), each with its own connecti
 from __future__ import annotations
 
 import json
+import select
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -69,6 +70,19 @@ def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecor
     return cols
 
 
+def _still_open(conn: psycopg.Connection[Any]) -> bool:
+    """False if an idle connection is closed, or the server has written to it: an idle
+    connection in autocommit mode is sent nothing unless the server is ending it (it writes
+    its reason, then closes). No round trip: the socket is only polled."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
+
+
 def _redact(url: str) -> str:
     """The URL without its password, for error messages."""
     try:
@@ -97,7 +111,7 @@ class PostgresStorage:
         #: Step count of each run in hand as this storage last wrote it (absent: trim to be safe).
         self._known_len: dict[str, int] = {}
         try:
-            self._call_now(self._create_schema, "creating the schema")
+            self._call_now(self._create_schema, "creating the schema", retry=True)
         except StorageError:
             self._close_idle()
             raise
@@ -105,9 +119,14 @@ class PostgresStorage:
     # ------------------------------------------------------------------ plumbing
 
     def _connect(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                idle = self._idle.pop()
+            if _still_open(idle):
+                return idle
+            idle.close()  # the server ended it while it sat idle: take another
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_timeout))
         if self.durability == "normal":
             # A commit is acknowledged before its WAL is flushed: safe when a worker dies,
@@ -122,23 +141,30 @@ class PostgresStorage:
         with self._lock:
             self._idle.append(conn)
 
-    def _call_now(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
-        try:
-            conn = self._connect()
-        except psycopg.Error as exc:
-            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
-        try:
-            return fn(conn)
-        except (psycopg.Error, UnicodeError) as exc:  # UnicodeError: text UTF-8 cannot encode
-            conn.close()  # its state is unknown: never reuse it
-            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
-        finally:
-            self._give_back(conn)
+    def _call_now(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool = False) -> T:
+        """Run `fn` on a connection. With `retry` (reads, and writes that are the same when
+        repeated), a connection found broken by the call is replaced and `fn` runs once more."""
+        for attempt in (1, 2):
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+            try:
+                return fn(conn)
+            except (psycopg.Error, UnicodeError) as exc:  # UnicodeError: text UTF-8 cannot encode
+                lost = isinstance(exc, psycopg.OperationalError) and conn.broken
+                conn.close()  # its state is unknown: never reuse it
+                if retry and lost and attempt == 1:
+                    continue
+                raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+            finally:
+                self._give_back(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
+    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool = False) -> T:
         if self._closed:
             raise StorageError(f"{self._where}: the storage is closed")
-        return self._call_now(fn, what)
+        return self._call_now(fn, what, retry=retry)
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         """Apply the migrations the schema lacks, in one transaction, one process at a time."""
@@ -209,7 +235,7 @@ class PostgresStorage:
                 ).fetchall()
             return run_from_values(row, steps)
 
-        return await self._call(load, f"loading run '{run_id}'")
+        return await self._call(load, f"loading run '{run_id}'", retry=True)
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
         # A run that is no longer executing gives its lease up in the same statement.
@@ -319,7 +345,7 @@ class PostgresStorage:
                 ).fetchall()
             return run_from_values(row, steps)
 
-        return await self._call(cancel, f"requesting the cancellation of run '{run_id}'")
+        return await self._call(cancel, f"requesting the cancellation of run '{run_id}'", retry=True)
 
     async def list_runs(
         self,
@@ -354,7 +380,7 @@ class PostgresStorage:
                     by_run[r[0]].append(r)
             return [run_from_values(r, by_run[r[0]]) for r in rows]
 
-        return await self._call(query, "listing runs")
+        return await self._call(query, "listing runs", retry=True)
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
         def acquire(conn: psycopg.Connection[Any]) -> bool:
@@ -375,7 +401,7 @@ class PostgresStorage:
             )
             return cur.rowcount == 1
 
-        return await self._call(acquire, f"claiming run '{run_id}'")
+        return await self._call(acquire, f"claiming run '{run_id}'", retry=True)
 
     async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
         sql = f"""
@@ -424,7 +450,7 @@ class PostgresStorage:
             )
             return cur.rowcount == 1
 
-        return await self._call(renew, f"renewing the lease of run '{run_id}'")
+        return await self._call(renew, f"renewing the lease of run '{run_id}'", retry=True)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         def release(conn: psycopg.Connection[Any]) -> None:
@@ -434,7 +460,7 @@ class PostgresStorage:
                 (run_id, owner),
             )
 
-        await self._call(release, f"releasing run '{run_id}'")
+        await self._call(release, f"releasing run '{run_id}'", retry=True)
 
     async def close(self) -> None:
         self._closed = True
