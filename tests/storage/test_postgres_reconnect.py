@@ -131,3 +131,26 @@ def test_a_write_cut_off_in_flight_is_a_storage_error_and_changes_nothing(storag
     loaded = asyncio.run(storage.load_run("r1"))  # on a new connection
     assert loaded is not None and loaded.status is RunStatus.RUNNING
     assert loaded.lease is not None and loaded.lease.owner == "holder"
+
+
+def test_a_connection_found_broken_only_by_the_call_is_retried_for_reads_not_saves(
+    storage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the server's news not yet in when the call began, the call itself finds the
+    connection broken: a read runs again on a new one; a save, which may have been applied,
+    is a StorageError."""
+    from flux.storage import postgres
+
+    record = new_run()
+    asyncio.run(storage.create_run(record))
+    monkeypatch.setattr(postgres, "_still_open", lambda conn: True)  # the check before use misses
+    drop_idle_connections(storage)
+    loaded = asyncio.run(storage.load_run("r1"))
+    assert loaded is not None and loaded.id == "r1"
+    drop_idle_connections(storage)
+    record.status = RunStatus.COMPLETED
+    record.rev += 1
+    with pytest.raises(StorageError, match="saving run 'r1'"):
+        asyncio.run(storage.save_run(record, [0], "holder"))
+    again = asyncio.run(storage.load_run("r1"))  # the next call has a new connection
+    assert again is not None and again.status is RunStatus.RUNNING
