@@ -9,43 +9,47 @@ from typing import Any
 
 from ..records import Lease, RunRecord, StepRecord
 from ..status import RunStatus, StepStatus
+from ._text import from_column, to_column
 
 RUN_COLUMNS = (
     "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
-    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at"
+    "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at, "
+    "cancel_reason, lease_identity"
 )
 STEP_COLUMNS = (
     "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
-    "error_type, data_before, waiting_for, compensation_attempts, compensated_at"
+    "error_type, data_before, waiting_for, compensation_attempts, compensated_at, crashes"
 )
-RUN_WIDTH = 19
-STEP_WIDTH = 15
+RUN_WIDTH = 21
+STEP_WIDTH = 16
 
 
 def run_values(run: RunRecord) -> tuple[Any, ...]:
     lease = run.lease
     return (
         run.id, run.name, run.status.value, run.input_json, run.data_json, json.dumps(run.shape),
-        run.version, run.error, run.error_type, run.error_step, run.waiting_for, run.created_at,
-        run.updated_at, run.completed_at, run.seq,
+        run.version, to_column(run.error), to_column(run.error_type), to_column(run.error_step),
+        to_column(run.waiting_for), run.created_at, run.updated_at, run.completed_at, run.seq,
         lease.owner if lease else None, lease.host if lease else None,
         lease.pid if lease else None, lease.expires_at if lease else None,
+        to_column(run.cancel_reason), (lease.identity or None) if lease else None,
     )  # fmt: skip
 
 
 def step_values(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
     return (
         run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
-        s.output_json, s.error, s.error_type, s.data_before, s.waiting_for,
-        s.compensation_attempts, s.compensated_at,
+        s.output_json, to_column(s.error), to_column(s.error_type), s.data_before, to_column(s.waiting_for),
+        s.compensation_attempts, s.compensated_at, s.crashes,
     )  # fmt: skip
 
 
 def step_from_values(r: Sequence[Any]) -> StepRecord:
     return StepRecord(
         name=r[2], kind=r[3], status=StepStatus(r[4]), attempts=r[5], started_at=r[6],
-        completed_at=r[7], output_json=r[8], error=r[9], error_type=r[10], data_before=r[11],
-        waiting_for=r[12], compensation_attempts=r[13], compensated_at=r[14],
+        completed_at=r[7], output_json=r[8], error=from_column(r[9]), error_type=from_column(r[10]),
+        data_before=r[11], waiting_for=from_column(r[12]), compensation_attempts=r[13],
+        compensated_at=r[14], crashes=r[15],
     )  # fmt: skip
 
 
@@ -53,7 +57,8 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
     """A run from its row and its step rows. Steps that never ran have no row: they are
     laid in as pending from the stored shape."""
     (id_, name, status, input_, data, shape_json, version, error, error_type, error_step, waiting_for,
-     created_at, updated_at, completed_at, seq, owner, host, pid, expires) = row[:RUN_WIDTH]  # fmt: skip
+     created_at, updated_at, completed_at, seq, owner, host, pid, expires, cancel_reason,
+     identity) = row[:RUN_WIDTH]  # fmt: skip
     shape = json.loads(shape_json)
     steps = [StepRecord(step_name, kind) for step_name, kind in shape]
     for r in step_rows:
@@ -61,10 +66,11 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
             steps[r[1]] = step_from_values(r)
     return RunRecord(
         id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
-        shape=shape, version=version, steps=steps, error=error, error_type=error_type,
-        error_step=error_step, waiting_for=waiting_for, created_at=created_at, updated_at=updated_at,
-        completed_at=completed_at, seq=seq,
-        lease=Lease(owner, host or "", pid or 0, expires or 0.0) if owner else None,
+        shape=shape, version=version, steps=steps, error=from_column(error),
+        error_type=from_column(error_type), error_step=from_column(error_step),
+        waiting_for=from_column(waiting_for), created_at=created_at, updated_at=updated_at,
+        completed_at=completed_at, seq=seq, cancel_reason=from_column(cancel_reason),
+        lease=Lease(owner, host or "", pid or 0, expires or 0.0, identity or "") if owner else None,
     )  # fmt: skip
 
 

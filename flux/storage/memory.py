@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
-from ..status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus
+from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import CANCELLABLE, saved_reason
 
 
 class MemoryStorage:
@@ -35,13 +37,9 @@ class MemoryStorage:
         if owner is not None and (stored.lease is None or stored.lease.owner != owner):
             raise LeaseLostError(f"run '{run.id}': the lease of {owner} was taken over")
         kept, lease, shape = stored.steps, stored.lease, stored.shape
-        # A cancel requested meanwhile by another caller is kept, unless the run was at rest
-        # (a retry_step of a cancelled run clears it).
-        cancel = run.cancel_reason
-        if cancel is None and stored.status not in RUN_TERMINAL:
-            cancel = stored.cancel_reason
+        reason = saved_reason(stored.status, stored.cancel_reason, run.cancel_reason)
         stored.__dict__.update(run.__dict__)
-        stored.cancel_reason = cancel
+        stored.cancel_reason = reason
         stored.steps = kept
         stored.lease = lease if run.status in EXECUTING else None
         stored.shape = shape if shape == run.shape else [list(s) for s in run.shape]
@@ -52,6 +50,14 @@ class MemoryStorage:
                 kept[i] = copy
             else:
                 kept.append(copy)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        if run.status in CANCELLABLE and run.cancel_reason is None:
+            run.cancel_reason = reason
+        return run.copy()
 
     async def list_runs(
         self,
@@ -76,7 +82,7 @@ class MemoryStorage:
             return False
         held = run.lease
         if held is None or held.owner in (lease.owner, take_from) or held.expires_at < time.time():
-            run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+            run.lease = replace(lease)
             return True
         return False
 
@@ -96,30 +102,13 @@ class MemoryStorage:
         if not waiting:
             return None
         run = min(waiting, key=lambda r: r.created_at)
-        run.lease = Lease(lease.owner, lease.host, lease.pid, lease.expires_at)
+        run.lease = replace(lease)
         return run.copy()
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         run = self._runs.get(run_id)
         if run is not None and run.lease is not None and run.lease.owner == owner:
             run.lease = None
-
-    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
-        run = self._runs.get(run_id)
-        if run is None:
-            return None
-        if run.status not in RUN_TERMINAL:
-            run.cancel_reason = reason
-        return run.copy()
-
-    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
-        held: dict[str, str | None] = {}
-        for run_id in run_ids:
-            run = self._runs.get(run_id)
-            if run is not None and run.lease is not None and run.lease.owner == owner:
-                run.lease.expires_at = expires_at
-                held[run_id] = run.cancel_reason
-        return held
 
     async def close(self) -> None:
         return None

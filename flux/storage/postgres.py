@@ -12,6 +12,7 @@ processes, as `flux worker --concurrency` runs them), each with its own connecti
 from __future__ import annotations
 
 import json
+import select
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,8 +20,10 @@ from typing import Any, TypeVar
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._rows import (
     RUN_COLUMNS,
+    RUN_WIDTH,
     STEP_COLUMNS,
     STEP_WIDTH,
     run_from_values,
@@ -28,44 +31,27 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._text import to_column
+from .migrations import LATEST, parse_version, pending
 
 try:
     import psycopg
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgresStorage needs psycopg: pip install 'gravito-flux[postgres]'") from exc
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LATEST
 T = TypeVar("T")
-
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS flux_runs (
-        id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL,
-        data TEXT NOT NULL, shape TEXT NOT NULL, version TEXT, error TEXT, error_type TEXT,
-        error_step TEXT, waiting_for TEXT, created_at DOUBLE PRECISION NOT NULL,
-        updated_at DOUBLE PRECISION NOT NULL, completed_at DOUBLE PRECISION, seq INTEGER NOT NULL,
-        lease_owner TEXT, lease_host TEXT, lease_pid INTEGER, lease_expires_at DOUBLE PRECISION)""",
-    "CREATE INDEX IF NOT EXISTS flux_runs_created ON flux_runs (created_at)",
-    "CREATE INDEX IF NOT EXISTS flux_runs_status ON flux_runs (status, created_at)",
-    "CREATE INDEX IF NOT EXISTS flux_runs_name ON flux_runs (name, created_at)",
-    """CREATE TABLE IF NOT EXISTS flux_steps (
-        run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
-        status TEXT NOT NULL, attempts INTEGER NOT NULL, started_at DOUBLE PRECISION,
-        completed_at DOUBLE PRECISION, output TEXT, error TEXT, error_type TEXT, data_before TEXT,
-        waiting_for TEXT, compensation_attempts INTEGER NOT NULL, compensated_at DOUBLE PRECISION,
-        PRIMARY KEY (run_id, idx))""",
-]
 
 _STEP_TYPES = (
     "text[], int[], text[], text[], text[], int[], float8[], float8[], text[], text[], text[], "
-    "text[], text[], int[], float8[]"
+    "text[], text[], int[], float8[], int[]"
 )
 _STEP_SET = (
     "name=EXCLUDED.name, kind=EXCLUDED.kind, status=EXCLUDED.status, attempts=EXCLUDED.attempts, "
     "started_at=EXCLUDED.started_at, completed_at=EXCLUDED.completed_at, output=EXCLUDED.output, "
     "error=EXCLUDED.error, error_type=EXCLUDED.error_type, data_before=EXCLUDED.data_before, "
     "waiting_for=EXCLUDED.waiting_for, compensation_attempts=EXCLUDED.compensation_attempts, "
-    "compensated_at=EXCLUDED.compensated_at"
+    "compensated_at=EXCLUDED.compensated_at, crashes=EXCLUDED.crashes"
 )
 _UNNEST = ", ".join("%s::" + t for t in _STEP_TYPES.split(", "))
 _UPSERT_STEPS = f"""
@@ -82,6 +68,19 @@ def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecor
         for col, value in zip(cols, step_values(run_id, i, steps[i]), strict=True):
             col.append(value)
     return cols
+
+
+def _still_open(conn: psycopg.Connection[Any]) -> bool:
+    """False if an idle connection is closed, or the server has written to it: an idle
+    connection in autocommit mode is sent nothing unless the server is ending it (it writes
+    its reason, then closes). No round trip: the socket is only polled."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return not readable
 
 
 def _redact(url: str) -> str:
@@ -112,7 +111,7 @@ class PostgresStorage:
         #: Step count of each run in hand as this storage last wrote it (absent: trim to be safe).
         self._known_len: dict[str, int] = {}
         try:
-            self._call_now(self._create_schema, "creating the schema")
+            self._call_now(self._create_schema, "creating the schema", retry=True)
         except StorageError:
             self._close_idle()
             raise
@@ -120,9 +119,14 @@ class PostgresStorage:
     # ------------------------------------------------------------------ plumbing
 
     def _connect(self) -> psycopg.Connection[Any]:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                idle = self._idle.pop()
+            if _still_open(idle):
+                return idle
+            idle.close()  # the server ended it while it sat idle: take another
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=int(self._connect_timeout))
         if self.durability == "normal":
             # A commit is acknowledged before its WAL is flushed: safe when a worker dies,
@@ -137,27 +141,35 @@ class PostgresStorage:
         with self._lock:
             self._idle.append(conn)
 
-    def _call_now(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
-        try:
-            conn = self._connect()
-        except psycopg.Error as exc:
-            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
-        try:
-            return fn(conn)
-        except psycopg.Error as exc:
-            conn.close()  # its state is unknown: never reuse it
-            raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
-        finally:
-            self._give_back(conn)
+    def _call_now(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool = False) -> T:
+        """Run `fn` on a connection. With `retry` (reads, and writes that are the same when
+        repeated), a connection found broken by the call is replaced and `fn` runs once more."""
+        for attempt in (1, 2):
+            try:
+                conn = self._connect()
+            except psycopg.Error as exc:
+                raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+            try:
+                return fn(conn)
+            except (psycopg.Error, UnicodeError) as exc:  # UnicodeError: text UTF-8 cannot encode
+                lost = isinstance(exc, psycopg.OperationalError) and conn.broken
+                conn.close()  # its state is unknown: never reuse it
+                if retry and lost and attempt == 1:
+                    continue
+                raise StorageError(f"{self._where}: {what} failed: {exc}".rstrip()) from exc
+            finally:
+                self._give_back(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T], what: str) -> T:
+    async def _call(self, fn: Callable[[psycopg.Connection[Any]], T], what: str, *, retry: bool = False) -> T:
         if self._closed:
             raise StorageError(f"{self._where}: the storage is closed")
-        return self._call_now(fn, what)
+        return self._call_now(fn, what, retry=retry)
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply the migrations the schema lacks, in one transaction, one process at a time."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(7283401)")  # one creator at a time
+            conn.execute("SELECT pg_advisory_xact_lock(7283401)")  # one migrator at a time
             tables = {
                 r[0]
                 for r in conn.execute(
@@ -170,20 +182,20 @@ class PostgresStorage:
                     f"{self._where}: tables {sorted(tables)} exist without flux_meta: "
                     "not a Flux schema; left untouched"
                 )
+            version = 0
             if "flux_meta" in tables:
                 row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
-                version = int(row[0]) if row and str(row[0]).isdigit() else None
-                if version is None:
-                    raise StorageError(f"{self._where}: no Flux schema version; left untouched")
-                if version > SCHEMA_VERSION:
-                    raise StorageError(
-                        f"{self._where}: Flux schema version {version} is newer than this Flux "
-                        f"understands ({SCHEMA_VERSION}); upgrade gravito-flux. Left untouched"
-                    )
-                return
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("INSERT INTO flux_meta VALUES ('schema_version', %s)", (str(SCHEMA_VERSION),))
+                version = parse_version(row[0] if row else None, self._where)
+            todo = pending(version, self._where)
+            for migration in todo:
+                for statement in migration.statements("postgres"):
+                    conn.execute(statement)
+            if todo:
+                conn.execute(
+                    "INSERT INTO flux_meta VALUES ('schema_version', %s) "
+                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    (str(SCHEMA_VERSION),),
+                )
 
     # ------------------------------------------------------------------ protocol
 
@@ -191,7 +203,7 @@ class PostgresStorage:
         params = run_values(run)
         # Step rows are written as the steps run; until then `load_run` fills them in from the shape.
         sql = (
-            f"INSERT INTO flux_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * 19)}) "
+            f"INSERT INTO flux_runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * RUN_WIDTH)}) "
             "ON CONFLICT (id) DO NOTHING"
         )
 
@@ -223,16 +235,17 @@ class PostgresStorage:
                 ).fetchall()
             return run_from_values(row, steps)
 
-        return await self._call(load, f"loading run '{run_id}'")
+        return await self._call(load, f"loading run '{run_id}'", retry=True)
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
         # A run that is no longer executing gives its lease up in the same statement.
         release = run.status not in EXECUTING
         update = (
             "UPDATE flux_runs SET status=%s, data=%s, shape=%s, version=%s, error=%s, error_type=%s, "
-            "error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s"
+            f"error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s, {SAVE_REASON_POSTGRES}"
             + (
-                ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL"
+                ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, "
+                "lease_identity=NULL"
                 if release
                 else ""
             )
@@ -245,13 +258,15 @@ class PostgresStorage:
             run.data_json,
             json.dumps(run.shape),
             run.version,
-            run.error,
-            run.error_type,
-            run.error_step,
-            run.waiting_for,
+            to_column(run.error),
+            to_column(run.error_type),
+            to_column(run.error_step),
+            to_column(run.waiting_for),
             run.updated_at,
             run.completed_at,
             run.seq,
+            to_column(run.cancel_reason),
+            to_column(run.cancel_reason),
             run.id,
         ]
         if owner is not None:
@@ -263,7 +278,7 @@ class PostgresStorage:
             sql = f"""
                 WITH run AS ({update})
                 INSERT INTO flux_steps ({STEP_COLUMNS})
-                SELECT id, {", ".join(["%s"] * 14)} FROM run
+                SELECT id, {", ".join(["%s"] * (STEP_WIDTH - 1))} FROM run
                 ON CONFLICT (run_id, idx) DO UPDATE SET {_STEP_SET}
                 RETURNING (SELECT count(*) FROM run)
             """
@@ -276,12 +291,13 @@ class PostgresStorage:
                 st.started_at,
                 st.completed_at,
                 st.output_json,
-                st.error,
-                st.error_type,
+                to_column(st.error),
+                to_column(st.error_type),
                 st.data_before,
-                st.waiting_for,
+                to_column(st.waiting_for),
                 st.compensation_attempts,
                 st.compensated_at,
+                st.crashes,
             ]
         else:
             # Several steps, or a definition that may have changed length: trim and upsert.
@@ -312,6 +328,24 @@ class PostgresStorage:
             self._known_len.pop(run.id, None)
         else:
             self._known_len[run.id] = len(run.steps)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        def cancel(conn: psycopg.Connection[Any]) -> RunRecord | None:
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE flux_runs SET cancel_reason=%s "
+                    f"WHERE id=%s AND cancel_reason IS NULL AND {ACTIVE_SQL}",
+                    (to_column(reason), run_id),
+                )
+                row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
+                if row is None:
+                    return None
+                steps = conn.execute(
+                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
+                ).fetchall()
+            return run_from_values(row, steps)
+
+        return await self._call(cancel, f"requesting the cancellation of run '{run_id}'", retry=True)
 
     async def list_runs(
         self,
@@ -346,19 +380,28 @@ class PostgresStorage:
                     by_run[r[0]].append(r)
             return [run_from_values(r, by_run[r[0]]) for r in rows]
 
-        return await self._call(query, "listing runs")
+        return await self._call(query, "listing runs", retry=True)
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:
         def acquire(conn: psycopg.Connection[Any]) -> bool:
             cur = conn.execute(
-                "UPDATE flux_runs SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s "
-                "WHERE id=%s AND (lease_owner IS NULL OR lease_owner=%s OR lease_owner=%s "
+                "UPDATE flux_runs SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s, "
+                "lease_identity=%s WHERE id=%s AND (lease_owner IS NULL OR lease_owner=%s OR lease_owner=%s "
                 "OR lease_expires_at < extract(epoch from clock_timestamp()))",
-                (lease.owner, lease.host, lease.pid, lease.expires_at, run_id, lease.owner, take_from),
+                (
+                    lease.owner,
+                    lease.host,
+                    lease.pid,
+                    lease.expires_at,
+                    lease.identity or None,
+                    run_id,
+                    lease.owner,
+                    take_from,
+                ),
             )
             return cur.rowcount == 1
 
-        return await self._call(acquire, f"claiming run '{run_id}'")
+        return await self._call(acquire, f"claiming run '{run_id}'", retry=True)
 
     async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
         sql = f"""
@@ -369,7 +412,8 @@ class PostgresStorage:
                 ORDER BY created_at LIMIT 1
                 FOR UPDATE SKIP LOCKED
             )
-            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s
+            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
+                lease_identity=%s
             FROM waiting WHERE r.id = waiting.id
             RETURNING {", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))}
         """
@@ -380,6 +424,7 @@ class PostgresStorage:
             lease.host,
             lease.pid,
             lease.expires_at,
+            lease.identity or None,
         )
 
         def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
@@ -405,17 +450,17 @@ class PostgresStorage:
             )
             return cur.rowcount == 1
 
-        return await self._call(renew, f"renewing the lease of run '{run_id}'")
+        return await self._call(renew, f"renewing the lease of run '{run_id}'", retry=True)
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         def release(conn: psycopg.Connection[Any]) -> None:
             conn.execute(
                 "UPDATE flux_runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, "
-                "lease_expires_at=NULL WHERE id=%s AND lease_owner=%s",
+                "lease_expires_at=NULL, lease_identity=NULL WHERE id=%s AND lease_owner=%s",
                 (run_id, owner),
             )
 
-        await self._call(release, f"releasing run '{run_id}'")
+        await self._call(release, f"releasing run '{run_id}'", retry=True)
 
     async def close(self) -> None:
         self._closed = True

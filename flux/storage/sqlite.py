@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -33,82 +34,36 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._text import to_column
+from .migrations import LATEST, parse_version, pending
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = LATEST
 _HEADER = b"SQLite format 3\x00"
 _LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE flux_runs (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    input TEXT NOT NULL,
-    data TEXT NOT NULL,
-    shape TEXT NOT NULL,
-    version TEXT,
-    error TEXT,
-    error_type TEXT,
-    error_step TEXT,
-    waiting_for TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    completed_at REAL,
-    seq INTEGER NOT NULL,
-    lease_owner TEXT,
-    lease_host TEXT,
-    lease_pid INTEGER,
-    lease_expires_at REAL,
-    rev INTEGER NOT NULL
-);
-CREATE INDEX flux_runs_created ON flux_runs (created_at);
-CREATE INDEX flux_runs_status ON flux_runs (status, created_at);
-CREATE INDEX flux_runs_name ON flux_runs (name, created_at);
-CREATE TABLE flux_steps (
-    run_id TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    started_at REAL,
-    completed_at REAL,
-    output TEXT,
-    error TEXT,
-    error_type TEXT,
-    data_before TEXT,
-    waiting_for TEXT,
-    compensation_attempts INTEGER NOT NULL,
-    compensated_at REAL,
-    -- A step saved on the fast path also carries the run's data as it stood after it:
-    run_data TEXT,
-    run_seq INTEGER,
-    run_updated_at REAL,
-    rev INTEGER NOT NULL,
-    PRIMARY KEY (run_id, idx)
-) WITHOUT ROWID;
-"""
+#: What a statement raises when SQLite refuses it or its values (text that is not valid
+#: UTF-8, an integer beyond 64 bits): all are a `StorageError` for the caller.
+_REFUSED = (sqlite3.Error, UnicodeError, OverflowError)
 
 # Each table has one column more than the shared ones: `rev`, and a finished step's row also
 # carries the run's data as it stood after the step (see `_LOG_STEP`).
 _RUN_COLUMNS = f"{RUN_COLUMNS}, rev"
 _STEP_COLUMNS = f"{STEP_COLUMNS}, run_data, run_seq, run_updated_at, rev"
-_INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({', '.join('?' * 19)})"
+_STEP_MARKS = ", ".join("?" * (STEP_WIDTH + 4))
+_INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({_STEP_MARKS})"
 _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=? WHERE id=?"
+    f"completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, {SAVE_REASON_SQLITE} WHERE id=?"
 )
 _UPDATE_RUN_RELEASE = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
     "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
-    "lease_pid=NULL, lease_expires_at=NULL WHERE id=?"
+    f"lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL, {SAVE_REASON_SQLITE} WHERE id=?"
 )
 # The fast path of a finished step while the run's own state is unchanged: one statement,
 # one B-tree. The step row carries the run's new data; `load_run` takes the newest `rev`.
 _LOG_STEP = (
-    f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) SELECT {', '.join('?' * 19)} "
+    f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) SELECT {_STEP_MARKS} "
     "WHERE EXISTS (SELECT 1 FROM flux_runs WHERE id=? AND lease_owner=?)"
 )
 
@@ -131,8 +86,8 @@ def _run_from_rows(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> Ru
 def _state(run: RunRecord) -> tuple[Any, ...]:
     """What of a run, besides its data, a step's fast-path save leaves as it was."""
     # The engine replaces `shape` when the definition changes, so identity and length tell.
-    return (run.status, run.version, run.error, run.error_type, run.error_step,
-            run.waiting_for, run.completed_at, id(run.shape), len(run.shape))  # fmt: skip
+    return (run.status, run.version, run.error, run.error_type, run.error_step, run.waiting_for,
+            run.completed_at, run.cancel_reason, id(run.shape), len(run.shape))  # fmt: skip
 
 
 class SQLiteStorage:
@@ -172,10 +127,10 @@ class SQLiteStorage:
             raise StorageError(f"{where} cannot be opened: {exc}") from exc
 
         def prepare() -> None:
-            self._check_schema(conn, where)
+            self._version(conn, where)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
-            self._create_schema(conn)
+            self._migrate(conn, where)
 
         try:
             # Several processes opening a new file at once wait for each other here.
@@ -186,34 +141,34 @@ class SQLiteStorage:
         return conn
 
     @staticmethod
-    def _check_schema(conn: sqlite3.Connection, where: str) -> None:
-        """Refuse, before writing anything, a file that is not ours or is from the future."""
+    def _version(conn: sqlite3.Connection, where: str) -> int:
+        """The file's schema version (0: empty). Refuses, before anything is written, a file
+        that is not ours or is from the future."""
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables:
-            return
+            return 0
         if "flux_meta" not in tables:
             raise StorageError(
                 f"{where} is not a Flux database (tables: {', '.join(sorted(tables))}); left untouched"
             )
         row = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
-        version = int(row[0]) if row and str(row[0]).isdigit() else None
-        if version is None:
-            raise StorageError(f"{where} has no Flux schema version; left untouched")
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"{where} has Flux schema version {version}, newer than this Flux understands "
-                f"({SCHEMA_VERSION}); upgrade gravito-flux. The file was left untouched"
-            )
+        version = parse_version(row[0] if row else None, where)
+        pending(version, where)  # raises if it is newer than this code
+        return version
 
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
+    def _migrate(self, conn: sqlite3.Connection, where: str) -> None:
+        """Apply the migrations the file lacks, in one transaction that holds the write lock."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name='flux_meta'").fetchone()
-            if not exists:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("INSERT INTO flux_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # Read again under the lock: another process may have migrated it meanwhile.
+            todo = pending(self._version(conn, where), where)
+            for migration in todo:
+                for statement in migration.statements("sqlite"):
+                    conn.execute(statement)
+            if todo:
+                conn.execute(
+                    "INSERT OR REPLACE INTO flux_meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -236,7 +191,7 @@ class SQLiteStorage:
                     delay = min(delay * 2, 0.1)
                     continue
                 raise self._error(what, exc) from exc
-            except sqlite3.Error as exc:
+            except _REFUSED as exc:
                 raise self._error(what, exc) from exc
 
     def _write(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -251,7 +206,7 @@ class SQLiteStorage:
             except BaseException as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
+                if isinstance(exc, _REFUSED):
                     raise self._error(what, exc) from exc
                 raise
 
@@ -265,14 +220,14 @@ class SQLiteStorage:
         with self._lock:
             return self._until_free(what, lambda: fn(self._conn))
 
-    def _error(self, what: str, exc: sqlite3.Error) -> StorageError:
+    def _error(self, what: str, exc: Exception) -> StorageError:
         return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
 
     # ------------------------------------------------------------------ protocol
 
     async def create_run(self, run: RunRecord) -> bool:
         params = (*run_values(run), run.rev)
-        sql = f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+        sql = f"INSERT OR IGNORE INTO flux_runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * (RUN_WIDTH + 1))})"
         started = started_steps(run)
 
         def insert(conn: sqlite3.Connection) -> bool:
@@ -317,8 +272,10 @@ class SQLiteStorage:
         # A run that is no longer executing gives its lease up in the same write.
         sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
         params: tuple[Any, ...] = (
-            run.data_json, run.error, run.error_type, run.error_step, run.waiting_for, run.updated_at,
-            run.completed_at, run.seq, run.rev, run.status.value, json.dumps(run.shape), run.version, run.id,
+            run.data_json, to_column(run.error), to_column(run.error_type), to_column(run.error_step),
+            to_column(run.waiting_for), run.updated_at, run.completed_at, run.seq, run.rev,
+            run.status.value, json.dumps(run.shape), run.version, to_column(run.cancel_reason),
+            to_column(run.cancel_reason), run.id,
         )  # fmt: skip
         if owner is not None:
             sql += " AND lease_owner=?"
@@ -345,6 +302,22 @@ class SQLiteStorage:
             self._known[run.id] = state
         else:  # the lease is given up (or was never held): the next holder starts afresh
             self._known.pop(run.id, None)
+
+    async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
+        def cancel(conn: sqlite3.Connection) -> RunRecord | None:
+            conn.execute(
+                f"UPDATE flux_runs SET cancel_reason=? WHERE id=? AND cancel_reason IS NULL AND {ACTIVE_SQL}",
+                (to_column(reason), run_id),
+            )
+            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                return None
+            steps = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
+            ).fetchall()
+            return _run_from_rows(row, steps)
+
+        return self._write(f"requesting the cancellation of run '{run_id}'", cancel)
 
     async def list_runs(
         self,
@@ -382,14 +355,15 @@ class SQLiteStorage:
 
         def acquire(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "
-                "WHERE id=? AND (lease_owner IS NULL OR lease_owner=? OR lease_owner=? "
+                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=?, "
+                "lease_identity=? WHERE id=? AND (lease_owner IS NULL OR lease_owner=? OR lease_owner=? "
                 "OR lease_expires_at<?)",
                 (
                     lease.owner,
                     lease.host,
                     lease.pid,
                     lease.expires_at,
+                    lease.identity or None,
                     run_id,
                     lease.owner,
                     take_from,
@@ -415,9 +389,9 @@ class SQLiteStorage:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=? "
-                "WHERE id=?",
-                (lease.owner, lease.host, lease.pid, lease.expires_at, row[0]),
+                "UPDATE flux_runs SET lease_owner=?, lease_host=?, lease_pid=?, lease_expires_at=?, "
+                "lease_identity=? WHERE id=?",
+                (lease.owner, lease.host, lease.pid, lease.expires_at, lease.identity or None, row[0]),
             )
             run = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (row[0],)).fetchone()
             steps = conn.execute(
@@ -444,7 +418,7 @@ class SQLiteStorage:
         def release(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "UPDATE flux_runs SET lease_owner=NULL, lease_host=NULL, lease_pid=NULL, "
-                "lease_expires_at=NULL WHERE id=? AND lease_owner=?",
+                "lease_expires_at=NULL, lease_identity=NULL WHERE id=? AND lease_owner=?",
                 (run_id, owner),
             )
 

@@ -1,0 +1,116 @@
+"""The schema of the SQL storages, as one numbered list of migrations.
+
+Version 1 is the schema of Flux 0.1.0. A storage opening a database reads the version
+recorded in `flux_meta` (`schema_version`), applies the migrations after it in order, and
+records the new version, all in one transaction under a lock (SQLite `BEGIN IMMEDIATE`,
+PostgreSQL an advisory lock), so that processes opening a new or an old database at once
+wait for each other and the second finds the work done. A database whose version is newer
+than `LATEST` is refused before anything is written.
+
+To change the schema, append a `Migration`; never edit one that has been released.
+Statements are shared where the dialects agree (`common`) and given per dialect otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import StorageError
+
+DIALECTS = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    common: tuple[str, ...] = ()
+    sqlite: tuple[str, ...] = ()
+    postgres: tuple[str, ...] = ()
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        """The statements that bring a database of `version - 1` to `version`, in order."""
+        if dialect not in DIALECTS:
+            raise ValueError(f"migration {self.version}: unknown SQL dialect {dialect!r}")
+        own: tuple[str, ...] = getattr(self, dialect)
+        return self.common + own
+
+
+_SQLITE_1 = (
+    "CREATE TABLE flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE flux_runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL,
+        data TEXT NOT NULL, shape TEXT NOT NULL, version TEXT, error TEXT, error_type TEXT,
+        error_step TEXT, waiting_for TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        completed_at REAL, seq INTEGER NOT NULL, lease_owner TEXT, lease_host TEXT,
+        lease_pid INTEGER, lease_expires_at REAL, rev INTEGER NOT NULL)""",
+    "CREATE INDEX flux_runs_created ON flux_runs (created_at)",
+    "CREATE INDEX flux_runs_status ON flux_runs (status, created_at)",
+    "CREATE INDEX flux_runs_name ON flux_runs (name, created_at)",
+    # A step saved on SQLite's fast path also carries the run's data as it stood after it
+    # (run_data, run_seq, run_updated_at; the newest `rev` of run and steps wins).
+    """CREATE TABLE flux_steps (
+        run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL, started_at REAL, completed_at REAL,
+        output TEXT, error TEXT, error_type TEXT, data_before TEXT, waiting_for TEXT,
+        compensation_attempts INTEGER NOT NULL, compensated_at REAL, run_data TEXT,
+        run_seq INTEGER, run_updated_at REAL, rev INTEGER NOT NULL,
+        PRIMARY KEY (run_id, idx)) WITHOUT ROWID""",
+)
+
+_POSTGRES_1 = (
+    "CREATE TABLE IF NOT EXISTS flux_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS flux_runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL,
+        data TEXT NOT NULL, shape TEXT NOT NULL, version TEXT, error TEXT, error_type TEXT,
+        error_step TEXT, waiting_for TEXT, created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL, completed_at DOUBLE PRECISION, seq INTEGER NOT NULL,
+        lease_owner TEXT, lease_host TEXT, lease_pid INTEGER, lease_expires_at DOUBLE PRECISION)""",
+    "CREATE INDEX IF NOT EXISTS flux_runs_created ON flux_runs (created_at)",
+    "CREATE INDEX IF NOT EXISTS flux_runs_status ON flux_runs (status, created_at)",
+    "CREATE INDEX IF NOT EXISTS flux_runs_name ON flux_runs (name, created_at)",
+    """CREATE TABLE IF NOT EXISTS flux_steps (
+        run_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL, started_at DOUBLE PRECISION,
+        completed_at DOUBLE PRECISION, output TEXT, error TEXT, error_type TEXT, data_before TEXT,
+        waiting_for TEXT, compensation_attempts INTEGER NOT NULL, compensated_at DOUBLE PRECISION,
+        PRIMARY KEY (run_id, idx))""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
+    Migration(
+        2,
+        "cancel requests, the holder's process identity, crash counts",
+        # No index: the new columns are read and written by run id (the primary key), and
+        # the heartbeat's `WHERE id IN (...) AND lease_owner = ?` also goes by run id.
+        common=(
+            "ALTER TABLE flux_runs ADD COLUMN cancel_reason TEXT",
+            "ALTER TABLE flux_runs ADD COLUMN lease_identity TEXT",
+            "ALTER TABLE flux_steps ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+        ),
+    ),
+)
+
+#: The schema version this code writes and understands.
+LATEST = MIGRATIONS[-1].version
+
+
+def pending(current: int, where: str) -> tuple[Migration, ...]:
+    """The migrations a database at version `current` (0: empty) needs, in order.
+
+    Raises `StorageError` naming both versions if the database is newer than this code."""
+    if current > LATEST:
+        raise StorageError(
+            f"{where} has Flux schema version {current}, newer than this Flux understands "
+            f"({LATEST}); upgrade gravito-flux. Nothing was changed"
+        )
+    return tuple(m for m in MIGRATIONS if m.version > current)
+
+
+def parse_version(value: object, where: str) -> int:
+    """The version stored in `flux_meta`, or a `StorageError` if it is not a number."""
+    text = str(value) if value is not None else ""
+    if not text.isdigit():
+        raise StorageError(f"{where} has no valid Flux schema version ({value!r}); left untouched")
+    return int(text)
