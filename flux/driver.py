@@ -94,50 +94,56 @@ class RunDriver:
 
     async def drive(self, event: Event) -> None:
         self.task = asyncio.current_task()
-        queue: list[Event] = [event]
-        while queue:
-            effects = decide(self.run, self.plan, queue.pop(), time.time(), self.memo)
-            saves = [e for e in effects if type(e) is Save]
-            if len(saves) > 1:
-                # The machine has already brought the run to the state of the batch's last
-                # save: one write of every step the batch touched, where the first one was.
-                names = tuple(dict.fromkeys(n for e in saves if isinstance(e, Save) for n in e.steps))
-                first = effects.index(saves[0])
-                effects = [e for e in effects if type(e) is not Save]
-                effects.insert(first, Save(names))
+        next_event: Event | None = event
+        while next_event is not None:
+            effects = decide(self.run, self.plan, next_event, time.time(), self.memo)
+            next_event = None
+            if len(effects) > 2:
+                saves = 0
+                for effect in effects:
+                    if type(effect) is Save:
+                        saves += 1
+                if saves > 1:
+                    effects = _one_save(effects)
             for effect in effects:
-                follow = await self.perform(effect)
-                if follow is not None:
-                    queue.append(follow)
+                kind = type(effect)
+                # the effects that need no waiting are done here, without a coroutine each
+                if kind is Save:
+                    next_event = await self.save(effect)  # type: ignore[arg-type]
+                elif kind is Invoke:
+                    next_event = await self.invoke(effect)  # type: ignore[arg-type]
+                elif kind is Emit:
+                    self.emit(effect)  # type: ignore[arg-type]
+                elif kind is Outputs:
+                    self.outputs_changed(effect)  # type: ignore[arg-type]
+                elif kind is Log:
+                    self.log(effect)  # type: ignore[arg-type]
+                elif kind is Proceed:
+                    next_event = Proceeded(effect.step)  # type: ignore[attr-defined]
+                elif kind is not Done:
+                    next_event = await self.perform(effect)
+                if next_event is not None:
                     break
 
     async def perform(self, effect: Effect) -> Event | None:
         kind = type(effect)
-        if kind is Emit:
-            self.emit(effect)  # type: ignore[arg-type]
-        elif kind is Save:
+        if kind is Save:
             return await self.save(effect)  # type: ignore[arg-type]
-        elif kind is Invoke:
+        if kind is Invoke:
             return await self.invoke(effect)  # type: ignore[arg-type]
-        elif kind is Outputs:
-            self.outputs_changed(effect)  # type: ignore[arg-type]
-        elif kind is Hook:
+        if kind is Hook:
             await self.hook(effect)  # type: ignore[arg-type]
-        elif kind is Log:
-            assert isinstance(effect, Log)
-            log = getattr(self.engine.logger, effect.level)
-            extra: dict[str, Any] = {"exc": effect.error} if effect.level == "error" else {}
-            if effect.step is not None:
-                extra["step"] = effect.step
-            log(effect.message, workflow=self.run.name, run=self.run.id, **extra)
-        elif kind is Wait:
-            return await self.wait(effect)  # type: ignore[arg-type]
-        elif kind is Proceed:
-            assert isinstance(effect, Proceed)
-            return Proceeded(effect.step)
-        elif kind is Done:
             return None
-        return None
+        if kind is Wait:
+            return await self.wait(effect)  # type: ignore[arg-type]
+        raise TypeError(f"driver: no way to carry out {effect!r}")  # pragma: no cover - a bug
+
+    def log(self, effect: Log) -> None:
+        log = getattr(self.engine.logger, effect.level)
+        extra: dict[str, Any] = {"exc": effect.error} if effect.level == "error" else {}
+        if effect.step is not None:
+            extra["step"] = effect.step
+        log(effect.message, workflow=self.run.name, run=self.run.id, **extra)
 
     # ------------------------------------------------------------------ effects
 
@@ -156,7 +162,8 @@ class RunDriver:
         run.updated_at = time.time()
         run.rev += 1
         index = self.plan.by_name
-        steps = [index[name].index for name in effect.steps]
+        names = effect.steps
+        steps = [index[names[0]].index] if len(names) == 1 else [index[name].index for name in names]
         storage = self.engine.storage
         try:
             await storage.save_run(run, steps, self.owner)
@@ -278,10 +285,19 @@ class RunDriver:
             await self.engine._call_hook("step_start", name, ctx)
         started = time.perf_counter()
         try:
-            if effect.timeout is None and not is_async and not self.interrupted:
+            if effect.timeout is None and not self.interrupted:
                 result = fn(ctx)  # the fast path: inline, as a plain loop would call it
-                if type(result) not in _PLAIN and inspect.isawaitable(result):
-                    result = await self.interruptibly(result)
+                if is_async or (type(result) not in _PLAIN and inspect.isawaitable(result)):
+                    self.interruptible = True
+                    try:
+                        result = await result
+                    except asyncio.CancelledError:
+                        if not self.was_interrupted():
+                            raise
+                        self.uncancel()
+                        raise self.interruption() from None
+                    finally:
+                        self.interruptible = False
             else:
                 key = f"{self.run.id}\x00{name}"
                 call = call_handler(fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
@@ -317,7 +333,7 @@ class RunDriver:
         self._last = (name, result)
         # What later steps see is what a resumed run reads back from storage.
         self._data = ser.loads(data_json)
-        self._data_src = None
+        self._data_src = data_json  # what the machine stores as the run's data
         return AttemptEnded(name, time.perf_counter() - started, output_json=output_json, data_json=data_json)
 
     async def interruptibly(self, work: Any) -> Any:
@@ -331,12 +347,15 @@ class RunDriver:
         except asyncio.CancelledError:
             if not self.was_interrupted():
                 raise
-            uncancel = getattr(self.task, "uncancel", None)  # 3.11+: the cancel was ours
-            if uncancel is not None:
-                uncancel()
+            self.uncancel()
             raise self.interruption() from None
         finally:
             self.interruptible = False
+
+    def uncancel(self) -> None:
+        uncancel = getattr(self.task, "uncancel", None)  # 3.11+: the cancel was ours
+        if uncancel is not None:
+            uncancel()
 
     def was_interrupted(self) -> bool:
         return self.interrupted
@@ -397,6 +416,17 @@ class RunDriver:
         else:
             await self.engine._call_hook(name, self.ctx("", 0), effect.error)
         self._hook_ctx = None
+
+
+def _one_save(effects: list[Effect]) -> list[Effect]:
+    """The machine has already brought the run to the state of the batch's last save: one
+    write of every step the batch touched, where the first save was."""
+    saves = [e for e in effects if isinstance(e, Save)]
+    names = tuple(dict.fromkeys(n for e in saves for n in e.steps))
+    first = effects.index(saves[0])
+    merged: list[Effect] = [e for e in effects if type(e) is not Save]
+    merged.insert(first, Save(names))
+    return merged
 
 
 def stack_of(exc: BaseException) -> list[dict[str, Any]] | None:

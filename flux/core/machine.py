@@ -104,9 +104,10 @@ def may_retry(exc: BaseException, sp: StepPlan, tries: int) -> bool:
 # ---------------------------------------------------------------------- the forward path
 
 
-def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) -> None:
-    """Start the first step that is not done, or end the run."""
-    for sp in plan.steps:
+def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect], start: int = 0) -> None:
+    """Start the first step (from `start`, all before it being done) that is not done, or
+    end the run."""
+    for sp in plan.steps[start:] if start else plan.steps:
         rec = run.steps[sp.index]
         if rec.status in STEP_DONE:
             continue
@@ -212,7 +213,7 @@ def _attempt_ended(
     if last and run.status is R.COMPLETED:
         _finish_completed(run, plan, now, out)
     else:
-        _next_step(run, plan, now, memo, out)
+        _next_step(run, plan, now, memo, out, sp.index + 1)
 
 
 def _suspend(
