@@ -8,11 +8,11 @@ import inspect
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
 
 from . import serialization as ser
+from .attempts import Attempts
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .builder import Workflow
 from .context import WorkflowContext
@@ -95,7 +95,8 @@ class FluxEngine:
         self.hooks: dict[str, Callable[..., Any]] = hooks
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
-        self._executor: ThreadPoolExecutor | None = None
+        #: Calls the handlers; keeps track of the attempts abandoned at their timeout.
+        self.attempts = Attempts()
         self._active: dict[str, asyncio.Future[None]] = {}
         #: What the `_sync` methods run on, so that any number of threads may call them.
         self._loop = LoopThread()
@@ -331,8 +332,7 @@ class FluxEngine:
         await self.storage.close()
         if self.trace is not None:
             self.trace.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+        self.attempts.close()
 
     async def __aenter__(self) -> FluxEngine:
         return self
@@ -419,12 +419,6 @@ class FluxEngine:
     def owner(self) -> str:
         """This engine's name in the leases it holds."""
         return self.leases.owner
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="flux-step")
-        return self._executor
 
     async def call_hook(self, name: str, *args: Any) -> None:
         fn = self.hooks.get(name)

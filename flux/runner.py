@@ -37,13 +37,6 @@ DONE = "done"
 SUSPENDED = "suspended"
 
 
-class _HandlerRaised(Exception):
-    """Carries a handler's own TimeoutError out of `wait_for`, so it is not taken for ours."""
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
 def _error_text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
@@ -345,57 +338,28 @@ class RunDriver:
         *,
         hook: bool = False,
     ) -> tuple[WorkflowContext[Any], Any]:
-        """Call `fn` once under the step's timeout; return the context it ran with (its
-        `data` is the data to keep if the attempt succeeded) and its result."""
+        """Call `fn` once under the step's timeout (`flux.attempts`); return the context it
+        ran with (its `data` is the data to keep if the attempt succeeded) and its result."""
         if timeout is None:
             ctx = self.ctx(step, attempt)
-            if hook and self.engine.hooks:
-                await self.engine.call_hook("step_start", step, ctx)
-            result = fn(ctx)
-            if is_async or (type(result) not in _PLAIN and inspect.isawaitable(result)):
-                result = await result
-            return ctx, result
-        if is_async:
-            ctx = self.ctx(step, attempt)
-            if hook:
-                await self.engine.call_hook("step_start", step, ctx)
-            return ctx, await self.awaited(fn(ctx), step, attempt, timeout, timeout)
-        # A sync handler runs in a worker thread on its own copy of the data, so that an
-        # abandoned attempt's late writes land nowhere.
-        cancel = threading.Event()
-        ctx = self.ctx(step, attempt, data=ser.loads(self.run.data_json), cancel=cancel)
-        if hook:
+            cancel = None
+        else:
+            # Under a timeout the handler may be abandoned: it works on its own copy of the
+            # data, so that an abandoned attempt's late writes land nowhere.
+            cancel = threading.Event()
+            ctx = self.ctx(step, attempt, data=ser.loads(self.run.data_json), cancel=cancel)
+        if hook and self.engine.hooks:
             await self.engine.call_hook("step_start", step, ctx)
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.engine.executor, fn, ctx)
-        started = time.monotonic()
-        try:
-            result = await asyncio.wait_for(future, timeout)
-        except (TimeoutError, asyncio.TimeoutError):
-            if future.cancelled():
-                cancel.set()
-                raise self.timeout_error(step, attempt, timeout) from None
-            raise
-        if inspect.isawaitable(result):  # a plain callable that returned a coroutine
-            left = timeout - (time.monotonic() - started)
-            result = await self.awaited(result, step, attempt, timeout, max(left, 0.0))
+        result = await self.engine.attempts.call(
+            fn,
+            ctx,
+            is_async=is_async,
+            timeout=timeout,
+            cancel=cancel,
+            key=(self.run.id, step),
+            timeout_error=lambda: self.timeout_error(step, attempt, timeout or 0.0),
+        )
         return ctx, result
-
-    async def awaited(self, awaitable: Any, step: str, attempt: int, timeout: float, left: float) -> Any:
-        """Await under what is left of the timeout, telling the handler's own TimeoutError apart."""
-
-        async def guarded() -> Any:
-            try:
-                return await awaitable
-            except (TimeoutError, asyncio.TimeoutError) as exc:
-                raise _HandlerRaised(exc) from exc
-
-        try:
-            return await asyncio.wait_for(guarded(), left)
-        except _HandlerRaised as wrapped:
-            raise wrapped.error from None
-        except (TimeoutError, asyncio.TimeoutError):
-            raise self.timeout_error(step, attempt, timeout) from None
 
     def timeout_error(self, step: str, attempt: int, timeout: float) -> StepTimeoutError:
         return StepTimeoutError(
