@@ -28,6 +28,8 @@ from .errors import StepTimeoutError
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _Job = Callable[[], None]
+#: A call for a thread to make; it returns what to do once the thread is free again.
+_Work = Callable[[], _Job]
 
 
 class Attempts:
@@ -160,15 +162,19 @@ class Attempts:
             elif inspect.iscoroutine(value):  # abandoned: its coroutine is never awaited
                 value.close()
 
-        def job() -> None:
+        def job() -> _Job:
             try:
                 ok, value = True, context.run(fn, ctx)
             except BaseException as exc:  # carried to the caller, as an executor would
                 ok, value = False, exc
-            # Settled before the caller hears of it, so the next attempt may start at once.
-            self._untrack(key, running)
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it any more
-                loop.call_soon_threadsafe(report, ok, value)
+
+            def then() -> None:  # once this thread is free for the caller's next call
+                # Settled before the caller hears of it, so the next attempt may start at once.
+                self._untrack(key, running)
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(report, ok, value)
+
+            return then
 
         self._threads.submit(job)
         try:
@@ -231,22 +237,22 @@ class _DaemonThreads:
     def __init__(self, name: str, idle_seconds: float) -> None:
         self._name = name
         self._idle_seconds = idle_seconds
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         #: Threads waiting for a job that no `submit` has claimed yet.
         self._idle = 0
         self._started = 0
         self._closed = False
 
-    def submit(self, job: _Job) -> None:
+    def submit(self, work: _Work) -> None:
         with self._lock:
             if self._idle:
                 self._idle -= 1  # claimed under the lock: exactly one idle thread takes it
-                self._jobs.put(job)
+                self._jobs.put(work)
                 return
             self._started += 1
             name = f"{self._name}-{self._started}"
-        threading.Thread(target=self._serve, args=(job,), name=name, daemon=True).start()
+        threading.Thread(target=self._serve, args=(work,), name=name, daemon=True).start()
 
     def close(self) -> None:
         with self._lock:
@@ -255,23 +261,28 @@ class _DaemonThreads:
         for _ in range(idle):
             self._jobs.put(None)
 
-    def _serve(self, job: _Job | None) -> None:
-        while job is not None:
-            job()
-            job = None  # drop the finished call's references while idle
-            job = self._next()
+    def _serve(self, work: _Work | None) -> None:
+        while work is not None:
+            then = work()
+            work = None  # drop the finished call's references while idle
+            free = self._free()
+            then()  # after `_free`: the next call, made as soon as this one is reported, reuses us
+            work = self._next() if free else None
 
-    def _next(self) -> _Job | None:
+    def _free(self) -> bool:
         with self._lock:
             if self._closed:
-                return None
+                return False
             self._idle += 1
+            return True
+
+    def _next(self) -> _Work | None:
         while True:
             try:
                 return self._jobs.get(timeout=self._idle_seconds)
             except queue.Empty:
                 with self._lock:
-                    if self._jobs.empty():  # no job claimed this thread: it may go
+                    if self._jobs.empty():  # no call claimed this thread: it may go
                         if not self._closed:
                             self._idle -= 1
                         return None

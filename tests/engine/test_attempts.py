@@ -4,17 +4,19 @@ keep a process alive, never overlap the next attempt, and never have their late 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flux import FluxEngine, FluxSilentLogger, WorkflowContext, create_workflow
+from flux import FluxEngine, FluxSilentLogger, StepTimeoutError, WorkflowContext, create_workflow
+from flux.attempts import Attempts
 
 EngineFactory = Callable[..., FluxEngine]
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,3 +252,120 @@ def test_a_handler_s_own_timeout_error_is_not_a_flux_timeout(
     result = engine.execute_sync(flow)
     assert (result.status, result.error_type) == ("failed", "TimeoutError")
     assert result.history[0].attempts == 2
+
+
+# ------------------------------------------------------------------ Attempts itself
+
+
+def _call(
+    attempts: Attempts,
+    fn: Callable[..., Any],
+    ctx: Any,
+    *,
+    key: str,
+    timeout: float | None,
+    is_async: bool = False,
+    cancel: threading.Event | None = None,
+) -> Coroutine[Any, Any, Any]:
+    def timeout_error() -> StepTimeoutError:
+        return StepTimeoutError(f"{key} timed out")
+
+    return attempts.call(
+        fn, ctx, is_async=is_async, timeout=timeout, cancel=cancel, key=key, timeout_error=timeout_error
+    )
+
+
+def test_a_key_waits_only_for_its_own_abandoned_calls() -> None:
+    attempts = Attempts()
+    release = threading.Event()
+    order: list[str] = []
+
+    def stuck(ctx: str) -> None:
+        release.wait()
+        order.append(f"{ctx} returned")
+
+    async def main() -> None:
+        with pytest.raises(StepTimeoutError, match="a timed out"):
+            await _call(attempts, stuck, "a1", key="a", timeout=0.01)
+        assert (attempts.running("a"), attempts.running("b")) == (1, 0)
+        # Another key is not held up, and runs in a new thread although one is stuck.
+        assert await _call(attempts, lambda ctx: f"{ctx} ran", "b1", key="b", timeout=PATIENCE) == "b1 ran"
+        second = asyncio.ensure_future(
+            _call(attempts, lambda ctx: order.append(f"{ctx} ran"), "a2", key="a", timeout=None)
+        )
+        await asyncio.sleep(0)
+        assert not second.done()  # waits for a1
+        release.set()
+        await second
+        assert attempts.running("a") == 0
+
+    try:
+        asyncio.run(main())
+    finally:
+        release.set()
+        attempts.close()
+    assert order == ["a1 returned", "a2 ran"]
+
+
+def test_threads_are_reused_and_daemon_and_close_does_not_wait() -> None:
+    attempts = Attempts()
+    release = threading.Event()
+    threads: list[threading.Thread] = []
+
+    async def main() -> None:
+        for key in ("x", "y"):
+            await _call(attempts, lambda ctx: threads.append(threading.current_thread()), None,
+                        key=key, timeout=PATIENCE)  # fmt: skip
+        with pytest.raises(StepTimeoutError):
+            await _call(attempts, lambda ctx: release.wait(), None, key="z", timeout=0.01)
+
+    try:
+        asyncio.run(main())
+        attempts.close()  # returns although a thread is stuck in its handler
+    finally:
+        release.set()
+    assert threads[0] is threads[1]
+    assert threads[0].daemon
+
+
+def test_a_cancelled_caller_cancels_the_handler() -> None:
+    attempts = Attempts()
+    seen: list[str] = []
+
+    async def main() -> None:
+        cancel = threading.Event()
+        started = asyncio.Event()
+
+        async def handler(ctx: Any) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                seen.append("handler cancelled")
+                raise
+
+        caller = asyncio.ensure_future(
+            _call(attempts, handler, None, key="k", timeout=PATIENCE, is_async=True, cancel=cancel)
+        )
+        await started.wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await attempts.settled("k")
+        seen.append(f"cancel set: {cancel.is_set()}")
+
+    asyncio.run(main())
+    attempts.close()
+    assert seen == ["handler cancelled", "cancel set: True"]
+
+
+def test_a_sync_handler_sees_the_caller_s_context_variables() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    attempts = Attempts()
+
+    async def main() -> Any:
+        var.set("from the caller")
+        return await _call(attempts, lambda ctx: var.get(), None, key="k", timeout=PATIENCE)
+
+    assert asyncio.run(main()) == "from the caller"
+    attempts.close()
