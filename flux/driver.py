@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
 from .builder import StepDefinition, Workflow
-from .calls import call_handler
 from .context import StepExecution, WorkflowContext
 from .core import Memo, Plan, decide
 from .core.messages import (
@@ -262,10 +261,9 @@ class RunDriver:
         if effect.what == "when":
             assert sdef.when is not None
             try:
-                go = await self.interruptibly(
-                    call_handler(sdef.when, self.ctx(name, effect.attempt), is_async=False, timeout=None,
-                                 cancel=None, key="", timeout_error=None)
-                )  # fmt: skip
+                go = sdef.when(self.ctx(name, effect.attempt))
+                if inspect.isawaitable(go):
+                    go = await self.interruptibly(go)
             except Exception as exc:
                 return WhenEnded(name, error=exc)
             return WhenEnded(name, go=bool(go))
@@ -299,9 +297,10 @@ class RunDriver:
                     finally:
                         self.interruptible = False
             else:
-                key = f"{self.run.id}\x00{name}"
-                call = call_handler(fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
-                                    key=key, timeout_error=lambda: self.timeout_error(effect))  # fmt: skip
+                call = self.engine.attempts.call(
+                    fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
+                    key=(self.run.id, name), timeout_error=lambda: self.timeout_error(effect),
+                )  # fmt: skip
                 result = await self.interruptibly(call)
             if not isinstance(ctx.data, dict):
                 raise SerializationError(

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import serialization as ser
+from .attempts import Attempts
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .builder import Workflow
 from .context import WorkflowContext
@@ -101,6 +102,8 @@ class FluxEngine:
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
         self.max_crashes = max_crashes
+        #: Calls the handlers; keeps track of the attempts abandoned at their timeout.
+        self.attempts = Attempts()
         self._active: dict[str, asyncio.Future[None]] = {}
         self._drivers: dict[str, RunDriver] = {}
         self._plans: dict[int, tuple[Workflow[Any], Plan]] = {}
@@ -371,6 +374,7 @@ class FluxEngine:
         await self.storage.close()
         if self.trace is not None:
             self.trace.close()
+        self.attempts.close()
 
     async def __aenter__(self) -> FluxEngine:
         return self
