@@ -8,11 +8,19 @@ so an attempt may also be opened implicitly by a retry and adopted by a later
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from flux.events import EventType
 from viewer.diff import Change, diff
 from viewer.runview import Attempt, RunView, StepRow, Wait
 from viewer.summary import ERROR_STATUSES
+
+#: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
+#: attempt and its next one.
+DISPLAY_ONLY = ("retrying",)
+#: Row states in which a step is still under way, and a cancelled run cancels it.
+_UNDER_WAY = frozenset({"running", "retrying", "suspended"})
 
 
 def order_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -182,7 +190,9 @@ def _on_step_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_step_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     f.close_attempt(row, ev, ts, "error")
-    row.status = "failed"
+    row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
+    if row.wait is not None and row.wait.end is None:
+        row.wait.end = ts
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     f.view.error, f.view.error_type = row.error, row.error_type
     if "v" not in ev:  # @gravito/flux writes no workflow:error
@@ -202,7 +212,7 @@ def _on_step_suspend(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     if f.open_attempt(row) is not None:
         f.close_attempt(row, ev, ts, "suspended")
     signal = _text(ev.get("signal"))
-    row.status, row.wait = "suspended", Wait(signal, ts)
+    row.status, row.wait = "suspended", Wait(signal, ts, wake_at=_num(ev.get("wakeAt")))
     f.view.status, f.view.waiting_for = "suspended", signal or row.name
 
 
@@ -214,6 +224,33 @@ def _on_signal(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status, row.finished = "completed", True
     if "output" in ev:
         row.has_output, row.output = True, ev["output"]
+    if f.view.status == "suspended":
+        f.view.status = "running"
+    f.view.waiting_for = None
+
+
+def _on_cancel(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+    # The saga's events and a workflow:error with status cancelled follow.
+    if f.view.error is None:
+        f.view.error = _text(ev.get("reason"))
+
+
+def _on_step_sleep(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+    row = f.row(ev)
+    if f.open_attempt(row) is not None:
+        f.close_attempt(row, ev, ts, "suspended")
+    row.status, row.wait = "suspended", Wait(None, ts, wake_at=_num(ev.get("wakeAt")), sleep=True)
+    f.view.status, f.view.waiting_for = "suspended", None
+
+
+def _end_wait(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+    """A sleep's wake, or a wait's timeout: the wait ends, the step goes on."""
+    row = f.row(ev)
+    if row.wait is None:
+        row.wait = Wait(_text(ev.get("signal")), ts)
+    row.wait.end = ts
+    if row.status == "suspended":
+        row.status = "running"
     if f.view.status == "suspended":
         f.view.status = "running"
     f.view.waiting_for = None
@@ -270,6 +307,14 @@ def _finish(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_workflow_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     status = ev.get("status")
     f.view.status = status if status in ERROR_STATUSES else "failed"
+    if status == "cancelled":
+        for row in f.view.steps:
+            if row.status in _UNDER_WAY:
+                if f.open_attempt(row) is not None:
+                    f.close_attempt(row, {}, ts, "cancelled")
+                if row.wait is not None and row.wait.end is None:
+                    row.wait.end = ts
+                row.status = "cancelled"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     _finish(f, ev, ts)
@@ -281,20 +326,25 @@ def _on_workflow_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> N
     _finish(f, ev, ts)
 
 
-_HANDLERS = {
-    "workflow:start": _on_workflow_start,
-    "workflow:resume": _on_workflow_resume,
-    "step:start": _on_step_start,
-    "step:retry": _on_step_retry,
-    "step:complete": _on_step_complete,
-    "step:error": _on_step_error,
-    "step:skipped": _on_step_skipped,
-    "step:suspend": _on_step_suspend,
-    "signal:received": _on_signal,
-    "workflow:rollback_start": _on_rollback_start,
-    "step:compensate": _on_compensate,
-    "step:compensate_error": _on_compensate_error,
-    "workflow:rollback_complete": _on_rollback_complete,
-    "workflow:error": _on_workflow_error,
-    "workflow:complete": _on_workflow_complete,
+_Handler = Callable[[_Folder, dict[str, Any], float | None], None]
+_HANDLERS: dict[str, _Handler] = {
+    EventType.WORKFLOW_START: _on_workflow_start,
+    EventType.WORKFLOW_RESUME: _on_workflow_resume,
+    EventType.STEP_START: _on_step_start,
+    EventType.STEP_RETRY: _on_step_retry,
+    EventType.STEP_COMPLETE: _on_step_complete,
+    EventType.STEP_ERROR: _on_step_error,
+    EventType.STEP_SKIPPED: _on_step_skipped,
+    EventType.STEP_SUSPEND: _on_step_suspend,
+    EventType.SIGNAL_RECEIVED: _on_signal,
+    EventType.WORKFLOW_ROLLBACK_START: _on_rollback_start,
+    EventType.STEP_COMPENSATE: _on_compensate,
+    EventType.STEP_COMPENSATE_ERROR: _on_compensate_error,
+    EventType.WORKFLOW_ROLLBACK_COMPLETE: _on_rollback_complete,
+    EventType.WORKFLOW_ERROR: _on_workflow_error,
+    EventType.WORKFLOW_COMPLETE: _on_workflow_complete,
+    EventType.WORKFLOW_CANCEL: _on_cancel,
+    EventType.STEP_SLEEP: _on_step_sleep,
+    EventType.STEP_WAKE: _end_wait,
+    EventType.SIGNAL_TIMEOUT: _end_wait,
 }

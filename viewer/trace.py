@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux.events import EventType
 from viewer.summary import ERROR_STATUSES, RunSummary
 
 #: How many malformed lines are remembered with their line number; beyond that
@@ -28,6 +29,25 @@ SNIPPET = 120
 # The C scanner behind json.loads, called directly: it skips loads' type
 # checks and whitespace handling, which is a quarter of the time per line.
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+# Plain strings, compared once per line on the hot path.
+_START = EventType.STEP_START.value
+_COMPLETE = EventType.STEP_COMPLETE.value
+_SKIPPED = EventType.STEP_SKIPPED.value
+_RETRY = EventType.STEP_RETRY.value
+_WORKFLOW_START = EventType.WORKFLOW_START.value
+_RESUME = EventType.WORKFLOW_RESUME.value
+_STEP_ERROR = EventType.STEP_ERROR.value
+_SUSPEND = EventType.STEP_SUSPEND.value
+_SLEEP = EventType.STEP_SLEEP.value
+_WAKE = EventType.STEP_WAKE.value
+_SIGNAL = EventType.SIGNAL_RECEIVED.value
+_SIGNAL_TIMEOUT = EventType.SIGNAL_TIMEOUT.value
+_ROLLBACK_START = EventType.WORKFLOW_ROLLBACK_START.value
+_ROLLBACK_COMPLETE = EventType.WORKFLOW_ROLLBACK_COMPLETE.value
+_ERROR = EventType.WORKFLOW_ERROR.value
+_WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
+_FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,7 @@ class TraceIndex:
         runs = self.runs
         changed = delta.runs
         scan = _scan
+        finished, start_ = _FINISHED, _START
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -185,13 +206,13 @@ class TraceIndex:
                 delta.new_runs += 1
             run.offsets.append(start)
             changed.add(wid)
-            if typ == "step:complete" or typ == "step:skipped":
+            if typ in finished:
                 name = ev.get("stepName")
                 if type(name) is str:
                     run.done.add(name)
                     if run.seen is not None:
                         run.seen.add(name)
-            elif typ == "step:start":
+            elif typ == start_:
                 if run.seen is not None and type(name := ev.get("stepName")) is str:
                     run.seen.add(name)
             else:
@@ -231,12 +252,12 @@ class TraceIndex:
         run.offsets.append(offset)
         typ = ev["type"]
         name = ev.get("stepName")
-        if typ == "step:complete" or typ == "step:skipped":
+        if typ in _FINISHED:
             if type(name) is str:
                 run.done.add(name)
                 if run.seen is not None:
                     run.seen.add(name)
-        elif typ == "step:start":
+        elif typ == _START:
             if run.seen is not None and type(name) is str:
                 run.seen.add(name)
         else:
@@ -255,14 +276,14 @@ class TraceIndex:
             else:
                 run.last_seq = seq
         ts = _number_or_none(ev.get("timestamp"))
-        if typ == "workflow:start" and ts is not None and (run.started_at is None or ts < run.started_at):
+        if typ == _WORKFLOW_START and ts is not None and (run.started_at is None or ts < run.started_at):
             run.started_at = ts
             self.order_version += 1
 
-        if typ == "step:retry":
+        if typ == _RETRY:
             if run.seen is not None and type(name := ev.get("stepName")) is str:
                 run.seen.add(name)
-        elif typ == "workflow:start" or typ == "workflow:resume":
+        elif typ in (_WORKFLOW_START, _RESUME):
             if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
                 self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
@@ -275,29 +296,36 @@ class TraceIndex:
                 run.error = run.error_type = run.waiting_for = None
         elif not current:
             return
-        elif typ == "step:error":
+        elif typ == _STEP_ERROR:
             run.error = _text_or_none(ev.get("error"))
             run.error_type = _text_or_none(ev.get("errorType"))
             if "v" not in ev:
                 # @gravito/flux writes no workflow:error: a failed step is the end.
                 run.status = "failed"
                 run.ended_at = ts
-        elif typ == "step:suspend":
+        elif typ == _SUSPEND:
             run.status = "suspended"
             run.waiting_for = _text_or_none(ev.get("signal")) or _text_or_none(ev.get("stepName"))
-        elif typ == "signal:received":
+        elif typ == _SLEEP:
+            run.status = "suspended"
+            run.waiting_for = None
+        elif typ in (_WAKE, _SIGNAL_TIMEOUT):
+            if run.status == "suspended":
+                run.status = "running"
+            run.waiting_for = None
+        elif typ == _SIGNAL:
             if type(name := ev.get("stepName")) is str:
                 run.done.add(name)
             if run.status == "suspended":
                 run.status = "running"
             run.waiting_for = None
-        elif typ == "workflow:rollback_start":
+        elif typ == _ROLLBACK_START:
             run.status = "rolling_back"
-        elif typ == "workflow:rollback_complete":
+        elif typ == _ROLLBACK_COMPLETE:
             status = ev.get("status")
             if status in ERROR_STATUSES:
                 run.status = status
-        elif typ == "workflow:error":
+        elif typ == _ERROR:
             status = ev.get("status")
             run.status = status if status in ERROR_STATUSES else "failed"
             if "error" in ev:
@@ -306,7 +334,7 @@ class TraceIndex:
             run.ended_at = ts
             run.duration = _number_or_none(ev.get("duration"))
             run.waiting_for = None
-        elif typ == "workflow:complete":
+        elif typ == _WORKFLOW_COMPLETE:
             run.status = "completed"
             run.ended_at = ts
             run.duration = _number_or_none(ev.get("duration"))

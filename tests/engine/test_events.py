@@ -180,3 +180,20 @@ def test_every_event_the_engine_writes_is_in_the_vocabulary() -> None:
         assert ev["v"] == 1 and EventType(ev["type"]), ev
         assert check(ev) == [], ev
         assert all(key in ev for key in COMMON), ev
+
+
+def test_no_module_but_the_vocabulary_spells_an_event_type() -> None:
+    """A type name written as a string literal in a second module is a bug waiting to happen."""
+    #: Converted by the lead; this list is to be emptied.
+    allowed = {"flux/runner.py", "flux/engine.py"}
+    literal = re.compile(r"""["'](?:workflow|step|signal):[a-z_]+["']""")
+    offenders = []
+    for folder in ("flux", "viewer"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "flux/events.py" or rel in allowed:
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if literal.search(line):
+                    offenders.append(f"{rel}:{number}: {line.strip()}")
+    assert offenders == []
