@@ -17,6 +17,7 @@ from viewer.store import TraceStore
 from viewer.summary import RUN_STATUSES, RunSummary
 from viewer.templating import query_string
 from viewer.timeline import fold_run, order_events
+from viewer.trace import number_or_none
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16
@@ -110,12 +111,13 @@ class _RunContext:
             self.view = views[key] = fold_run(run.id, events, upto)
             while len(views) > VIEWS_CACHED:
                 views.popitem(last=False)
-        stamps = [ev["timestamp"] for ev in events if type(ev.get("timestamp")) in (int, float)]
+        stamps = [ts for ev in events if (ts := number_or_none(ev.get("timestamp"))) is not None]
         first = min(stamps) if stamps else None
         last = max(stamps) if stamps else None
         if upto < total:
             last_ts = self.view.last_event.get("timestamp") if self.view.last_event else None
-            now = float(last_ts) if isinstance(last_ts, (int, float)) else first
+            now = number_or_none(last_ts)
+            now = first if now is None else now
         elif run.terminal or self.view.terminal:
             now = last
         else:

@@ -15,6 +15,7 @@ from flux.events import EventType
 from viewer.diff import Change, diff
 from viewer.runview import Attempt, RunView, StepRow, Wait
 from viewer.summary import ERROR_STATUSES
+from viewer.trace import number_or_none
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
 #: attempt and its next one.
@@ -46,7 +47,7 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if type(value) in (int, float) else None
+    return number_or_none(value)
 
 
 def _text(value: Any) -> str | None:

@@ -13,6 +13,7 @@ run's lines on demand (see ``viewer.store``).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,7 +78,8 @@ def parse_line(text: str) -> dict[str, Any] | str:
         obj, end = _scan(text, 0)
         if end != len(text) and text[end:].strip():
             return f"unexpected data after the JSON object at column {end + 1}"
-    except (StopIteration, json.JSONDecodeError, RecursionError):
+    except (StopIteration, ValueError, RecursionError):
+        # ValueError: JSONDecodeError, and an integer past Python's int-to-text limit.
         # scan_once is strict about leading whitespace and terse in its
         # errors; json.loads gives the message a person can act on.
         try:
@@ -105,9 +107,15 @@ def _text_or_none(value: Any) -> str | None:
     return value if type(value) is str else json.dumps(value)
 
 
-def _number_or_none(value: Any) -> float | None:
-    if type(value) is int or type(value) is float:
-        return float(value)
+def number_or_none(value: Any) -> float | None:
+    """A finite number as a float; None for anything else, an int past float range included."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    if type(value) is int:
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     return None
 
 
@@ -224,7 +232,7 @@ class TraceIndex:
         name = ev.get("workflowName")
         name = name if type(name) is str else ""
         run = self.runs[wid] = RunSummary(wid, name, lineno)
-        run.started_at = _number_or_none(ev.get("timestamp"))
+        run.started_at = number_or_none(ev.get("timestamp"))
         run.seen = set()
         self.workflows[name] = self.workflows.get(name, 0) + 1
         self.order_version += 1
@@ -275,7 +283,7 @@ class TraceIndex:
                 current = False
             else:
                 run.last_seq = seq
-        ts = _number_or_none(ev.get("timestamp"))
+        ts = number_or_none(ev.get("timestamp"))
         if typ == _WORKFLOW_START and ts is not None and (run.started_at is None or ts < run.started_at):
             run.started_at = ts
             self.order_version += 1
@@ -332,10 +340,10 @@ class TraceIndex:
                 run.error = _text_or_none(ev.get("error"))
                 run.error_type = _text_or_none(ev.get("errorType"))
             run.ended_at = ts
-            run.duration = _number_or_none(ev.get("duration"))
+            run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None
         elif typ == _WORKFLOW_COMPLETE:
             run.status = "completed"
             run.ended_at = ts
-            run.duration = _number_or_none(ev.get("duration"))
+            run.duration = number_or_none(ev.get("duration"))
             run.error = run.error_type = run.waiting_for = None
