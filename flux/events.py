@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "COMMON",
     "FIELDS",
+    "PAYLOAD_KEYS",
     "SCHEMA_VERSION",
     "EventType",
     "check",
@@ -88,6 +89,8 @@ class EventType(str, Enum):
 
 #: The keys every event carries.
 COMMON = ("v", "seq", "type", "timestamp", "workflowId", "workflowName")
+#: The keys that carry a run's own values (what redaction masks); the rest is Flux's vocabulary.
+PAYLOAD_KEYS = ("input", "data", "output")
 
 _STEP = frozenset({"stepName", "stepIndex", "commit", "status", "group", "item", "childId"})
 _ATTEMPT = _STEP | {"attempt", "duration"}

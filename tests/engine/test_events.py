@@ -13,7 +13,7 @@ import pytest
 import flux
 import flux.events
 from flux import FatalError, Flux, FluxEngine, MemoryTraceSink, WorkflowContext, create_workflow
-from flux.events import COMMON, FIELDS, EventType, check, event, stack_of, timestamp_ms
+from flux.events import COMMON, FIELDS, PAYLOAD_KEYS, EventType, check, event, stack_of, timestamp_ms
 
 ROOT = Path(flux.__file__).resolve().parent.parent
 
@@ -60,6 +60,8 @@ def test_every_type_has_fields_in_camel_case() -> None:
     for kind, keys in FIELDS.items():
         assert all(CAMEL.match(key) for key in keys), kind
         assert not keys & set(COMMON), kind
+    payloads = {key for keys in FIELDS.values() for key in keys} & {"input", "data", "output"}
+    assert set(PAYLOAD_KEYS) == payloads  # what redaction masks is every value a run carries
     assert {"reason"} <= FIELDS[EventType.WORKFLOW_CANCEL]
     assert {"wakeAt"} <= FIELDS[EventType.STEP_SLEEP]
     assert {"action", "by"} <= FIELDS[EventType.WORKFLOW_ACTION]
