@@ -11,13 +11,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from viewer.axis import Axis
+from viewer.lines import number_or_none
 from viewer.query import RunOrder, RunsQuery, select
 from viewer.runview import RunView
 from viewer.store import TraceStore
 from viewer.summary import RUN_STATUSES, RunSummary
 from viewer.templating import query_string
 from viewer.timeline import fold_run, order_events
-from viewer.trace import number_or_none
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16

@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import viewer
-from viewer.trace import number_or_none
+from viewer.lines import number_or_none
 
 
 def asset_dir(name: str) -> Path:

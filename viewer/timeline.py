@@ -13,9 +13,9 @@ from typing import Any
 
 from flux.events import EventType
 from viewer.diff import Change, diff
+from viewer.lines import number_or_none
 from viewer.runview import Attempt, RunView, StepRow, Wait
 from viewer.summary import ERROR_STATUSES
-from viewer.trace import number_or_none
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
 #: attempt and its next one.

@@ -12,24 +12,13 @@ run's lines on demand (see ``viewer.store``).
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flux.events import EventType
+from viewer.lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
 from viewer.summary import ERROR_STATUSES, RunSummary
-
-#: How many malformed lines are remembered with their line number; beyond that
-#: they are only counted, so a file of garbage cannot exhaust memory.
-MALFORMED_KEPT = 100
-#: How much of a malformed line is kept to show where it went wrong.
-SNIPPET = 120
-
-# The C scanner behind json.loads, called directly: it skips loads' type
-# checks and whitespace handling, which is a quarter of the time per line.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 # Plain strings, compared once per line on the hot path.
 _START = EventType.STEP_START.value
@@ -51,15 +40,6 @@ _WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
 _FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 
-@dataclass(frozen=True)
-class Malformed:
-    """A line that was skipped: its 1-based number, why, and how it begins."""
-
-    line: int
-    reason: str
-    text: str = ""
-
-
 @dataclass
 class Delta:
     """What one ``feed`` changed: the ids of runs touched, new malformed lines."""
@@ -70,53 +50,6 @@ class Delta:
 
     def __bool__(self) -> bool:
         return bool(self.runs) or self.malformed > 0
-
-
-def parse_line(text: str) -> dict[str, Any] | str:
-    """Parse one line into an event dict, or return why it is malformed."""
-    try:
-        obj, end = _scan(text, 0)
-        if end != len(text) and text[end:].strip():
-            return f"unexpected data after the JSON object at column {end + 1}"
-    except (StopIteration, ValueError, RecursionError):
-        # ValueError: JSONDecodeError, and an integer past Python's int-to-text limit.
-        # scan_once is strict about leading whitespace and terse in its
-        # errors; json.loads gives the message a person can act on.
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return f"invalid JSON: {exc.msg} at column {exc.colno}"
-        except (RecursionError, ValueError) as exc:
-            return f"invalid JSON: {exc}"
-    if type(obj) is not dict:
-        return "not a JSON object"
-    wid = obj.get("workflowId")
-    if type(wid) is not str:
-        if type(wid) is int:
-            obj["workflowId"] = str(wid)
-        else:
-            return "no workflowId"
-    if type(obj.get("type")) is not str:
-        return "no type"
-    return obj
-
-
-def _text_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if type(value) is str else json.dumps(value)
-
-
-def number_or_none(value: Any) -> float | None:
-    """A finite number as a float; None for anything else, an int past float range included."""
-    if type(value) is float:
-        return value if math.isfinite(value) else None
-    if type(value) is int:
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None
 
 
 class TraceIndex:
@@ -180,7 +113,7 @@ class TraceIndex:
         # commonest cases are repeated inline, which saves a call per line.
         runs = self.runs
         changed = delta.runs
-        scan = _scan
+        scan_one = scan
         finished, start_ = _FINISHED, _START
         offset = self.consumed
         lineno = self.lines
@@ -190,7 +123,7 @@ class TraceIndex:
             offset += size + 1
             lineno += 1
             try:
-                ev, end = scan(line, 0)
+                ev, end = scan_one(line, 0)
                 ok = end == n and type(ev) is dict
             except (StopIteration, ValueError, RecursionError):
                 ok = False
@@ -305,15 +238,15 @@ class TraceIndex:
         elif not current:
             return
         elif typ == _STEP_ERROR:
-            run.error = _text_or_none(ev.get("error"))
-            run.error_type = _text_or_none(ev.get("errorType"))
+            run.error = text_or_none(ev.get("error"))
+            run.error_type = text_or_none(ev.get("errorType"))
             if "v" not in ev:
                 # @gravito/flux writes no workflow:error: a failed step is the end.
                 run.status = "failed"
                 run.ended_at = ts
         elif typ == _SUSPEND:
             run.status = "suspended"
-            run.waiting_for = _text_or_none(ev.get("signal")) or _text_or_none(ev.get("stepName"))
+            run.waiting_for = text_or_none(ev.get("signal")) or text_or_none(ev.get("stepName"))
         elif typ == _SLEEP:
             run.status = "suspended"
             run.waiting_for = None
@@ -337,8 +270,8 @@ class TraceIndex:
             status = ev.get("status")
             run.status = status if status in ERROR_STATUSES else "failed"
             if "error" in ev:
-                run.error = _text_or_none(ev.get("error"))
-                run.error_type = _text_or_none(ev.get("errorType"))
+                run.error = text_or_none(ev.get("error"))
+                run.error_type = text_or_none(ev.get("errorType"))
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None

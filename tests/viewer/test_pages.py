@@ -226,7 +226,9 @@ def test_integer_timestamps_out_of_float_range_render(viewer: Viewer) -> None:
     events[1]["timestamp"] = 10**400
     events[2]["timestamp"] = -(10**400)
     viewer.write(events)
-    viewer.append(b'{"v":1,"seq":9,"type":"step:start","workflowId":"BIG","timestamp":' + b"1" * 5000 + b"}\n")
+    viewer.append(
+        b'{"v":1,"seq":9,"type":"step:start","workflowId":"BIG","timestamp":' + b"1" * 5000 + b"}\n"
+    )
     assert 'data-run-id="BIG"' in viewer.text("/")
     assert 'data-step="fetch"' in viewer.text("/runs/BIG")
     assert viewer.get("/runs/BIG/step?step=fetch").status_code == 200
