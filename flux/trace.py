@@ -63,6 +63,8 @@ class JsonFileTraceSink:
                 f.seek(-1, os.SEEK_END)
                 torn = f.read(1) != b"\n"
             if torn:
+                # Another live writer's line may be what is not finished yet: the append
+                # waits for its write, and then adds only a blank line, which readers skip.
                 os.write(fd, b"\n")
         except OSError as exc:
             _log.error("flux: trace sink %s could not check the end of the file: %s", self.path, exc)
