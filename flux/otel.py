@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -35,11 +35,12 @@ except ModuleNotFoundError as exc:
         "flux.otel needs the OpenTelemetry API: pip install 'gravito-flux[otel]'", name=exc.name
     ) from exc
 
+from .events import EventType
 from .trace import TraceEvent
 
 __all__ = ["OpenTelemetryTraceSink"]
 
-Attributes = dict[str, str | bool | int | float]
+Attributes = dict[str, str | bool | int | float | Sequence[str]]
 
 
 def _ns(event: TraceEvent) -> int:
@@ -49,6 +50,17 @@ def _ns(event: TraceEvent) -> int:
 
 def _ms_to_ns(ms: Any) -> int:
     return round(float(ms or 0) * 1_000_000)
+
+
+def _frames(stack: Any) -> list[str]:
+    """An event's `stack` as one line per frame, innermost last, as a traceback prints them."""
+    if not isinstance(stack, list):
+        return []
+    return [
+        f'File "{frame.get("file")}", line {frame.get("line")}, in {frame.get("function")}'
+        for frame in stack
+        if isinstance(frame, dict)
+    ]
 
 
 @dataclass
@@ -179,10 +191,18 @@ class OpenTelemetryTraceSink:
     def _fail(span: trace.Span, event: TraceEvent) -> None:
         error = str(event.get("error") or "error")
         error_type = str(event.get("errorType") or "Exception")
-        span.set_attributes({"error.type": error_type, "flux.error": error, "flux.error_type": error_type})
-        span.add_event(
-            "exception", {"exception.type": error_type, "exception.message": error}, timestamp=_ns(event)
-        )
+        attributes: Attributes = {
+            "error.type": error_type,
+            "flux.error": error,
+            "flux.error_type": error_type,
+        }
+        exception: Attributes = {"exception.type": error_type, "exception.message": error}
+        frames = _frames(event.get("stack"))
+        if frames:
+            attributes["flux.stack"] = frames
+            exception["exception.stacktrace"] = "\n".join(frames)
+        span.set_attributes(attributes)
+        span.add_event("exception", exception, timestamp=_ns(event))
         span.set_status(trace.Status(trace.StatusCode.ERROR, f"{error_type}: {error}"))
 
     # ------------------------------------------------------------------ events
@@ -244,12 +264,54 @@ class OpenTelemetryTraceSink:
         span.end(_ns(event))
         self._finish_run(event, {"flux.waiting_for": signal})
 
+    def _on_step_sleep(self, event: TraceEvent) -> None:
+        # Like a suspend: nothing holds a sleeping run, so its span ends; the wake starts one.
+        wake: Attributes = {}
+        if type(event.get("wakeAt")) in (int, float):
+            wake["flux.wake_at"] = event["wakeAt"]
+        span = self._take_step(event)
+        span.set_attributes({"flux.step_status": "sleeping", **wake})
+        span.end(_ns(event))
+        self._finish_run(event, {"flux.sleeping": True, **wake})
+
+    def _went_on(self, event: TraceEvent, reason: str, name: str, attributes: Attributes) -> None:
+        """A run span goes on (or starts again, the run having slept or waited) with `name`."""
+        run = self._runs.get(str(event["workflowId"]))
+        if run is None:
+            run = self._start_run(event, {"flux.resumed": True, "flux.resume_reason": reason, **attributes})
+        run.span.add_event(
+            name, {"flux.step": str(event.get("stepName")), **attributes}, timestamp=_ns(event)
+        )
+
+    def _on_step_wake(self, event: TraceEvent) -> None:
+        self._went_on(event, "wake", "wake", {})
+
+    def _on_signal_timeout(self, event: TraceEvent) -> None:
+        self._went_on(event, "signal_timeout", "signal timeout", {"flux.signal": str(event.get("signal"))})
+
+    def _on_cancel(self, event: TraceEvent) -> None:
+        reason = str(event.get("reason") or "")
+        run = self._run(event)
+        run.span.set_attribute("flux.cancel_reason", reason)
+        run.span.add_event("cancel", {"flux.reason": reason}, timestamp=_ns(event))
+
+    def _on_action(self, event: TraceEvent) -> None:
+        # Written by the CLI or the dashboard, usually in a process that runs nothing: a
+        # span event on a run this sink has open, and no span of its own.
+        run = self._runs.get(str(event["workflowId"]))
+        if run is not None:
+            attributes: Attributes = {
+                "flux.action": str(event.get("action")),
+                "flux.by": str(event.get("by")),
+            }
+            run.span.add_event("action", attributes, timestamp=_ns(event))
+
     def _on_compensate(self, event: TraceEvent) -> None:
         run = self._run(event)
         end = _ns(event)
         span = self._start_step(run, event, "compensate", end - _ms_to_ns(event.get("duration")))
         span.set_attribute("flux.compensation", True)
-        if event["type"] == "step:compensate_error":
+        if event["type"] == EventType.STEP_COMPENSATE_ERROR:
             self._fail(span, event)
             failed = event.get("status") == "compensation_failed"
             span.set_attribute("flux.step_status", "compensation_failed" if failed else "retrying")
@@ -261,7 +323,9 @@ class OpenTelemetryTraceSink:
         attributes: Attributes = {"flux.status": str(event.get("status"))}
         if event.get("stepName"):
             attributes["flux.failed_step"] = str(event["stepName"])
-        name = "rollback started" if event["type"] == "workflow:rollback_start" else "rollback finished"
+        name = (
+            "rollback started" if event["type"] == EventType.WORKFLOW_ROLLBACK_START else "rollback finished"
+        )
         self._run(event).span.add_event(name, attributes, timestamp=_ns(event))
 
     def _on_complete(self, event: TraceEvent) -> None:
@@ -276,19 +340,24 @@ class OpenTelemetryTraceSink:
         self._finish_run(event, attributes)
 
     _handlers: ClassVar[dict[str, Callable[[OpenTelemetryTraceSink, TraceEvent], None]]] = {
-        "workflow:start": _on_start,
-        "workflow:resume": _on_resume,
-        "signal:received": _on_signal,
-        "step:start": _on_step_start,
-        "step:complete": _on_step_complete,
-        "step:retry": _on_step_retry,
-        "step:error": _on_step_error,
-        "step:skipped": _on_step_skipped,
-        "step:suspend": _on_step_suspend,
-        "step:compensate": _on_compensate,
-        "step:compensate_error": _on_compensate,
-        "workflow:rollback_start": _on_rollback,
-        "workflow:rollback_complete": _on_rollback,
-        "workflow:complete": _on_complete,
-        "workflow:error": _on_error,
+        EventType.WORKFLOW_START: _on_start,
+        EventType.WORKFLOW_RESUME: _on_resume,
+        EventType.SIGNAL_RECEIVED: _on_signal,
+        EventType.STEP_START: _on_step_start,
+        EventType.STEP_COMPLETE: _on_step_complete,
+        EventType.STEP_RETRY: _on_step_retry,
+        EventType.STEP_ERROR: _on_step_error,
+        EventType.STEP_SKIPPED: _on_step_skipped,
+        EventType.STEP_SUSPEND: _on_step_suspend,
+        EventType.STEP_COMPENSATE: _on_compensate,
+        EventType.STEP_COMPENSATE_ERROR: _on_compensate,
+        EventType.WORKFLOW_ROLLBACK_START: _on_rollback,
+        EventType.WORKFLOW_ROLLBACK_COMPLETE: _on_rollback,
+        EventType.WORKFLOW_COMPLETE: _on_complete,
+        EventType.WORKFLOW_ERROR: _on_error,
+        EventType.WORKFLOW_CANCEL: _on_cancel,
+        EventType.STEP_SLEEP: _on_step_sleep,
+        EventType.STEP_WAKE: _on_step_wake,
+        EventType.SIGNAL_TIMEOUT: _on_signal_timeout,
+        EventType.WORKFLOW_ACTION: _on_action,
     }

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import FluxError
+from .events import PAYLOAD_KEYS
 from .serialization import loads_plain
 from .trace import FluxTraceSink, TraceEvent
 
@@ -34,9 +35,6 @@ _log = logging.getLogger("flux")
 
 #: What a redacted value becomes.
 REDACTED = "[redacted]"
-
-#: The keys of an event that carry a run's values (the rest is the engine's own vocabulary).
-PAYLOAD_KEYS = ("input", "data", "output")
 
 
 def _key_set(redact: Iterable[str] | str) -> frozenset[str]:

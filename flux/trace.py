@@ -30,18 +30,20 @@ class FluxTraceSink(Protocol):
 
 
 class JsonFileTraceSink:
-    """Appends one JSON object per line to `path`.
+    """Appends one JSON object per line to `path` (emptied first only with `reset=True`).
 
     Events are buffered and written at most `FLUSH_INTERVAL` after they were emitted, by a
     background thread, in one `write` of whole lines on a file opened in append mode: a
     line is never split, so several processes can share one file.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = "./.flux/trace.ndjson", reset: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str] = "./.flux/trace.ndjson", reset: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if reset else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
+        if not reset:
+            self._end_torn_line(self._fd)
         self._buffer: list[str] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -51,13 +53,53 @@ class JsonFileTraceSink:
         self._thread.start()
         _open_sinks.add(self)
 
+    def _end_torn_line(self, fd: int) -> None:
+        """A process killed inside a write leaves a last line without its newline: end it,
+        so that the first event written here is a line of its own (readers skip the torn one)."""
+        try:
+            with open(self.path, "rb") as f:
+                if f.seek(0, os.SEEK_END) == 0:
+                    return
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            if torn:
+                # Another live writer's line may be what is not finished yet: the append
+                # waits for its write, and then adds only a blank line, which readers skip.
+                os.write(fd, b"\n")
+        except OSError as exc:
+            _log.error("flux: trace sink %s could not check the end of the file: %s", self.path, exc)
+
     def emit(self, event: TraceEvent) -> None:
-        self._append(self._encoder.encode(event) + "\n")
+        self._append(self._encode(event) + "\n")
 
     def emit_raw(self, event: TraceEvent, raw: dict[str, str]) -> None:
         """Like `emit`, with some values given as JSON text, spliced in as they are."""
-        head = self._encoder.encode(event)
+        head = self._encode(event)
         self._append(head[:-1] + "".join(f',"{key}":{text}' for key, text in raw.items()) + "}\n")
+
+    def _encode(self, event: TraceEvent) -> str:
+        try:
+            return self._encoder.encode(event)
+        except Exception as exc:  # an int past the text limit, a cycle, a __str__ that raises
+            return self._encoder.encode(self._salvage(event, exc))
+
+    def _salvage(self, event: TraceEvent, error: Exception) -> TraceEvent:
+        """The event with each value JSON cannot encode replaced by a text saying what it was."""
+        out: TraceEvent = {}
+        for key, value in event.items():
+            try:
+                self._encoder.encode(value)
+            except Exception as exc:
+                value = f"<{type(value).__name__} that JSON cannot encode: {exc}>"
+                _log.warning(
+                    "flux: trace event %s of run %r: %r replaced, as JSON cannot encode it (%s)",
+                    event.get("type"),
+                    event.get("workflowId"),
+                    key,
+                    exc,
+                )
+            out[str(key)] = value
+        return out
 
     def _append(self, line: str) -> None:
         with self._lock:
@@ -74,13 +116,24 @@ class JsonFileTraceSink:
             fd = self._fd
         if not lines or fd is None:
             return
-        data = "".join(lines).encode("utf-8")
+        try:
+            data = "".join(lines).encode("utf-8")
+        except UnicodeEncodeError:
+            data = b"".join(map(self._line_bytes, lines))
         try:
             while data:
                 written = os.write(fd, data)
                 data = data[written:]
         except OSError as exc:
             _log.error("flux: trace sink %s failed to write: %s", self.path, exc)
+
+    def _line_bytes(self, line: str) -> bytes:
+        try:
+            return line.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate can only sit inside a JSON string, where "\udXXX" is its escape.
+            _log.warning("flux: trace sink %s: a lone surrogate written as its escape", self.path)
+            return line.encode("utf-8", "backslashreplace")
 
     def close(self) -> None:
         with self._lock:
@@ -102,7 +155,10 @@ class JsonFileTraceSink:
             self._wake.clear()
             if not self._closed:
                 time.sleep(FLUSH_INTERVAL)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the writer outlives whatever one batch does
+                _log.exception("flux: trace sink %s failed to write a batch of events", self.path)
 
 
 _open_sinks: weakref.WeakSet[JsonFileTraceSink] = weakref.WeakSet()

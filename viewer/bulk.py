@@ -22,7 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from viewer.trace import MALFORMED_KEPT, TraceIndex, parse_line
+from viewer.lines import MALFORMED_KEPT, parse_line
+from viewer.trace import TraceIndex
 
 #: Files smaller than this load faster in one process than with workers.
 BULK_MIN = 64 << 20

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from viewer.axis import Axis
+from viewer.lines import number_or_none
 from viewer.query import RunOrder, RunsQuery, select
 from viewer.runview import RunView
 from viewer.store import TraceStore
@@ -110,12 +111,13 @@ class _RunContext:
             self.view = views[key] = fold_run(run.id, events, upto)
             while len(views) > VIEWS_CACHED:
                 views.popitem(last=False)
-        stamps = [ev["timestamp"] for ev in events if type(ev.get("timestamp")) in (int, float)]
+        stamps = [ts for ev in events if (ts := number_or_none(ev.get("timestamp"))) is not None]
         first = min(stamps) if stamps else None
         last = max(stamps) if stamps else None
         if upto < total:
             last_ts = self.view.last_event.get("timestamp") if self.view.last_event else None
-            now = float(last_ts) if isinstance(last_ts, (int, float)) else first
+            now = number_or_none(last_ts)
+            now = first if now is None else now
         elif run.terminal or self.view.terminal:
             now = last
         else:

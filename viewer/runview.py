@@ -27,9 +27,15 @@ class Attempt:
 
 @dataclass(eq=False)
 class Wait:
+    """A wait for a signal, or a durable sleep (``signal`` None, ``wake_at`` set)."""
+
     signal: str | None
     start: float | None
     end: float | None = None
+    #: When the wait is due to end (epoch ms): a sleep's wake time, a wait's timeout.
+    wake_at: float | None = None
+    #: A durable sleep (``step:sleep``) rather than a wait for a signal.
+    sleep: bool = False
 
 
 @dataclass(eq=False)

@@ -7,19 +7,13 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
-#: Every run status the engine writes (``flux.RunStatus``).
-RUN_STATUSES = (
-    "pending",
-    "running",
-    "suspended",
-    "completed",
-    "failed",
-    "rolling_back",
-    "rolled_back",
-    "rollback_failed",
-)
-TERMINAL_STATUSES = frozenset({"completed", "failed", "rolled_back", "rollback_failed"})
-ERROR_STATUSES = frozenset({"failed", "rolled_back", "rollback_failed"})
+from flux.status import RUN_TERMINAL, RunStatus
+
+#: Every run status the engine writes (``flux.RunStatus``), in the order the filter lists them.
+RUN_STATUSES = tuple(status.value for status in RunStatus)
+TERMINAL_STATUSES = frozenset(status.value for status in RUN_TERMINAL)
+#: How a run ends when it does not complete (``cancelled`` included: SPEC §9).
+ERROR_STATUSES = TERMINAL_STATUSES - {RunStatus.COMPLETED.value}
 
 
 class RunSummary:

@@ -7,7 +7,6 @@ write: autoescape is always on and no filter here returns ``Markup``.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 import viewer
+from viewer.lines import number_or_none
 
 
 def asset_dir(name: str) -> Path:
@@ -26,7 +26,8 @@ def asset_dir(name: str) -> Path:
 
 
 def fmt_time(ms: Any) -> str:
-    if not isinstance(ms, (int, float)) or not math.isfinite(ms):
+    ms = number_or_none(ms)
+    if ms is None:
         return "—"
     try:
         moment = datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
@@ -41,7 +42,8 @@ def fmt_clock(ms: Any) -> str:
 
 
 def fmt_duration(ms: Any) -> str:
-    if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
+    ms = number_or_none(ms)
+    if ms is None or ms < 0:
         return "—"
     if ms < 1000:
         return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"

@@ -8,11 +8,21 @@ so an attempt may also be opened implicitly by a retry and adopted by a later
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from viewer.diff import Change, diff
+from flux.events import EventType
+from viewer.folder import Folder
+from viewer.folder import num as _num
+from viewer.folder import text as _text
 from viewer.runview import Attempt, RunView, StepRow, Wait
 from viewer.summary import ERROR_STATUSES
+
+#: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
+#: attempt and its next one.
+DISPLAY_ONLY = ("retrying",)
+#: Row states in which a step is still under way, and a cancelled run cancels it.
+_UNDER_WAY = frozenset({"running", "retrying", "suspended"})
 
 
 def order_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,60 +39,9 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
     """
     total = len(events)
     k = total if upto is None else max(0, min(upto, total))
-    folder = _Folder(RunView(id=run_id, upto=k, total=total))
-    for ev in events[:k]:
-        folder.apply(ev)
+    folder = Folder(RunView(id=run_id, upto=k, total=total))
     view = folder.view
-    view.last_event = events[k - 1] if k else None
-    return view
-
-
-def _num(value: Any) -> float | None:
-    return float(value) if type(value) in (int, float) else None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-class _Folder:
-    def __init__(self, view: RunView) -> None:
-        self.view = view
-        self.rows: dict[str, StepRow] = {}
-        # ``data`` after each step:complete, by step index, to diff against.
-        self.snapshots: list[tuple[int | None, Any]] = []
-
-    def row(self, ev: dict[str, Any]) -> StepRow:
-        name = _text(ev.get("stepName")) or "?"
-        row = self.rows.get(name)
-        if row is None:
-            row = self.rows[name] = StepRow(name)
-            self.view.steps.append(row)
-        index = ev.get("stepIndex")
-        if type(index) is int:
-            row.index = index
-        if ev.get("commit") is True:
-            row.commit = True
-        return row
-
-    def define(self, meta: Any) -> None:
-        if not isinstance(meta, dict) or not isinstance(meta.get("steps"), list):
-            return
-        if isinstance(meta.get("version"), str):
-            self.view.version = meta["version"]
-        known = []
-        for i, spec in enumerate(meta["steps"]):
-            if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-                ev = {"stepName": spec["name"], "stepIndex": i, "commit": spec.get("commit")}
-                known.append(self.row(ev))
-        # Definition order first; steps the definition does not name keep
-        # their order of appearance after it.
-        ids = {id(row) for row in known}
-        rest = [row for row in self.view.steps if id(row) not in ids]
-        self.view.steps = known + rest
-
-    def apply(self, ev: dict[str, Any]) -> None:
-        view = self.view
+    for ev in events[:k]:
         typ = ev.get("type")
         ts = _num(ev.get("timestamp"))
         if not view.workflow and isinstance(ev.get("workflowName"), str):
@@ -91,48 +50,18 @@ class _Folder:
             view.started_at = ts
         handler = _HANDLERS.get(typ) if isinstance(typ, str) else None
         if handler is not None:
-            handler(self, ev, ts)
-
-    def open_attempt(self, row: StepRow) -> Attempt | None:
-        if row.attempts and row.attempts[-1].end is None:
-            return row.attempts[-1]
-        return None
-
-    def close_attempt(self, row: StepRow, ev: dict[str, Any], ts: float | None, outcome: str) -> Attempt:
-        attempt = self.open_attempt(row)
-        duration = _num(ev.get("duration"))
-        if attempt is None:
-            # No start event (a trace that begins mid-run): place the bar from
-            # its duration.
-            number = ev.get("attempt")
-            start = ts - duration if ts is not None and duration is not None else ts
-            attempt = Attempt(number if type(number) is int else len(row.attempts) + 1, start)
-            row.attempts.append(attempt)
-        attempt.end = ts if ts is not None else attempt.start
-        attempt.outcome = outcome
-        attempt.duration = duration
-        if outcome in ("retry", "error"):
-            attempt.error = _text(ev.get("error"))
-            attempt.error_type = _text(ev.get("errorType"))
-        return attempt
-
-    def data_changes(self, index: int | None, data: Any) -> list[Change]:
-        before: Any = {}
-        for snap_index, snap in reversed(self.snapshots):
-            if index is None or snap_index is None or snap_index < index:
-                before = snap
-                break
-        self.snapshots.append((index, data))
-        return diff(before, data)
+            handler(folder, ev, ts)
+    view.last_event = events[k - 1] if k else None
+    return view
 
 
-def _on_workflow_start(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_workflow_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     if "input" in ev:
         f.view.has_input, f.view.input = True, ev["input"]
     _on_workflow_resume(f, ev, ts)
 
 
-def _on_workflow_resume(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     f.define(ev.get("meta"))
     view = f.view
     view.status = "running"
@@ -140,7 +69,7 @@ def _on_workflow_resume(f: _Folder, ev: dict[str, Any], ts: float | None) -> Non
     view.error = view.error_type = view.waiting_for = None
 
 
-def _on_step_start(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     number = ev.get("attempt")
     if type(ev.get("maxRetries")) is int:
@@ -158,7 +87,7 @@ def _on_step_start(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status = "running"
 
 
-def _on_step_retry(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_retry(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     f.close_attempt(row, ev, ts, "retry")
     if "v" not in ev:
@@ -168,7 +97,7 @@ def _on_step_retry(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status = "retrying"
 
 
-def _on_step_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     f.close_attempt(row, ev, ts, "ok")
     row.status, row.finished = "completed", True
@@ -179,17 +108,19 @@ def _on_step_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
         row.changes = f.data_changes(row.index, ev["data"])
 
 
-def _on_step_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     f.close_attempt(row, ev, ts, "error")
-    row.status = "failed"
+    row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
+    if row.wait is not None and row.wait.end is None:
+        row.wait.end = ts
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     f.view.error, f.view.error_type = row.error, row.error_type
     if "v" not in ev:  # @gravito/flux writes no workflow:error
         f.view.status, f.view.ended_at = "failed", ts
 
 
-def _on_step_skipped(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_skipped(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     attempt = f.open_attempt(row)
     if attempt is not None:  # @gravito/flux starts a step before skipping it
@@ -197,16 +128,16 @@ def _on_step_skipped(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status, row.skipped_at, row.finished = "skipped", ts, True
 
 
-def _on_step_suspend(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_step_suspend(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     if f.open_attempt(row) is not None:
         f.close_attempt(row, ev, ts, "suspended")
     signal = _text(ev.get("signal"))
-    row.status, row.wait = "suspended", Wait(signal, ts)
+    row.status, row.wait = "suspended", Wait(signal, ts, wake_at=_num(ev.get("wakeAt")))
     f.view.status, f.view.waiting_for = "suspended", signal or row.name
 
 
-def _on_signal(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_signal(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     if row.wait is None:
         row.wait = Wait(_text(ev.get("signal")), ts)
@@ -219,11 +150,38 @@ def _on_signal(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
     f.view.waiting_for = None
 
 
-def _on_rollback_start(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_cancel(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    # The saga's events and a workflow:error with status cancelled follow.
+    if f.view.error is None:
+        f.view.error = _text(ev.get("reason"))
+
+
+def _on_step_sleep(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    row = f.row(ev)
+    if f.open_attempt(row) is not None:
+        f.close_attempt(row, ev, ts, "suspended")
+    row.status, row.wait = "suspended", Wait(None, ts, wake_at=_num(ev.get("wakeAt")), sleep=True)
+    f.view.status, f.view.waiting_for = "suspended", None
+
+
+def _end_wait(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    """A sleep's wake, or a wait's timeout: the wait ends, the step goes on."""
+    row = f.row(ev)
+    if row.wait is None:
+        row.wait = Wait(_text(ev.get("signal")), ts)
+    row.wait.end = ts
+    if row.status == "suspended":
+        row.status = "running"
+    if f.view.status == "suspended":
+        f.view.status = "running"
+    f.view.waiting_for = None
+
+
+def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     f.view.status = "rolling_back"
 
 
-def _compensation_row(f: _Folder, ev: dict[str, Any]) -> StepRow:
+def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
     name = _text(ev.get("stepName")) or "?"
     for row in reversed(f.view.compensations):
         if row.name == name and row.status == "compensating":
@@ -235,7 +193,7 @@ def _compensation_row(f: _Folder, ev: dict[str, Any]) -> StepRow:
     return row
 
 
-def _on_compensate(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
     f.close_attempt(row, ev, ts, "ok")
     row.status = "compensated"
@@ -243,7 +201,7 @@ def _on_compensate(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
         step.status = "compensated"
 
 
-def _on_compensate_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
     final = ev.get("status") == "compensation_failed"
     f.close_attempt(row, ev, ts, "error" if final else "retry")
@@ -254,12 +212,12 @@ def _on_compensate_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> No
             step.status = "compensation_failed"
 
 
-def _on_rollback_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_rollback_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     if ev.get("status") in ERROR_STATUSES:
         f.view.status = ev["status"]
 
 
-def _finish(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _finish(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     view = f.view
     view.ended_at, view.duration = ts, _num(ev.get("duration"))
     view.waiting_for = None
@@ -267,34 +225,47 @@ def _finish(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
         view.has_data, view.data = True, ev["data"]
 
 
-def _on_workflow_error(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     status = ev.get("status")
     f.view.status = status if status in ERROR_STATUSES else "failed"
+    if status == "cancelled":
+        for row in f.view.steps:
+            if row.status in _UNDER_WAY:
+                if f.open_attempt(row) is not None:
+                    f.close_attempt(row, {}, ts, "cancelled")
+                if row.wait is not None and row.wait.end is None:
+                    row.wait.end = ts
+                row.status = "cancelled"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     _finish(f, ev, ts)
 
 
-def _on_workflow_complete(f: _Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _on_workflow_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     f.view.status = "completed"
     f.view.error = f.view.error_type = None
     _finish(f, ev, ts)
 
 
-_HANDLERS = {
-    "workflow:start": _on_workflow_start,
-    "workflow:resume": _on_workflow_resume,
-    "step:start": _on_step_start,
-    "step:retry": _on_step_retry,
-    "step:complete": _on_step_complete,
-    "step:error": _on_step_error,
-    "step:skipped": _on_step_skipped,
-    "step:suspend": _on_step_suspend,
-    "signal:received": _on_signal,
-    "workflow:rollback_start": _on_rollback_start,
-    "step:compensate": _on_compensate,
-    "step:compensate_error": _on_compensate_error,
-    "workflow:rollback_complete": _on_rollback_complete,
-    "workflow:error": _on_workflow_error,
-    "workflow:complete": _on_workflow_complete,
+_Handler = Callable[[Folder, dict[str, Any], float | None], None]
+_HANDLERS: dict[str, _Handler] = {
+    EventType.WORKFLOW_START: _on_workflow_start,
+    EventType.WORKFLOW_RESUME: _on_workflow_resume,
+    EventType.STEP_START: _on_step_start,
+    EventType.STEP_RETRY: _on_step_retry,
+    EventType.STEP_COMPLETE: _on_step_complete,
+    EventType.STEP_ERROR: _on_step_error,
+    EventType.STEP_SKIPPED: _on_step_skipped,
+    EventType.STEP_SUSPEND: _on_step_suspend,
+    EventType.SIGNAL_RECEIVED: _on_signal,
+    EventType.WORKFLOW_ROLLBACK_START: _on_rollback_start,
+    EventType.STEP_COMPENSATE: _on_compensate,
+    EventType.STEP_COMPENSATE_ERROR: _on_compensate_error,
+    EventType.WORKFLOW_ROLLBACK_COMPLETE: _on_rollback_complete,
+    EventType.WORKFLOW_ERROR: _on_workflow_error,
+    EventType.WORKFLOW_COMPLETE: _on_workflow_complete,
+    EventType.WORKFLOW_CANCEL: _on_cancel,
+    EventType.STEP_SLEEP: _on_step_sleep,
+    EventType.STEP_WAKE: _end_wait,
+    EventType.SIGNAL_TIMEOUT: _end_wait,
 }

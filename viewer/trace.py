@@ -12,31 +12,32 @@ run's lines on demand (see ``viewer.store``).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from flux.events import EventType
+from viewer.lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
 from viewer.summary import ERROR_STATUSES, RunSummary
 
-#: How many malformed lines are remembered with their line number; beyond that
-#: they are only counted, so a file of garbage cannot exhaust memory.
-MALFORMED_KEPT = 100
-#: How much of a malformed line is kept to show where it went wrong.
-SNIPPET = 120
-
-# The C scanner behind json.loads, called directly: it skips loads' type
-# checks and whitespace handling, which is a quarter of the time per line.
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Malformed:
-    """A line that was skipped: its 1-based number, why, and how it begins."""
-
-    line: int
-    reason: str
-    text: str = ""
+# Plain strings, compared once per line on the hot path.
+_START = EventType.STEP_START.value
+_COMPLETE = EventType.STEP_COMPLETE.value
+_SKIPPED = EventType.STEP_SKIPPED.value
+_RETRY = EventType.STEP_RETRY.value
+_WORKFLOW_START = EventType.WORKFLOW_START.value
+_RESUME = EventType.WORKFLOW_RESUME.value
+_STEP_ERROR = EventType.STEP_ERROR.value
+_SUSPEND = EventType.STEP_SUSPEND.value
+_SLEEP = EventType.STEP_SLEEP.value
+_WAKE = EventType.STEP_WAKE.value
+_SIGNAL = EventType.SIGNAL_RECEIVED.value
+_SIGNAL_TIMEOUT = EventType.SIGNAL_TIMEOUT.value
+_ROLLBACK_START = EventType.WORKFLOW_ROLLBACK_START.value
+_ROLLBACK_COMPLETE = EventType.WORKFLOW_ROLLBACK_COMPLETE.value
+_ERROR = EventType.WORKFLOW_ERROR.value
+_WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
+_FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 
 @dataclass
@@ -49,46 +50,6 @@ class Delta:
 
     def __bool__(self) -> bool:
         return bool(self.runs) or self.malformed > 0
-
-
-def parse_line(text: str) -> dict[str, Any] | str:
-    """Parse one line into an event dict, or return why it is malformed."""
-    try:
-        obj, end = _scan(text, 0)
-        if end != len(text) and text[end:].strip():
-            return f"unexpected data after the JSON object at column {end + 1}"
-    except (StopIteration, json.JSONDecodeError, RecursionError):
-        # scan_once is strict about leading whitespace and terse in its
-        # errors; json.loads gives the message a person can act on.
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            return f"invalid JSON: {exc.msg} at column {exc.colno}"
-        except (RecursionError, ValueError) as exc:
-            return f"invalid JSON: {exc}"
-    if type(obj) is not dict:
-        return "not a JSON object"
-    wid = obj.get("workflowId")
-    if type(wid) is not str:
-        if type(wid) is int:
-            obj["workflowId"] = str(wid)
-        else:
-            return "no workflowId"
-    if type(obj.get("type")) is not str:
-        return "no type"
-    return obj
-
-
-def _text_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if type(value) is str else json.dumps(value)
-
-
-def _number_or_none(value: Any) -> float | None:
-    if type(value) is int or type(value) is float:
-        return float(value)
-    return None
 
 
 class TraceIndex:
@@ -152,7 +113,8 @@ class TraceIndex:
         # commonest cases are repeated inline, which saves a call per line.
         runs = self.runs
         changed = delta.runs
-        scan = _scan
+        scan_one = scan
+        finished, start_ = _FINISHED, _START
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -161,7 +123,7 @@ class TraceIndex:
             offset += size + 1
             lineno += 1
             try:
-                ev, end = scan(line, 0)
+                ev, end = scan_one(line, 0)
                 ok = end == n and type(ev) is dict
             except (StopIteration, ValueError, RecursionError):
                 ok = False
@@ -185,13 +147,13 @@ class TraceIndex:
                 delta.new_runs += 1
             run.offsets.append(start)
             changed.add(wid)
-            if typ == "step:complete" or typ == "step:skipped":
+            if typ in finished:
                 name = ev.get("stepName")
                 if type(name) is str:
                     run.done.add(name)
                     if run.seen is not None:
                         run.seen.add(name)
-            elif typ == "step:start":
+            elif typ == start_:
                 if run.seen is not None and type(name := ev.get("stepName")) is str:
                     run.seen.add(name)
             else:
@@ -203,7 +165,7 @@ class TraceIndex:
         name = ev.get("workflowName")
         name = name if type(name) is str else ""
         run = self.runs[wid] = RunSummary(wid, name, lineno)
-        run.started_at = _number_or_none(ev.get("timestamp"))
+        run.started_at = number_or_none(ev.get("timestamp"))
         run.seen = set()
         self.workflows[name] = self.workflows.get(name, 0) + 1
         self.order_version += 1
@@ -231,12 +193,12 @@ class TraceIndex:
         run.offsets.append(offset)
         typ = ev["type"]
         name = ev.get("stepName")
-        if typ == "step:complete" or typ == "step:skipped":
+        if typ in _FINISHED:
             if type(name) is str:
                 run.done.add(name)
                 if run.seen is not None:
                     run.seen.add(name)
-        elif typ == "step:start":
+        elif typ == _START:
             if run.seen is not None and type(name) is str:
                 run.seen.add(name)
         else:
@@ -254,15 +216,15 @@ class TraceIndex:
                 current = False
             else:
                 run.last_seq = seq
-        ts = _number_or_none(ev.get("timestamp"))
-        if typ == "workflow:start" and ts is not None and (run.started_at is None or ts < run.started_at):
+        ts = number_or_none(ev.get("timestamp"))
+        if typ == _WORKFLOW_START and ts is not None and (run.started_at is None or ts < run.started_at):
             run.started_at = ts
             self.order_version += 1
 
-        if typ == "step:retry":
+        if typ == _RETRY:
             if run.seen is not None and type(name := ev.get("stepName")) is str:
                 run.seen.add(name)
-        elif typ == "workflow:start" or typ == "workflow:resume":
+        elif typ in (_WORKFLOW_START, _RESUME):
             if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
                 self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
@@ -275,39 +237,46 @@ class TraceIndex:
                 run.error = run.error_type = run.waiting_for = None
         elif not current:
             return
-        elif typ == "step:error":
-            run.error = _text_or_none(ev.get("error"))
-            run.error_type = _text_or_none(ev.get("errorType"))
+        elif typ == _STEP_ERROR:
+            run.error = text_or_none(ev.get("error"))
+            run.error_type = text_or_none(ev.get("errorType"))
             if "v" not in ev:
                 # @gravito/flux writes no workflow:error: a failed step is the end.
                 run.status = "failed"
                 run.ended_at = ts
-        elif typ == "step:suspend":
+        elif typ == _SUSPEND:
             run.status = "suspended"
-            run.waiting_for = _text_or_none(ev.get("signal")) or _text_or_none(ev.get("stepName"))
-        elif typ == "signal:received":
+            run.waiting_for = text_or_none(ev.get("signal")) or text_or_none(ev.get("stepName"))
+        elif typ == _SLEEP:
+            run.status = "suspended"
+            run.waiting_for = None
+        elif typ in (_WAKE, _SIGNAL_TIMEOUT):
+            if run.status == "suspended":
+                run.status = "running"
+            run.waiting_for = None
+        elif typ == _SIGNAL:
             if type(name := ev.get("stepName")) is str:
                 run.done.add(name)
             if run.status == "suspended":
                 run.status = "running"
             run.waiting_for = None
-        elif typ == "workflow:rollback_start":
+        elif typ == _ROLLBACK_START:
             run.status = "rolling_back"
-        elif typ == "workflow:rollback_complete":
+        elif typ == _ROLLBACK_COMPLETE:
             status = ev.get("status")
             if status in ERROR_STATUSES:
                 run.status = status
-        elif typ == "workflow:error":
+        elif typ == _ERROR:
             status = ev.get("status")
             run.status = status if status in ERROR_STATUSES else "failed"
             if "error" in ev:
-                run.error = _text_or_none(ev.get("error"))
-                run.error_type = _text_or_none(ev.get("errorType"))
+                run.error = text_or_none(ev.get("error"))
+                run.error_type = text_or_none(ev.get("errorType"))
             run.ended_at = ts
-            run.duration = _number_or_none(ev.get("duration"))
+            run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None
-        elif typ == "workflow:complete":
+        elif typ == _WORKFLOW_COMPLETE:
             run.status = "completed"
             run.ended_at = ts
-            run.duration = _number_or_none(ev.get("duration"))
+            run.duration = number_or_none(ev.get("duration"))
             run.error = run.error_type = run.waiting_for = None

@@ -430,3 +430,148 @@ def test_memory_sink_keeps_events_in_order(memory_engine: FluxEngine) -> None:
     memory_engine.execute_sync(create_workflow("m").step("a", lambda ctx: 1), id="m")
     assert [e["seq"] for e in sink.events] == [1, 2, 3, 4]
     assert sink.events[0]["input"] is None
+
+
+# ---------------------------------------------------------------- a writer that survives anything
+
+
+def test_the_default_appends_to_what_the_file_holds(tmp_path: Path) -> None:
+    path = tmp_path / "trace.ndjson"
+    path.write_text('{"type":"first run"}\n')
+    sink = JsonFileTraceSink(path)
+    sink.emit({"type": "second run"})
+    sink.close()
+    assert [e["type"] for e in _read(path)] == ["first run", "second run"]
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
+def _circular() -> dict[str, Any]:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("value", "back"),
+    [
+        ("\ud800 alone", "\ud800 alone"),  # a lone surrogate: UTF-8 cannot hold it
+        ("nul \x00 byte", "nul \x00 byte"),
+        (10**5000, None),  # past Python's int-to-text limit
+        (_circular(), None),
+        (_Unprintable(), None),
+    ],
+    ids=["surrogate", "nul", "huge-int", "circular", "unprintable"],
+)
+def test_a_value_the_file_cannot_hold_never_stops_the_writer(
+    tmp_path: Path, value: Any, back: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "trace.ndjson"
+    sink = JsonFileTraceSink(path)
+    caplog.set_level(logging.WARNING, logger="flux")
+    try:
+        sink.emit({"type": "step:complete", "workflowId": "W", "seq": 1, "output": value})
+        sink.emit({"type": "workflow:complete", "workflowId": "W", "seq": 2})
+        events = _wait_for_lines(path, 2)  # the writer thread is still alive
+        sink.emit({"type": "later", "workflowId": "W", "seq": 3})
+        assert _wait_for_lines(path, 3)[2]["type"] == "later"
+    finally:
+        sink.close()
+    assert [e["seq"] for e in _read(path)] == [1, 2, 3]
+    if back is not None:
+        assert events[0]["output"] == back
+    else:  # replaced by a text that says what it was, and logged
+        assert isinstance(events[0]["output"], str) and type(value).__name__ in events[0]["output"]
+        assert any("'output' replaced" in r.getMessage() and "'W'" in r.getMessage() for r in caplog.records)
+
+
+def test_a_raw_value_with_a_lone_surrogate_is_written_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "trace.ndjson"
+    sink = JsonFileTraceSink(path)
+    sink.emit_raw({"type": "step:complete", "workflowId": "W"}, {"output": '"\ud83d half"'})
+    sink.emit({"type": "next", "workflowId": "W"})
+    sink.close()
+    assert [e.get("output") for e in _read(path)] == ["\ud83d half", None]
+
+
+def test_a_torn_last_line_is_not_glued_to_the_next_writers_first_event(tmp_path: Path) -> None:
+    path = tmp_path / "trace.ndjson"
+    path.write_bytes(b'{"type":"whole","workflowId":"W"}\n{"type":"torn","workflowId":"W","output":"abc')
+    sink = JsonFileTraceSink(path)
+    sink.emit({"type": "after", "workflowId": "W"})
+    sink.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    assert json.loads(lines[0])["type"] == "whole"
+    assert lines[1].startswith(b'{"type":"torn"')
+    assert json.loads(lines[2]) == {"type": "after", "workflowId": "W"}
+
+
+_TORN_WRITER = textwrap.dedent(
+    """
+    import os, resource, signal, sys
+    from flux import JsonFileTraceSink
+
+    # A write that crosses the file size limit is cut short where the limit falls, as a
+    # write is when its process dies inside it; the process then waits to be killed.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    path, limit = sys.argv[1], int(sys.argv[2])
+    sink = JsonFileTraceSink(path)
+    sink.emit({"type": "step:start", "workflowId": "K", "seq": 1})
+    sink.flush()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    sink.emit({"type": "step:complete", "workflowId": "K", "seq": 2, "output": "x" * (4 * limit)})
+    sink.flush()
+    print(os.path.getsize(path), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE and SIGKILL are POSIX")
+def test_a_writer_killed_inside_a_large_write_leaves_a_line_the_next_one_ends(tmp_path: Path) -> None:
+    import signal
+
+    from viewer.trace import TraceIndex
+
+    path = tmp_path / "trace.ndjson"
+    script = tmp_path / "torn.py"
+    script.write_text(_TORN_WRITER)
+    limit = 1 << 20
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), str(limit)],
+        env=_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    size = proc.stdout.readline()
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert int(size) == limit and path.stat().st_size == limit
+    assert not path.read_bytes().endswith(b"\n")  # torn inside the second event
+
+    sink = JsonFileTraceSink(path)  # the next process to write
+    sink.emit({"type": "workflow:resume", "workflowId": "K", "seq": 3})
+    sink.emit({"type": "step:start", "workflowId": "K", "seq": 4})
+    sink.close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 5
+    parsed = []
+    for line in lines[:-1]:
+        try:
+            parsed.append(json.loads(line)["seq"])
+        except ValueError:
+            parsed.append("torn")
+    assert parsed == [1, "torn", 3, 4]
+
+    index = TraceIndex()
+    index.feed(path.read_bytes())
+    assert index.malformed_count == 1 and index.malformed[0].line == 2
+    assert index.runs["K"].events == 3 and index.pending == 0

@@ -27,6 +27,8 @@ from flux import (
     WorkflowContext,
     create_workflow,
 )
+from flux.events import EventType
+from flux.events import event as build_event
 from flux.otel import OpenTelemetryTraceSink
 from flux.sinks import CompositeTraceSink
 
@@ -377,3 +379,72 @@ def test_without_the_api_installed_the_import_says_what_to_install(monkeypatch: 
     monkeypatch.delitem(sys.modules, "flux.otel")
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'gravito-flux\[otel\]'"):
         importlib.import_module("flux.otel")
+
+
+# ---------------------------------------------------------------- the vocabulary beyond §6
+
+
+def _ev(kind: EventType, seq: int, ms: int, **fields: Any) -> TraceEvent:
+    return build_event(kind, run_id="N-1", name="nap", seq=seq, timestamp=ms, **fields)
+
+
+def test_an_error_event_s_stack_is_on_the_span_and_its_exception(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    sink = OpenTelemetryTraceSink(tracer_provider=provider)
+    stack = [
+        {"file": "/app/flows.py", "line": 12, "function": "charge"},
+        {"file": "/app/gateway.py", "line": 40, "function": "post"},
+    ]
+    sink.emit(_ev(EventType.WORKFLOW_START, 1, 1_000))
+    sink.emit(_ev(EventType.STEP_START, 2, 1_001, stepName="pay", stepIndex=0, attempt=1))
+    sink.emit(
+        _ev(EventType.STEP_ERROR, 3, 1_002, stepName="pay", stepIndex=0, attempt=1,
+            error="declined", errorType="FatalError", stack=stack)
+    )  # fmt: skip
+    sink.emit(
+        _ev(EventType.WORKFLOW_ERROR, 4, 1_003, status="failed", error="declined", errorType="FatalError")
+    )
+    step = only(spans_named(exporter, "step pay"))
+    lines = ['File "/app/flows.py", line 12, in charge', 'File "/app/gateway.py", line 40, in post']
+    assert tuple(dict(step.attributes or {})["flux.stack"]) == tuple(lines)  # type: ignore[arg-type]
+    [exception] = [e for e in step.events if e.name == "exception"]
+    assert dict(exception.attributes or {})["exception.stacktrace"] == "\n".join(lines)
+    run = only(spans_named(exporter, "workflow nap"))
+    assert "flux.stack" not in dict(run.attributes or {})  # no stack on that event: none recorded
+
+
+def test_a_sleep_ends_the_run_span_and_the_wake_starts_another(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    sink = OpenTelemetryTraceSink(tracer_provider=provider)
+    sink.emit(_ev(EventType.WORKFLOW_START, 1, 1_000))
+    sink.emit(_ev(EventType.STEP_START, 2, 1_001, stepName="cool", stepIndex=0, attempt=1))
+    sink.emit(_ev(EventType.STEP_SLEEP, 3, 1_002, stepName="cool", stepIndex=0, wakeAt=9_000))
+    first = only(spans_named(exporter, "workflow nap"))
+    assert dict(first.attributes or {})["flux.wake_at"] == 9_000
+    assert first.end_time == 1_002_000_000
+    assert dict(only(spans_named(exporter, "step cool")).attributes or {})["flux.step_status"] == "sleeping"
+    sink.emit(_ev(EventType.STEP_WAKE, 4, 9_000, stepName="cool", stepIndex=0))
+    sink.emit(_ev(EventType.STEP_COMPLETE, 5, 9_001, stepName="cool", stepIndex=0, attempt=1, duration=0))
+    sink.emit(_ev(EventType.WORKFLOW_COMPLETE, 6, 9_002, status="completed"))
+    second = next(s for s in spans_named(exporter, "workflow nap") if s is not first)
+    assert dict(second.attributes or {})["flux.resume_reason"] == "wake"
+    assert second.start_time == 9_000_000_000
+    assert [e.name for e in second.events] == ["wake"]
+
+
+def test_a_cancel_a_signal_timeout_and_an_action_are_span_events(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    sink = OpenTelemetryTraceSink(tracer_provider=provider)
+    sink.emit(_ev(EventType.SIGNAL_TIMEOUT, 5, 2_000, stepName="ask", stepIndex=0, signal="approval"))
+    sink.emit(_ev(EventType.WORKFLOW_ACTION, 6, 2_001, action="cancel", by="dashboard"))
+    sink.emit(_ev(EventType.WORKFLOW_CANCEL, 7, 2_002, reason="customer asked"))
+    sink.emit(_ev(EventType.WORKFLOW_ERROR, 8, 2_003, status="cancelled", error="customer asked"))
+    run = only(spans_named(exporter, "workflow nap"))
+    attributes = dict(run.attributes or {})
+    assert attributes["flux.resume_reason"] == "signal_timeout"
+    assert attributes["flux.cancel_reason"] == "customer asked"
+    assert attributes["flux.status"] == "cancelled"
+    assert [e.name for e in run.events] == ["signal timeout", "action", "cancel", "exception"]

@@ -218,3 +218,18 @@ def test_a_trace_written_by_the_engine_renders(viewer: Viewer) -> None:
     assert "gateway timeout &lt;b&gt;x&lt;/b&gt;" in viewer.text(f"/runs/{order}")
     approval = viewer.text("/runs/A1")
     assert 'class="bar wait' in approval and "approve" in approval
+
+
+def test_integer_timestamps_out_of_float_range_render(viewer: Viewer) -> None:
+    w = RunWriter("BIG")
+    events = [w.start(), w.step_start("fetch"), w.complete("fetch", 1)]
+    events[1]["timestamp"] = 10**400
+    events[2]["timestamp"] = -(10**400)
+    viewer.write(events)
+    viewer.append(
+        b'{"v":1,"seq":9,"type":"step:start","workflowId":"BIG","timestamp":' + b"1" * 5000 + b"}\n"
+    )
+    assert 'data-run-id="BIG"' in viewer.text("/")
+    assert 'data-step="fetch"' in viewer.text("/runs/BIG")
+    assert viewer.get("/runs/BIG/step?step=fetch").status_code == 200
+    assert viewer.get("/runs/BIG/timeline?upto=2&live=0").status_code == 200

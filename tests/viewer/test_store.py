@@ -141,3 +141,33 @@ def test_events_skip_lines_that_changed_under_the_index(tmp_path: Path) -> None:
     # Rewritten between the sync and the read: the run must not show another run's events.
     trace.write_bytes(ndjson(completed_run("OTHER")))
     assert store.events(run) == []
+
+
+def test_a_torn_line_followed_by_more_lines_is_skipped_and_counted(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.ndjson"
+    events = completed_run("R")
+    torn = b'{"v":1,"type":"step:start","workflowId":"R","stepName":"fe'
+    # A writer killed inside its line; the next one ended it (or, an older writer, did not).
+    trace.write_bytes(ndjson(events[:1]) + torn + b"\n" + ndjson(events[1:2]) + torn + ndjson(events[2:]))
+    store = synced(TraceStore(trace))
+    index = store.index
+    assert index.malformed_count == 2 and [m.line for m in index.malformed] == [2, 4]
+    assert index.runs["R"].status == "completed" and index.pending == 0
+    read = [ev["seq"] for ev in store.events(index.runs["R"])]
+    assert read == [e["seq"] for e in events[:2] + events[3:]]  # the glued line lost one event
+
+
+def test_integer_timestamps_of_any_size_never_break_the_store(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.ndjson"
+    w = RunWriter("T")
+    events = [w.start(), w.step_start("fetch"), w.complete("fetch", 1), w.finish()]
+    for ev in events:
+        ev["timestamp"] = int(ev["timestamp"])  # what the engine writes: Date.now()-style ints
+    huge = dict(events[1], seq=20, timestamp=10**400)  # beyond float range
+    endless = b'{"v":1,"seq":21,"type":"step:start","workflowId":"T","timestamp":' + b"9" * 5000 + b"}\n"
+    trace.write_bytes(ndjson(events[:2]) + ndjson([huge]) + endless + ndjson(events[2:]))
+    store = synced(TraceStore(trace))
+    run = store.index.runs["T"]
+    assert run.status == "completed" and run.started_at == events[0]["timestamp"]
+    assert store.index.malformed_count <= 1  # the 5,000-digit line, if anything
+    assert 5 <= run.events <= 6

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from tests.viewer.factory import RunWriter, completed_run, ndjson, saga_run
-from viewer.trace import MALFORMED_KEPT, TraceIndex, parse_line
+from viewer.lines import MALFORMED_KEPT, parse_line
+from viewer.trace import TraceIndex
 
 
 def feed_all(data: bytes, chunk: int | None = None) -> TraceIndex:
