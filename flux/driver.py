@@ -40,6 +40,7 @@ from .core.messages import (
     WhenEnded,
 )
 from .errors import LeaseLostError, RunCancelledError, SerializationError, StorageError
+from .events import stack_of
 from .records import RunRecord, StepRecord
 from .signals import WaitRequest
 from .status import RunStatus, StepStatus
@@ -118,7 +119,7 @@ class RunDriver:
                 elif kind is Log:
                     self.log(effect)  # type: ignore[arg-type]
                 elif kind is Proceed:
-                    next_event = Proceeded(effect.step)  # type: ignore[attr-defined]
+                    next_event = Proceeded(effect.step)  # type: ignore[union-attr, arg-type]
                 elif kind is not Done:
                     next_event = await self.perform(effect)
                 if next_event is not None:
@@ -261,7 +262,7 @@ class RunDriver:
         if effect.what == "when":
             assert sdef.when is not None
             try:
-                go = sdef.when(self.ctx(name, effect.attempt))
+                go: Any = sdef.when(self.ctx(name, effect.attempt))
                 if inspect.isawaitable(go):
                     go = await self.interruptibly(go)
             except Exception as exc:
@@ -426,7 +427,3 @@ def _one_save(effects: list[Effect]) -> list[Effect]:
     merged: list[Effect] = [e for e in effects if type(e) is not Save]
     merged.insert(first, Save(names))
     return merged
-
-
-def stack_of(exc: BaseException) -> list[dict[str, Any]] | None:
-    return None  # replaced by flux.events.stack_of

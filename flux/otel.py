@@ -165,6 +165,8 @@ class OpenTelemetryTraceSink:
             "flux.step": str(event.get("stepName")),
             "flux.step_index": int(event.get("stepIndex", -1)),
             "flux.commit": bool(event.get("commit", False)),
+            # events are numbered per run: the order of spans that begin in one millisecond
+            "flux.seq": int(event.get("seq", 0)),
         }
         if event.get(attempt_key) is not None:
             attributes["flux.attempt"] = int(event[attempt_key])

@@ -9,6 +9,7 @@ the effects to carry out, in order. Failure, compensation and cancellation are i
 from __future__ import annotations
 
 from ..errors import CommitInterruptedError, FatalError, SerializationError, StepCrashedError
+from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import STEP_DONE, RunStatus, StepStatus, check_run, check_step
 from . import saga
@@ -50,7 +51,7 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, "workflow:start", {"status": "running", "meta": plan.meta()},
+            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": plan.meta()},
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is WhenEnded:
@@ -143,7 +144,7 @@ def _attempt(run: RunRecord, plan: Plan, sp: StepPlan, now: float, out: list[Eff
     if sp.commit:
         out.append(Save((sp.name,)))  # at-most-once: the start is durable before the call
     if plan.traced:
-        emit(out, run, plan, now, "step:start", {"stepName": sp.name, "stepIndex": sp.index,
+        emit(out, run, plan, now, E.STEP_START, {"stepName": sp.name, "stepIndex": sp.index,
              "commit": sp.commit, "attempt": rec.attempts, "maxRetries": sp.retries})  # fmt: skip
     out.append(Invoke(sp.name, "handler", rec.attempts, sp.timeout))
 
@@ -159,7 +160,7 @@ def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Mem
         rec.status = check_step(rec.status, S.SKIPPED)
         rec.completed_at = now
         out.append(Save((sp.name,)))
-        emit(out, run, plan, now, "step:skipped", {"stepName": sp.name, "stepIndex": sp.index,
+        emit(out, run, plan, now, E.STEP_SKIPPED, {"stepName": sp.name, "stepIndex": sp.index,
              "status": "skipped"})  # fmt: skip
         _next_step(run, plan, now, memo, out)
         return
@@ -184,7 +185,7 @@ def _attempt_ended(
                 fields = error_fields(sp, rec, exc, ev.duration, ev.stack)
                 fields["retries"] = tries
                 fields["maxRetries"] = sp.retries
-                emit(out, run, plan, now, "step:retry", fields)
+                emit(out, run, plan, now, E.STEP_RETRY, fields)
             out.append(Log("warn", f"attempt {rec.attempts} failed: {error_text(exc)}; retrying", sp.name))
             out.append(Wait(sp.name, tries))
             return
@@ -205,7 +206,7 @@ def _attempt_ended(
         _mark_completed(run, now)  # the last step and the run's end: one write
     out.append(Save((sp.name,)))
     if plan.traced:
-        emit(out, run, plan, now, "step:complete", {"stepName": sp.name, "stepIndex": sp.index,
+        emit(out, run, plan, now, E.STEP_COMPLETE, {"stepName": sp.name, "stepIndex": sp.index,
              "commit": sp.commit, "attempt": rec.attempts, "duration": ev.duration * 1000,
              "status": "completed"}, {"output": ev.output_json, "data": ev.data_json})  # fmt: skip
     if "step_complete" in plan.hooks:
@@ -226,7 +227,7 @@ def _suspend(
     run.status = check_run(run.status, R.SUSPENDED)
     run.waiting_for = ev.signal
     out.append(Save((sp.name,)))
-    emit(out, run, plan, now, "step:suspend", {"stepName": sp.name, "stepIndex": sp.index,
+    emit(out, run, plan, now, E.STEP_SUSPEND, {"stepName": sp.name, "stepIndex": sp.index,
          "signal": ev.signal, "status": "suspended"})  # fmt: skip
     out.append(Log("info", f"suspended, waiting for signal '{ev.signal}'", sp.name))
     out.append(Done())
@@ -249,7 +250,7 @@ def _complete(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effe
 
 
 def _finish_completed(run: RunRecord, plan: Plan, now: float, out: list[Effect]) -> None:
-    emit(out, run, plan, now, "workflow:complete", {"status": "completed",
+    emit(out, run, plan, now, E.WORKFLOW_COMPLETE, {"status": "completed",
          "duration": saga.duration_ms(run, now)}, {"data": run.data_json})  # fmt: skip
     out.append(Log("info", "completed"))
     if "workflow_complete" in plan.hooks:
@@ -272,7 +273,7 @@ def _signalled(run: RunRecord, plan: Plan, ev: Signalled, now: float, memo: Memo
     run.waiting_for = None
     out.append(Save((rec.name,)))
     sp = plan.by_name[rec.name]
-    emit(out, run, plan, now, "signal:received", {"stepName": rec.name, "stepIndex": sp.index,
+    emit(out, run, plan, now, E.SIGNAL_RECEIVED, {"stepName": rec.name, "stepIndex": sp.index,
          "signal": signal}, {"output": ev.payload_json})  # fmt: skip
     if "step_complete" in plan.hooks:
         out.append(Hook("step_complete", rec.name, rec.attempts))
@@ -309,7 +310,7 @@ _UNDONE = frozenset({S.COMPENSATED, S.COMPENSATION_FAILED})
 def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, out: list[Effect]) -> None:
     if run.status is R.ROLLING_BACK:
         failed = next((r.name for r in run.steps if r.status in (S.FAILED, S.CANCELLED)), run.error_step)
-        emit(out, run, plan, now, "workflow:resume", {"status": "running",
+        emit(out, run, plan, now, E.WORKFLOW_RESUME, {"status": "running",
              "meta": {**plan.meta(), "fromStep": failed or "", "reason": ev.reason}})  # fmt: skip
         memo.failure = saga.stored_failure(run)
         saga.next_compensation(run, plan, now, memo, out)
@@ -338,11 +339,11 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, "workflow:start", {"status": "running", "meta": plan.meta()},
+        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": plan.meta()},
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""
-        emit(out, run, plan, now, "workflow:resume", {"status": "running",
+        emit(out, run, plan, now, E.WORKFLOW_RESUME, {"status": "running",
              "meta": {**plan.meta(), "fromStep": name, "reason": ev.reason}})  # fmt: skip
     if crashed_step is not None:
         # The attempt in flight died with its process: it is run again as the next attempt,
@@ -379,7 +380,7 @@ def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Mem
         out.append(Outputs(drop=tuple(changed)))
     if not ev.enqueue:
         meta = {**plan.meta(), "fromStep": run.steps[restart].name, "reason": "retry_step"}
-        emit(out, run, plan, now, "workflow:resume", {"status": "running", "meta": meta})
+        emit(out, run, plan, now, E.WORKFLOW_RESUME, {"status": "running", "meta": meta})
     out.append(Save(tuple(changed)))
     if ev.enqueue:
         out.append(Done())

@@ -116,7 +116,7 @@ class Save:
 class Emit:
     """A trace event; `raw` holds values already encoded as JSON text."""
 
-    kind: str
+    kind: str  # a flux.events.EventType
     seq: int
     timestamp: int
     fields: dict[str, Any]

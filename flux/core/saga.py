@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import CommitInterruptedError, FluxError, RunCancelledError, StepError, StorageError
+from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import RunStatus, StepStatus, check_run, check_step
 from .messages import CompensationEnded, Done, Effect, Hook, Invoke, Log, Outputs, Save, Wait
@@ -23,10 +24,12 @@ class Memo:
     """What the machine remembers between the events of one execution and never stores:
     the exception a failed run ended with, for the `workflow_error` hook."""
 
-    __slots__ = ("failure",)
+    __slots__ = ("failure", "stack")
 
     def __init__(self) -> None:
         self.failure: BaseException | None = None
+        #: The failed attempt's frames, for the run's `workflow:error` event.
+        self.stack: list[dict[str, Any]] | None = None
 
 
 def duration_ms(run: RunRecord, now: float) -> float:
@@ -58,13 +61,14 @@ def fail_step(
     rec.error = error_text(exc)
     rec.error_type = type(exc).__name__
     if plan.traced:
-        emit(out, run, plan, now, "step:error", error_fields(sp, rec, exc, duration, stack))
+        emit(out, run, plan, now, E.STEP_ERROR, error_fields(sp, rec, exc, duration, stack))
     if "step_error" in plan.hooks:
         out.append(Hook("step_error", rec.name, rec.attempts, error=exc))
     run.error = rec.error
     run.error_type = rec.error_type
     run.error_step = rec.name
     memo.failure = exc
+    memo.stack = stack
     # the traceback of an unexpected error; a business error or a timeout says it all
     out.append(
         Log(
@@ -82,7 +86,7 @@ def fail_step(
         return
     run.status = check_run(run.status, R.ROLLING_BACK)
     out.append(Save((rec.name,)))
-    emit(out, run, plan, now, "workflow:rollback_start", {"status": "rolling_back", "stepName": rec.name})
+    emit(out, run, plan, now, E.WORKFLOW_ROLLBACK_START, {"status": "rolling_back", "stepName": rec.name})
     next_compensation(run, plan, now, memo, out)
 
 
@@ -126,14 +130,14 @@ def compensation_ended(
         fields = error_fields(sp, rec, exc, ev.duration, ev.stack)
         fields["attempt"] = rec.compensation_attempts
         if may_retry(exc, sp, rec.compensation_attempts):
-            emit(out, run, plan, now, "step:compensate_error", fields)
+            emit(out, run, plan, now, E.STEP_COMPENSATE_ERROR, fields)
             out.append(Wait(sp.name, rec.compensation_attempts, compensation=True))
             return
         rec.status = check_step(rec.status, S.COMPENSATION_FAILED)
         rec.error = f"compensation failed: {error_text(exc)}"
         out.append(Save((sp.name,)))
         fields["status"] = "compensation_failed"
-        emit(out, run, plan, now, "step:compensate_error", fields)
+        emit(out, run, plan, now, E.STEP_COMPENSATE_ERROR, fields)
         out.append(
             Log("error", f"compensation failed for good: {error_text(exc)}", sp.name,
                 None if isinstance(exc, StepError) else exc)
@@ -146,7 +150,7 @@ def compensation_ended(
     rec.compensated_at = now
     out.append(Outputs(drop=(sp.name,)))
     out.append(Save((sp.name,)))
-    emit(out, run, plan, now, "step:compensate", {"stepName": sp.name, "stepIndex": sp.index,
+    emit(out, run, plan, now, E.STEP_COMPENSATE, {"stepName": sp.name, "stepIndex": sp.index,
          "attempt": rec.compensation_attempts, "duration": ev.duration * 1000,
          "status": "compensated"})  # fmt: skip
     next_compensation(run, plan, now, memo, out)
@@ -163,14 +167,17 @@ def _end_rollback(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[
     run.status = check_run(run.status, status)
     run.completed_at = now
     out.append(Save())
-    emit(out, run, plan, now, "workflow:rollback_complete", {"status": status.value})
+    emit(out, run, plan, now, E.WORKFLOW_ROLLBACK_COMPLETE, {"status": status.value})
     _finish_error(run, plan, now, memo, out)
 
 
 def _finish_error(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) -> None:
-    emit(out, run, plan, now, "workflow:error", {"status": run.status.value, "error": run.error,
-         "errorType": run.error_type, "stepName": run.error_step,
-         "duration": duration_ms(run, now)}, {"data": run.data_json})  # fmt: skip
+    if plan.traced:
+        fields: dict[str, Any] = {"status": run.status.value, "error": run.error, "errorType": run.error_type,
+                  "stepName": run.error_step, "duration": duration_ms(run, now)}  # fmt: skip
+        if memo.stack:
+            fields["stack"] = memo.stack
+        emit(out, run, plan, now, E.WORKFLOW_ERROR, fields, {"data": run.data_json})
     if "workflow_error" in plan.hooks:
         out.append(Hook("workflow_error", error=memo.failure or stored_failure(run)))
     out.append(Done())
@@ -180,7 +187,7 @@ def cancel(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]
     """Cancel a run this process holds, with no attempt in flight: no further step starts,
     the completed steps are compensated, and the run ends `cancelled` (SPEC §9)."""
     reason = run.cancel_reason or "cancelled"
-    emit(out, run, plan, now, "workflow:cancel", {"status": "cancelled", "reason": reason})
+    emit(out, run, plan, now, E.WORKFLOW_CANCEL, {"status": "cancelled", "reason": reason})
     touched = []
     current = None
     for rec in run.steps:
@@ -200,7 +207,7 @@ def cancel(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]
     if _todo(run, plan):
         run.status = check_run(run.status, R.ROLLING_BACK)
         out.append(Save(tuple(touched)))
-        emit(out, run, plan, now, "workflow:rollback_start", {"status": "rolling_back", "stepName": current})
+        emit(out, run, plan, now, E.WORKFLOW_ROLLBACK_START, {"status": "rolling_back", "stepName": current})
         next_compensation(run, plan, now, memo, out)
         return
     run.status = check_run(run.status, R.CANCELLED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..events import EventType, timestamp_ms
 from ..records import RunRecord, StepRecord
 from .messages import Effect, Emit
 from .plan import Plan, StepPlan
@@ -14,7 +15,7 @@ def emit(
     run: RunRecord,
     plan: Plan,
     now: float,
-    kind: str,
+    kind: EventType,
     fields: dict[str, Any],
     raw: dict[str, str] | None = None,
 ) -> None:
@@ -23,7 +24,7 @@ def emit(
     if not plan.traced:
         return
     run.seq += 1
-    out.append(Emit(kind, run.seq, int(now * 1000), fields, raw))
+    out.append(Emit(kind, run.seq, timestamp_ms(now), fields, raw))
 
 
 def error_text(exc: BaseException) -> str:
