@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from viewer.trace import MALFORMED_KEPT, TraceIndex, parse_line
+from .trace import MALFORMED_KEPT, TraceIndex, parse_line
 
 #: Files smaller than this load faster in one process than with workers.
 BULK_MIN = 64 << 20
@@ -121,7 +121,7 @@ async def fold_in_worker(path: Path, start: int, end: int) -> TraceIndex:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "viewer.bulk",
+        __name__,  # viewer.bulk in a checkout, flux._dev.bulk when installed
         str(path),
         str(start),
         str(end),

@@ -15,12 +15,10 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import viewer
-
 
 def asset_dir(name: str) -> Path:
     """``templates`` or ``static``: inside the package in a wheel, else at the repo root."""
-    here = Path(viewer.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
     packaged = here / name
     return packaged if packaged.is_dir() else here.parent / name
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from viewer.diff import Change, diff
-from viewer.runview import Attempt, RunView, StepRow, Wait
-from viewer.summary import ERROR_STATUSES
+from .diff import Change, diff
+from .runview import Attempt, RunView, StepRow, Wait
+from .summary import ERROR_STATUSES
 
 
 def order_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from viewer.summary import ERROR_STATUSES, RunSummary
+from .summary import ERROR_STATUSES, RunSummary
 
 #: How many malformed lines are remembered with their line number; beyond that
 #: they are only counted, so a file of garbage cannot exhaust memory.
