@@ -191,7 +191,7 @@ def run(
         from .demo import run_demo
 
         try:
-            run_demo(trace)
+            trace = run_demo(trace)  # the demo runs on files of its own
         except NotImplementedError:
             print("flux dev: --demo is not available in this build", file=sys.stderr)
             return 2
