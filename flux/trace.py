@@ -37,7 +37,7 @@ class JsonFileTraceSink:
     line is never split, so several processes can share one file.
     """
 
-    def __init__(self, path: str | os.PathLike[str] = "./.flux/trace.ndjson", reset: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str] = "./.flux/trace.ndjson", reset: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if reset else 0)
