@@ -172,7 +172,8 @@ def test_retry_that_fails_again_exits_non_zero(project: str, capsys: pytest.Capt
     assert code == 1
     out = capsys.readouterr()
     assert "status failed" in out.out
-    assert out.err == "flux: error: run f-1 (cli-failing): step 'two' failed again: RuntimeError: service down\n"
+    message = "flux: error: run f-1 (cli-failing): step 'two' failed again: RuntimeError: service down\n"
+    assert out.err == message
 
 
 def test_show_prints_times_outputs_and_errors(project: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,7 +221,7 @@ def test_postgres_without_psycopg_says_what_to_install(tmp_path: Path) -> None:
     import subprocess
 
     # a real process in which `import psycopg` fails, as it does where the extra is not installed
-    code = "import sys; sys.modules['psycopg'] = None; from flux.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; sys.modules['psycopg'] = None\nimport flux.cli; sys.exit(flux.cli.main(sys.argv[1:]))"
     argv = ["runs", "list", "--storage", "postgresql://nobody@127.0.0.1:1/none"]
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
