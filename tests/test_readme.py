@@ -43,3 +43,11 @@ def test_the_test_command_is_the_one_ci_runs() -> None:
     [test_command] = [line for line in commands if "pytest" in line]
     assert "--group dev" in test_command and "'.[all]'" in test_command
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", README.read_text())
+    local = [link for link in links if "://" not in link]
+    assert "docs/getting-started.md" in local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert missing == []
