@@ -51,3 +51,11 @@ def test_the_readme_links_to_files_that_exist() -> None:
     assert "docs/getting-started.md" in local
     missing = [link for link in local if not (ROOT / link).exists()]
     assert missing == []
+
+
+def test_the_readme_approves_the_demo_run_with_the_command_the_demo_prints() -> None:
+    from viewer.demo import approve_command, demo_folder
+
+    # `flux dev --demo` from the checkout's root, with the default --trace
+    printed = approve_command(demo_folder(Path("./.flux/trace.ndjson")))
+    assert printed in README.read_text().splitlines()  # and tests/examples/test_demo.py runs it
