@@ -168,12 +168,13 @@ def _claim(claim_id: str, employee: str, amount: str, description: str) -> Expen
     )
 
 
-async def run(engine: FluxEngine) -> list[FluxResult]:
+async def run(engine: FluxEngine, tag: str | None = None) -> list[FluxResult]:
     """EXP-1 waits, is approved by a signal and paid; EXP-2 is auto-approved; EXP-3 is
     left suspended. Returns each call's result in order: EXP-1 suspended, EXP-1
-    completed, EXP-2 completed, EXP-3 suspended."""
+    completed, EXP-2 completed, EXP-3 suspended. Run ids end with ``tag`` (random if
+    not given; ``flux dev --demo`` gives ``demo``, so that its waiting run is ``EXP-3-demo``)."""
     reset_services()
-    tag = uuid.uuid4().hex[:6]
+    tag = tag or uuid.uuid4().hex[:6]
     first = await engine.execute(
         approval_flow, _claim("EXP-1", "ada", "420.00", "conference ticket"), id=f"EXP-1-{tag}"
     )

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+from . import __version__
 from . import serialization as ser
 from .builder import Workflow
 from .engine import FluxEngine
@@ -26,7 +29,11 @@ class CLIError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None or (args.command == "runs" and args.action is None):
+        (parser if args.command is None else _subparser(parser, "runs")).print_help()
+        return 0
     try:
         if args.command == "dev":
             return _dev(args)
@@ -45,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flux", description="Flux workflow engine")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"flux {__version__} (gravito-flux)")
+    sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs}")
 
     dev = sub.add_parser("dev", help="serve the live trace dashboard")
     dev.add_argument("--trace", default="./.flux/trace.ndjson", help="NDJSON trace file to tail")
@@ -69,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
 
     runs = sub.add_parser("runs", help="look at and act on stored runs")
-    actions = runs.add_subparsers(dest="action", required=True)
+    actions = runs.add_subparsers(dest="action")
     storage_help = "storage URL: sqlite:///path.db, postgresql://... (or FLUX_STORAGE)"
 
     def add_storage(p: argparse.ArgumentParser) -> None:
@@ -93,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("id")
     retry.add_argument("step")
     retry.add_argument("--workflow", required=True, help="the definition, as module:attribute")
+    retry.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
 
     cancel = actions.add_parser("cancel", help="cancel a run (its completed steps are compensated)")
     add_storage(cancel)
@@ -105,17 +114,48 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("signal")
     signal.add_argument("--payload", default="null", help="the payload, as JSON")
     signal.add_argument("--workflow", required=True, help="the definition, as module:attribute")
+    signal.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
     return parser
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
+
+
+def dashboard(module: str) -> ModuleType:
+    """A module of the dashboard: `flux._dev.<module>` in an installed wheel, else the checkout's
+    `viewer.<module>` (the repository keeps the dashboard in `viewer/` at its top level)."""
+    try:
+        return importlib.import_module(f"flux._dev.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("flux._dev", f"flux._dev.{module}"):
+            raise
+    return importlib.import_module(f"viewer.{module}")
+
+
+def _open_storage(url: str) -> Any:
+    from .storage import open_storage
+
+    try:
+        return open_storage(url, create=False)
+    except ImportError as exc:  # psycopg missing: the storage says which extra to install
+        raise CLIError(f"--storage {url.partition('://')[0]}://...: {exc}") from None
 
 
 def _dev(args: argparse.Namespace) -> int:
     try:
-        from viewer.server import run
+        run = dashboard("server").run
     except ImportError as exc:
         raise CLIError(
             f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})"
         ) from None
-    return run(Path(args.trace), host=args.host, port=args.port, demo=args.demo, open_browser=args.open)
+    return run(  # type: ignore[no-any-return]
+        Path(args.trace), host=args.host, port=args.port, demo=args.demo, open_browser=args.open
+    )
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -126,9 +166,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise CLIError(f"--concurrency must be >= 1, got {args.concurrency}")
     flows = [load_workflow(spec) for spec in args.workflows]
-    from .storage import open_storage
-
-    asyncio.run(open_storage(args.storage, create=False).close())  # fail early on a bad URL
+    asyncio.run(_open_storage(args.storage).close())  # fail early on a bad URL
     pool = WorkerPool(flows, args.storage, concurrency=args.concurrency, burst=args.burst, poll=args.poll,
                       grace=args.grace, trace=args.trace, lease_seconds=args.lease)  # fmt: skip
     pool.install_signal_handlers()
@@ -143,9 +181,12 @@ def _worker(args: argparse.Namespace) -> int:
 async def _runs(args: argparse.Namespace) -> int:
     if not args.storage:
         raise CLIError("no storage: pass --storage sqlite:///path.db (or set FLUX_STORAGE)")
-    from .storage import open_storage
+    trace = None
+    if getattr(args, "trace", None):
+        from .trace import JsonFileTraceSink
 
-    engine = FluxEngine(storage=open_storage(args.storage, create=False), logger=FluxSilentLogger())
+        trace = JsonFileTraceSink(args.trace, reset=False)
+    engine = FluxEngine(storage=_open_storage(args.storage), logger=FluxSilentLogger(), trace=trace)
     try:
         if args.action == "list":
             results = await engine.list(args.name, args.status, args.limit, args.offset)
@@ -170,6 +211,14 @@ async def _runs(args: argparse.Namespace) -> int:
         elif args.action == "retry":
             result = await engine.retry_step(load_workflow(args.workflow), args.id, args.step)
             _print_run(result)
+            if result.status.value in ("failed", "rolled_back", "rollback_failed"):
+                where = f"step '{result.failed_step}'" if result.failed_step else "the run"
+                print(
+                    f"flux: error: run {result.id} ({result.name}): {where} failed again: "
+                    f"{result.error_type}: {result.error}",
+                    file=sys.stderr,
+                )
+                return 1
         else:
             try:
                 payload = json.loads(args.payload)
@@ -193,6 +242,12 @@ def load_workflow(spec: str) -> Workflow[Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise CLIError(f"--workflow {spec!r}: cannot import {module_name}: {exc}") from None
+    except Exception as exc:  # the module's own top-level code failed
+        raise CLIError(
+            f"--workflow {spec!r}: importing {module_name} raised {type(exc).__name__}: {exc} "
+            f"(a module's top-level code runs when it is imported: put a script's own work "
+            f'under `if __name__ == "__main__":`)'
+        ) from None
     target: Any = module
     for part in attribute.split("."):
         try:
@@ -257,7 +312,7 @@ def _print_table(results: list[FluxResult]) -> None:
                 r.id,
                 r.name,
                 r.status.value,
-                (s["created_at"] or "")[:19],
+                _utc(r.created_at),
                 f"{s['steps_done']}/{s['steps']}",
                 (r.error or "")[:60],
             )
@@ -267,11 +322,28 @@ def _print_table(results: list[FluxResult]) -> None:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 
 
+def _utc(moment: dt.datetime | None) -> str:
+    """A stored time as UTC, saying so: `2026-12-01 21:34:08Z`."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _seconds(duration: float | None) -> str:
+    return "" if duration is None else f"{duration:.3f}s"
+
+
 def _print_run(r: FluxResult) -> None:
     print(
         f"run {r.id}  workflow {r.name}  status {r.status.value}"
         + (f"  waiting for '{r.waiting_for}'" if r.waiting_for else "")
     )
+    times = f"created {_utc(r.created_at)}" if r.created_at else ""
+    if r.completed_at:
+        times += f"  finished {_utc(r.completed_at)}"
+    print((times + f"  took {_seconds(r.duration)}").strip())
     if r.error:
         print(f"error: {r.error_type}: {r.error}" + (f" (step {r.failed_step})" if r.failed_step else ""))
     print(f"input: {json.dumps(ser.to_jsonable(r.input), ensure_ascii=False)}")
@@ -279,9 +351,15 @@ def _print_run(r: FluxResult) -> None:
     for s in r.history:
         kind = "commit" if s.commit else "step"
         line = f"  {s.name:<20} {kind:<6} {s.status.value:<20} attempts={s.attempts}"
-        if s.error:
-            line += f"  error={s.error}"
+        if s.started_at:
+            line += f"  started {_utc(s.started_at)}"
+        if s.duration is not None:
+            line += f"  took {_seconds(s.duration)}"
         print(line)
+        if s.output is not None:
+            print(f"      output: {json.dumps(ser.to_jsonable(s.output), ensure_ascii=False)}")
+        if s.error:
+            print(f"      error:  {s.error_type or 'Error'}: {s.error}")
 
 
 if __name__ == "__main__":

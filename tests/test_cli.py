@@ -147,3 +147,83 @@ def test_no_storage_given(capsys: pytest.CaptureFixture[str], monkeypatch: pytes
     monkeypatch.delenv("FLUX_STORAGE", raising=False)
     assert main(["runs", "list"]) == 1
     assert "no storage" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import flux
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flux {flux.__version__} (gravito-flux)"
+
+
+@pytest.mark.parametrize(("argv", "usage"), [([], "usage: flux "), (["runs"], "usage: flux runs ")])
+def test_a_command_without_its_action_prints_help(
+    capsys: pytest.CaptureFixture[str], argv: list[str], usage: str
+) -> None:
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith(usage) and "show" in out.out and out.err == ""
+
+
+def test_retry_that_fails_again_exits_non_zero(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["runs", "retry", "f-1", "two", "--workflow", "cli_flows:failing", "--storage", project])
+    assert code == 1
+    out = capsys.readouterr()
+    assert "status failed" in out.out
+    message = "flux: error: run f-1 (cli-failing): step 'two' failed again: RuntimeError: service down\n"
+    assert out.err == message
+
+
+def test_show_prints_times_outputs_and_errors(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "show", "f-1", "--storage", project]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("created 20") and "Z  finished 20" in out[1] and "took " in out[1]
+    one = out.index(next(line for line in out if line.strip().startswith("one ")))
+    assert "started 20" in out[one] and "Z  took 0." in out[one]
+    assert out[one + 1].strip() == "output: 1"
+    two = out[one + 2]
+    assert two.split()[:3] == ["two", "step", "failed"] and "took " in two
+    assert out[one + 3].strip() == "error:  RuntimeError: service down"
+
+
+def test_created_column_is_utc_and_says_so(project: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+
+    assert main(["runs", "list", "--storage", project]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    day, clock = row[3], row[4]
+    assert clock.endswith("Z")
+    stamp = dt.datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs((dt.datetime.now(dt.timezone.utc) - stamp).total_seconds()) < 3600
+
+
+def test_a_module_whose_import_fails_is_named(
+    project: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "script_flows.py").write_text(
+        "from flux import create_workflow\n"
+        "flow = create_workflow('script').step('one', lambda ctx: 1)\n"
+        "raise RuntimeError('the script ran at import')\n"
+    )
+    code = main(["runs", "retry", "f-1", "two", "--workflow", "script_flows:flow", "--storage", project])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "flux: error: --workflow 'script_flows:flow': importing script_flows raised RuntimeError: "
+        "the script ran at import"
+    )
+    assert 'if __name__ == "__main__":' in err
+
+
+def test_postgres_without_psycopg_says_what_to_install(tmp_path: Path) -> None:
+    import subprocess
+
+    # a real process in which `import psycopg` fails, as it does where the extra is not installed
+    code = "import sys; sys.modules['psycopg'] = None\nimport flux.cli; sys.exit(flux.cli.main(sys.argv[1:]))"
+    argv = ["runs", "list", "--storage", "postgresql://nobody@127.0.0.1:1/none"]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("flux: error: --storage postgresql://...: ")
+    assert "pip install 'gravito-flux[postgres]'" in done.stderr and "Traceback" not in done.stderr

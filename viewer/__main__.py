@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewer.server import run
+from .server import run
 
 
 def main(argv: list[str] | None = None) -> int:

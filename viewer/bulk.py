@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from viewer.lines import MALFORMED_KEPT, parse_line
-from viewer.trace import TraceIndex
+from .lines import MALFORMED_KEPT, parse_line
+from .trace import TraceIndex
 
 #: Files smaller than this load faster in one process than with workers.
 BULK_MIN = 64 << 20
@@ -122,7 +122,7 @@ async def fold_in_worker(path: Path, start: int, end: int) -> TraceIndex:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "viewer.bulk",
+        __name__,  # viewer.bulk in a checkout, flux._dev.bulk when installed
         str(path),
         str(start),
         str(end),

@@ -1,13 +1,16 @@
-"""``flux dev --demo``: run the bundled example workflows into the trace.
+"""``flux dev --demo``: run the bundled example workflows into files of the demo's own.
 
-Each example module (``examples/*.py`` in a source checkout, ``viewer/examples/`` in an
+Each example module (``examples/*.py`` in a source checkout, ``flux/_dev/examples/`` in an
 installed wheel) exposes ``async def run(engine) -> list[FluxResult]``. The demo loads
-them by file path, runs them all on one engine that writes ``trace`` (emptied first),
-closes the engine so that every event is on disk, and prints a line per workflow.
+them by file path and runs them all on one engine whose runs are stored in
+``<trace folder>/demo/workflows.db`` and whose events go to ``<trace folder>/demo/trace.ndjson``
+(both made anew at each demo), closes the engine so that every event is on disk, and prints
+a line per workflow. The user's own trace file is never opened.
 
 Together they leave retries, skipped branches, saga rollbacks (one that fails), a run
-that waits for a signal, a signal that completed a run, and a ``retry_step`` in the file.
-Files the examples produce (thumbnails, reports) go to ``<trace folder>/demo/``.
+that waits for a signal (``EXP-3-demo``, which ``flux runs signal`` can approve, as the
+demo prints), a signal that completed a run, and a ``retry_step`` in the file.
+Files the examples produce (thumbnails, reports) go to ``<trace folder>/demo/`` too.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ EXAMPLES = (
 
 #: Examples that need a package outside the standard library: module -> (import, install).
 NEEDS = {"image_processing": ("PIL", "pillow")}
+
+#: The run ids of the demo end with this (``EXP-3-demo`` is left waiting for its approval).
+TAG = "demo"
+
+#: The run that the demo leaves suspended, and the signal it waits for.
+WAITING = ("approval", f"EXP-3-{TAG}", "approval")
 
 
 def examples_dir() -> Path:
@@ -72,10 +81,15 @@ def load_example(path: Path) -> ModuleType:
     return module
 
 
+def demo_folder(trace: Path) -> Path:
+    """Where the demo keeps its files, beside the trace that ``flux dev`` was given."""
+    return Path(trace).parent / "demo"
+
+
 def _run_kwargs(module: ModuleType, out: Path) -> dict[str, Any]:
-    """Where an example that writes files should write them."""
+    """Where an example that writes files should write them, and the tag of its run ids."""
     params = inspect.signature(module.run).parameters
-    wanted = {"upload_dir": out / "uploads", "report_dir": out / "reports"}
+    wanted = {"upload_dir": out / "uploads", "report_dir": out / "reports", "tag": TAG}
     return {k: v for k, v in wanted.items() if k in params}
 
 
@@ -92,10 +106,21 @@ def _summary(results: list[FluxResult]) -> str:
     return f"  {workflows:<20} {len(latest)} {runs}: {statuses}"
 
 
-async def _run_all(trace: Path) -> list[str]:
+def _fresh_database(path: Path) -> str:
+    """The demo's own SQLite file, made anew (its run ids are the same at every demo), as a URL."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+async def _run_all(out: Path) -> list[str]:
     folder = examples_dir()
-    out = trace.parent / "demo"
-    engine = FluxEngine(trace=JsonFileTraceSink(trace, reset=True), logger=FluxSilentLogger())
+    engine = FluxEngine(
+        storage=_fresh_database(out / "workflows.db"),
+        trace=JsonFileTraceSink(out / "trace.ndjson", reset=True),
+        logger=FluxSilentLogger(),
+    )
     lines = []
     try:
         for stem in EXAMPLES:
@@ -134,9 +159,29 @@ def _run_coroutine(coro: Coroutine[Any, Any, list[str]]) -> list[str]:
     return result
 
 
-def run_demo(trace: Path) -> None:
-    """Run the demo workflows so that their events are in ``trace`` (emptied first)."""
-    trace = Path(trace)
-    print(f"flux dev --demo: running the example workflows into {trace}")
-    for line in _run_coroutine(_run_all(trace)):
+def approve_command(out: Path) -> str:
+    """The command that approves the run the demo leaves waiting (the dashboard shows it live)."""
+    folder = examples_dir()
+    stem, run_id, signal = WAITING
+    here = Path(__file__).resolve().parent
+    # installed, the examples ship inside the dashboard's package; in a checkout, from its root
+    module = f"{__package__}.examples.{stem}" if folder.parent == here else f"{folder.name}.{stem}"
+    return (
+        f'flux runs signal {run_id} {signal} --payload \'{{"approved": true, "by": "you"}}\' '
+        f"--workflow {module}:approval_flow --storage sqlite:///{out / 'workflows.db'} "
+        f"--trace {out / 'trace.ndjson'}"
+    )
+
+
+def run_demo(trace: Path) -> Path:
+    """Run the demo workflows into ``<trace folder>/demo/`` and return the demo's trace file.
+
+    ``trace`` itself is not opened: the user's own trace is left as it is.
+    """
+    out = demo_folder(trace)
+    print(f"flux dev --demo: running the example workflows into {out / 'trace.ndjson'}")
+    print(f"  (runs stored in {out / 'workflows.db'}; {trace} is left as it is)")
+    for line in _run_coroutine(_run_all(out)):
         print(line)
+    print(f"  {WAITING[1]} waits for its approval; approve it with:\n    {approve_command(out)}")
+    return out / "trace.ndjson"

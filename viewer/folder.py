@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from viewer.diff import Change, diff
-from viewer.lines import number_or_none
-from viewer.runview import Attempt, RunView, StepRow
+from .diff import Change, diff
+from .lines import number_or_none
+from .runview import Attempt, RunView, StepRow
 
 
 def num(value: Any) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from viewer.store import Change
+from .store import Change
 
 #: Beyond this many pending run ids a subscriber just hears "many changed".
 MAX_PENDING = 1000

@@ -10,14 +10,14 @@ from jinja2 import Environment
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from viewer.axis import Axis
-from viewer.lines import number_or_none
-from viewer.query import RunOrder, RunsQuery, select
-from viewer.runview import RunView
-from viewer.store import TraceStore
-from viewer.summary import RUN_STATUSES, RunSummary
-from viewer.templating import query_string
-from viewer.timeline import fold_run, order_events
+from .axis import Axis
+from .lines import number_or_none
+from .query import RunOrder, RunsQuery, select
+from .runview import RunView
+from .store import TraceStore
+from .summary import RUN_STATUSES, RunSummary
+from .templating import query_string
+from .timeline import fold_run, order_events
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from viewer.summary import RunSummary
-from viewer.trace import TraceIndex
+from .summary import RunSummary
+from .trace import TraceIndex
 
 PER_PAGE = 100
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from viewer.diff import Change
-from viewer.summary import TERMINAL_STATUSES
+from .diff import Change
+from .summary import TERMINAL_STATUSES
 
 
 @dataclass(eq=False)

@@ -23,12 +23,12 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("flux dev needs the viewer extra: pip install 'gravito-flux[viewer]'") from exc
 
-from viewer import pages, sse
-from viewer.hub import Hub
-from viewer.query import RunOrder
-from viewer.store import TraceStore
-from viewer.tailer import tail
-from viewer.templating import asset_dir, make_env
+from . import pages, sse
+from .hub import Hub
+from .query import RunOrder
+from .store import TraceStore
+from .tailer import tail
+from .templating import asset_dir, make_env
 
 LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
 
@@ -188,10 +188,10 @@ def run(
     """Serve the dashboard until interrupted; blocking. Returns an exit code."""
     trace = Path(trace)
     if demo:
-        from viewer.demo import run_demo
+        from .demo import run_demo
 
         try:
-            run_demo(trace)
+            trace = run_demo(trace)  # the demo runs on files of its own
         except NotImplementedError:
             print("flux dev: --demo is not available in this build", file=sys.stderr)
             return 2

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from viewer.hub import Hub, Subscriber
-from viewer.store import TraceStore
+from .hub import Hub, Subscriber
+from .store import TraceStore
 
 #: A comment line this often keeps proxies from closing an idle stream and
 #: lets the server notice a browser that went away without saying so.

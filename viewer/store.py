@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from viewer import bulk
-from viewer.summary import RunSummary
-from viewer.trace import TraceIndex
+from . import bulk
+from .summary import RunSummary
+from .trace import TraceIndex
 
 log = logging.getLogger("viewer")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from viewer.store import TraceStore
+from .store import TraceStore
 
 log = logging.getLogger("viewer")
 

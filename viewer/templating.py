@@ -14,13 +14,12 @@ from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-import viewer
-from viewer.lines import number_or_none
+from .lines import number_or_none
 
 
 def asset_dir(name: str) -> Path:
     """``templates`` or ``static``: inside the package in a wheel, else at the repo root."""
-    here = Path(viewer.__file__).resolve().parent
+    here = Path(__file__).resolve().parent
     packaged = here / name
     return packaged if packaged.is_dir() else here.parent / name
 

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from flux.events import EventType
-from viewer.folder import Folder
-from viewer.folder import num as _num
-from viewer.folder import text as _text
-from viewer.runview import Attempt, RunView, StepRow, Wait
-from viewer.summary import ERROR_STATUSES
+
+from .folder import Folder
+from .folder import num as _num
+from .folder import text as _text
+from .runview import Attempt, RunView, StepRow, Wait
+from .summary import ERROR_STATUSES
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
 #: attempt and its next one.

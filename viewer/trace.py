@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux.events import EventType
-from viewer.lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
-from viewer.summary import ERROR_STATUSES, RunSummary
+
+from .lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
+from .summary import ERROR_STATUSES, RunSummary
 
 # Plain strings, compared once per line on the hot path.
 _START = EventType.STEP_START.value

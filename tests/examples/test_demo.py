@@ -1,15 +1,20 @@
-"""`flux dev --demo`: `viewer.demo.run_demo` runs every example into one trace file."""
+"""`flux dev --demo`: `viewer.demo.run_demo` runs every example into files of the demo's own."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import json
+import os
+import shlex
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+import flux
 from viewer.demo import EXAMPLES, examples_dir, run_demo
 
 
@@ -18,8 +23,8 @@ def read(trace: Path) -> list[dict[str, object]]:
 
 
 def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    trace = tmp_path / "flux" / "trace.ndjson"
-    run_demo(trace)
+    trace = run_demo(tmp_path / "flux" / "trace.ndjson")
+    assert trace == tmp_path / "flux" / "demo" / "trace.ndjson"
     events = read(trace)
     types = Counter(e["type"] for e in events)
     for kind in (
@@ -69,14 +74,38 @@ def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest
     assert list((tmp_path / "flux" / "demo" / "reports").glob("*.csv"))
 
 
-def test_demo_resets_the_trace(tmp_path: Path) -> None:
-    trace = tmp_path / "trace.ndjson"
-    trace.write_text('{"type": "stale", "workflowId": "old"}\n', encoding="utf-8")
-    run_demo(trace)
-    first = read(trace)
-    assert all(e["workflowId"] != "old" for e in first)
-    run_demo(trace)
-    assert len(read(trace)) == len(first)  # emptied again, not appended
+def test_demo_leaves_the_users_trace_untouched(tmp_path: Path) -> None:
+    mine = tmp_path / ".flux" / "trace.ndjson"
+    mine.parent.mkdir()
+    mine.write_text('{"type": "workflow:start", "workflowId": "mine", "workflowName": "mine"}\n')
+    before = mine.read_bytes()
+    demo = run_demo(mine)
+    assert mine.read_bytes() == before
+    first = read(demo)
+    assert all(e["workflowId"] != "mine" for e in first)
+    run_demo(mine)  # a second demo starts its own files over: the same runs, not twice as many
+    assert len(read(demo)) == len(first)
+    assert mine.read_bytes() == before
+
+
+def test_the_waiting_run_is_approved_by_the_printed_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").symlink_to(examples_dir())  # as from the checkout's root
+    demo = run_demo(Path(".flux/trace.ndjson"))
+    printed = capsys.readouterr().out.splitlines()
+    command = printed[printed.index("  EXP-3-demo waits for its approval; approve it with:") + 1].strip()
+    assert command.startswith("flux runs signal EXP-3-demo approval ")
+    env = {**os.environ, "PYTHONPATH": str(Path(flux.__file__).resolve().parent.parent)}  # this flux
+    done = subprocess.run(
+        [sys.executable, "-m", "flux.cli", *shlex.split(command)[1:]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "run EXP-3-demo  workflow expense-approval  status completed" in done.stdout
+    received = [e for e in read(demo) if e["type"] == "signal:received"]
+    assert "EXP-3-demo" in {e["workflowId"] for e in received}  # the dashboard sees it live
 
 
 def test_demo_finds_the_examples() -> None:
@@ -90,8 +119,7 @@ def test_demo_skips_an_example_whose_package_is_missing(
     import viewer.demo
 
     monkeypatch.setitem(viewer.demo.NEEDS, "image_processing", ("no_such_package_for_flux", "x"))
-    trace = tmp_path / "trace.ndjson"
-    run_demo(trace)
+    trace = run_demo(tmp_path / "trace.ndjson")
     out = capsys.readouterr().out
     assert "image_processing     skipped: needs no_such_package_for_flux (pip install x)" in out
     assert "image-processing" not in {e["workflowName"] for e in read(trace)}
@@ -102,4 +130,4 @@ def test_demo_runs_from_inside_an_event_loop(tmp_path: Path) -> None:
         run_demo(tmp_path / "trace.ndjson")
 
     asyncio.run(caller())
-    assert any(e["type"] == "step:suspend" for e in read(tmp_path / "trace.ndjson"))
+    assert any(e["type"] == "step:suspend" for e in read(tmp_path / "demo" / "trace.ndjson"))
