@@ -3,7 +3,8 @@
 A run id, an error or a value is whatever a handler or a caller put there. Printed as it
 is, `"\\x1b[2J\\x1b]0;pwn\\x07"` clears the screen and retitles the terminal, and a
 right-to-left override makes a line read differently from what it holds. These helpers
-show such characters as visible escapes (`\\x1b`, `\\u202e`) instead.
+show such characters as visible escapes (`\\x1b`, `\\u202e`) instead. `storable` is for
+text on its way to storage, where only a lone surrogate does harm (UTF-8 cannot hold it).
 """
 
 from __future__ import annotations
@@ -40,3 +41,14 @@ def printable_json(text: str) -> str:
     """JSON text with the same characters written as JSON escapes (`\\u009b`): still
     valid JSON that decodes to the same strings."""
     return _JSON.sub(_json_escape, text)
+
+
+def storable(text: str) -> str:
+    """`text` with each lone surrogate written as `\\ud800`, so that UTF-8 can hold it (an
+    exception message may carry one: SQLite and PostgreSQL refuse to store it)."""
+    if text.isascii():
+        return text
+    return _SURROGATES.sub(_escape, text)
+
+
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
