@@ -139,11 +139,13 @@ def loads(text: str, *, path: str = "a stored value") -> Any:
         raise SerializationError(
             f"cannot decode {path}: nested deeper than the decoder can take", path=path
         ) from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise SerializationError(f"cannot decode {path}: not valid JSON ({exc})", path=path) from None
+    except ValueError as exc:  # an int past the digit limit, or a tagged value that is not one
         if "digits" in str(exc):
             why = "an integer with more digits than Python converts (sys.set_int_max_str_digits)"
         else:
-            why = f"not valid JSON ({exc})"
+            why = f"a stored value cannot be rebuilt ({exc})"
         raise SerializationError(f"cannot decode {path}: {why}", path=path) from None
 
 

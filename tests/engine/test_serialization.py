@@ -437,3 +437,9 @@ def test_a_hurtful_input_is_refused_before_anything_is_stored(make_engine: Engin
         engine.execute_sync(create_workflow("hurt").step("a", lambda ctx: None), {"x": bad}, id="in-2")
     assert info.value.path.startswith("input.x")
     assert engine.list_sync() == []
+
+
+def test_loads_of_text_that_is_not_json_is_a_serialisation_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.loads("{broken", path="data")
+    assert info.value.path == "data" and "not valid JSON" in str(info.value)
