@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -33,10 +34,27 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number `retry` (1 for the first retry)."""
-        base = min(self.max, self.initial * self.factor ** (retry - 1))
+        base = self._capped(retry - 1)
         if self.jitter:
             base -= base * self.jitter * random.random()
         return base
+
+    def _capped(self, grown: int) -> float:
+        """`initial * factor ** grown`, capped at `max` before the power is computed, so
+        that a late retry (number 1,100, or 10**9) neither overflows a float nor builds
+        a huge integer."""
+        initial, factor, cap = float(self.initial), float(self.factor), float(self.max)
+        if initial == 0 or initial >= cap:
+            return min(initial, cap)
+        if factor == 1 or grown <= 0:
+            return min(cap, initial * factor**grown)
+        # Past log_factor(max / initial) growths the cap is reached: no power needed.
+        if grown >= (math.log(cap) - math.log(initial)) / math.log(factor):
+            return cap
+        try:
+            return min(cap, initial * factor**grown)
+        except OverflowError:  # rounding at the edge of the float range
+            return cap
 
 
 DEFAULT_BACKOFF = Backoff()

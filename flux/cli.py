@@ -22,6 +22,7 @@ from .errors import FluxError
 from .logger import FluxSilentLogger
 from .result import FluxResult
 from .status import RunStatus
+from .text import printable, printable_json
 
 
 class CLIError(Exception):
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args)
         return asyncio.run(_runs(args))
     except (CLIError, FluxError) as exc:
-        print(f"flux: error: {exc}", file=sys.stderr)
+        print(f"flux: error: {printable(str(exc), multiline=True)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -192,13 +193,13 @@ async def _runs(args: argparse.Namespace) -> int:
             results = await engine.list(args.name, args.status, args.limit, args.offset)
             if args.json:
                 for r in results:
-                    print(json.dumps(_summary(r), ensure_ascii=False))
+                    print(printable_json(json.dumps(_summary(r), ensure_ascii=False)))
             else:
                 _print_table(results)
         elif args.action == "show":
             result = await engine.get(args.id)
             if args.json:
-                print(json.dumps(_detail(result), ensure_ascii=False, indent=2))
+                print(printable_json(json.dumps(_detail(result), ensure_ascii=False, indent=2)))
             else:
                 _print_run(result)
         elif args.action == "cancel":
@@ -309,12 +310,12 @@ def _print_table(results: list[FluxResult]) -> None:
         s = _summary(r)
         rows.append(
             (
-                r.id,
-                r.name,
+                printable(r.id),
+                printable(r.name),
                 r.status.value,
                 _utc(r.created_at),
                 f"{s['steps_done']}/{s['steps']}",
-                (r.error or "")[:60],
+                printable(r.error or "")[:60],
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -336,18 +337,20 @@ def _seconds(duration: float | None) -> str:
 
 
 def _print_run(r: FluxResult) -> None:
+    # Stored strings go through printable(): a terminal escape in an id or error is shown, not run.
     print(
-        f"run {r.id}  workflow {r.name}  status {r.status.value}"
-        + (f"  waiting for '{r.waiting_for}'" if r.waiting_for else "")
+        printable(f"run {r.id}  workflow {r.name}  status {r.status.value}")
+        + (printable(f"  waiting for '{r.waiting_for}'") if r.waiting_for else "")
     )
     times = f"created {_utc(r.created_at)}" if r.created_at else ""
     if r.completed_at:
         times += f"  finished {_utc(r.completed_at)}"
     print((times + f"  took {_seconds(r.duration)}").strip())
     if r.error:
-        print(f"error: {r.error_type}: {r.error}" + (f" (step {r.failed_step})" if r.failed_step else ""))
-    print(f"input: {json.dumps(ser.to_jsonable(r.input), ensure_ascii=False)}")
-    print(f"data:  {json.dumps(ser.to_jsonable(r.data), ensure_ascii=False)}")
+        step = printable(f" (step {r.failed_step})") if r.failed_step else ""
+        print(f"error: {printable(f'{r.error_type}: {r.error}', multiline=True)}{step}")
+    print(f"input: {printable_json(json.dumps(ser.to_jsonable(r.input), ensure_ascii=False))}")
+    print(f"data:  {printable_json(json.dumps(ser.to_jsonable(r.data), ensure_ascii=False))}")
     for s in r.history:
         kind = "commit" if s.commit else "step"
         line = f"  {s.name:<20} {kind:<6} {s.status.value:<20} attempts={s.attempts}"
@@ -355,11 +358,13 @@ def _print_run(r: FluxResult) -> None:
             line += f"  started {_utc(s.started_at)}"
         if s.duration is not None:
             line += f"  took {_seconds(s.duration)}"
-        print(line)
+        print(printable(line))
         if s.output is not None:
-            print(f"      output: {json.dumps(ser.to_jsonable(s.output), ensure_ascii=False)}")
+            output = printable_json(json.dumps(ser.to_jsonable(s.output), ensure_ascii=False))
+            print(f"      output: {output}")
         if s.error:
-            print(f"      error:  {s.error_type or 'Error'}: {s.error}")
+            error = printable(f"{s.error_type or 'Error'}: {s.error}", multiline=True)
+            print(f"      error:  {error}")
 
 
 if __name__ == "__main__":

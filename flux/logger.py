@@ -7,6 +7,8 @@ import sys
 import traceback
 from typing import Any, Protocol
 
+from .text import printable
+
 
 class FluxLogger(Protocol):
     """What the engine logs through. `extra` holds `workflow`, `run` and `step` where they
@@ -57,12 +59,14 @@ class FluxConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self.formatTime(record, "%H:%M:%S")
-        text = f"{stamp} [flux] {record.levelname:<7} {record.getMessage()}"
+        # Run ids and errors are whatever handlers put there: a terminal escape in them is
+        # shown as `\x1b`, never sent to the terminal.
+        text = f"{stamp} [flux] {record.levelname:<7} {printable(record.getMessage(), multiline=True)}"
         if record.exc_info and record.exc_info[2] is not None:
             # One line of where it was raised: the console stays readable; the record keeps
             # the whole traceback for the application's own handlers.
             frame = traceback.extract_tb(record.exc_info[2])[-1]
-            text += f"\n    raised at {frame.filename}:{frame.lineno} in {frame.name}"
+            text += "\n    " + printable(f"raised at {frame.filename}:{frame.lineno} in {frame.name}")
         return text
 
 

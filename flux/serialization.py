@@ -14,14 +14,14 @@ import base64
 import dataclasses
 import datetime as dt
 import json
-import math
+import re
 import sys
 import uuid
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from .errors import SerializationError
+from .value_check import MAX_DEPTH, find_problem
 
 TAG = "__flux_type__"
 
@@ -67,30 +67,86 @@ def _escape(value: Any) -> Any:
 
 
 def dumps(value: Any, *, path: str, step: str | None = None) -> str:
-    """Encode `value`; on failure raise `SerializationError` naming the path and step."""
+    """Encode `value`; on failure raise `SerializationError` naming the path and step.
+
+    The encoder runs in C; the walk that names a problem runs only when it raised, or when
+    a cheap look at the text says a check is needed: a key that an int, float, bool or None
+    could have become (two keys may then collide), or non-ASCII text (a lone surrogate)."""
     try:
         text = _encoder.encode(value)
         # The tag key in the text is usually a value of ours; if a user's dict holds it, escape.
-        return _encoder.encode(_escape(value)) if _QUOTED_TAG in text and _holds_tag(value) else text
+        if _QUOTED_TAG in text and _holds_tag(value):
+            text = _encoder.encode(_escape(value))
     except (TypeError, ValueError, RecursionError) as exc:
-        bad, why = find_unserialisable(value, path)
-        where = f" in step '{step}'" if step else ""
-        raise SerializationError(f"cannot serialise {bad}{where}: {why}", path=bad, step=step) from exc
+        deep = isinstance(exc, RecursionError)
+        found = find_problem(value, path, max_depth=MAX_DEPTH if deep else None)
+        bad, why = found or (path, "nested too deep to encode" if deep else "not serialisable")
+        raise _error(bad, why, step) from exc
+    surrogate = not text.isascii() and _has_surrogate(text)
+    if surrogate or ('":' in text and _KEYLIKE.search(text) and _has_duplicate_key(text)):
+        found = find_problem(value, path)
+        if found is not None:
+            raise _error(found[0], found[1], step)
+    return text
+
+
+def _error(path: str, why: str, step: str | None) -> SerializationError:
+    where = f" in step '{step}'" if step else ""
+    return SerializationError(f"cannot serialise {path}{where}: {why}", path=path, step=step)
 
 
 _QUOTED_TAG = f'"{TAG}"'
+#: A key as an int, float, bool or None is written (with our separators): `{"1":`, `,"null":`.
+_KEYLIKE = re.compile(r'[{,]"(?:-?[0-9][0-9.e+-]*|true|false|null)":')
+_plain_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def _holds_tag(value: Any) -> bool:
-    if isinstance(value, dict):
-        return TAG in value or any(_holds_tag(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_holds_tag(v) for v in value)
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
 
 
-def loads(text: str) -> Any:
-    return _decoder.decode(text)
+def _has_duplicate_key(text: str) -> bool:
+    """True if an object in `text` repeats a key: decoding keeps one of them, so the text
+    written again from the decoded value is shorter. Both passes run in C."""
+    try:
+        return len(_plain_encoder.encode(json.loads(text))) != len(text)
+    except (ValueError, RecursionError):
+        return True  # let the walk decide
+
+
+def _holds_tag(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            if TAG in v:
+                return True
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return False
+
+
+def loads(text: str, *, path: str = "a stored value") -> Any:
+    """Decode stored text; text this process cannot decode raises `SerializationError`."""
+    try:
+        return _decoder.decode(text)
+    except RecursionError:
+        raise SerializationError(
+            f"cannot decode {path}: nested deeper than the decoder can take", path=path
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise SerializationError(f"cannot decode {path}: not valid JSON ({exc})", path=path) from None
+    except ValueError as exc:  # an int past the digit limit, or a tagged value that is not one
+        if "digits" in str(exc):
+            why = "an integer with more digits than Python converts (sys.set_int_max_str_digits)"
+        else:
+            why = f"a stored value cannot be rebuilt ({exc})"
+        raise SerializationError(f"cannot decode {path}: {why}", path=path) from None
 
 
 def _object_hook(obj: dict[str, Any]) -> Any:
@@ -147,42 +203,5 @@ def to_jsonable(value: Any) -> Any:
 
 
 def find_unserialisable(value: Any, path: str) -> tuple[str, str]:
-    """Walk `value` to find the first part JSON cannot hold: (path, reason)."""
-    seen: set[int] = set()
-
-    def walk(v: Any, p: str) -> tuple[str, str] | None:
-        if v is None or isinstance(v, (str, bool, int)):
-            return None
-        if isinstance(v, float):
-            return None if math.isfinite(v) else (p, f"{v!r} is not a finite number")
-        if isinstance(v, (Mapping, list, tuple)):
-            if id(v) in seen:
-                return (p, "circular reference")
-            seen.add(id(v))
-            if isinstance(v, Mapping):
-                for k, item in v.items():
-                    if not isinstance(k, (str, int, float, bool)) and k is not None:
-                        return (p, f"key {k!r} of type {type(k).__name__} is not a string")
-                    found = walk(item, f"{p}.{k}")
-                    if found:
-                        return found
-            else:
-                for i, item in enumerate(v):
-                    found = walk(item, f"{p}[{i}]")
-                    if found:
-                        return found
-            seen.discard(id(v))
-            return None
-        try:
-            encoded = _default(v)
-        except TypeError:
-            return (
-                p,
-                f"{type(v).__name__} is not serialisable (use JSON types, bytes, "
-                "datetime, date, Decimal, UUID, a dataclass or a pydantic model)",
-            )
-        if isinstance(v, (dt.date, Decimal, uuid.UUID, bytes, bytearray, memoryview)):
-            return None
-        return walk(encoded["value"], p)
-
-    return walk(value, path) or (path, "not serialisable")
+    """Walk `value` to find the first part that cannot be stored: (path, reason)."""
+    return find_problem(value, path, max_depth=MAX_DEPTH) or (path, "not serialisable")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -227,3 +230,71 @@ def test_postgres_without_psycopg_says_what_to_install(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("flux: error: --storage postgresql://...: ")
     assert "pip install 'gravito-flux[postgres]'" in done.stderr and "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------------ stored strings printed safely
+
+#: Clears the screen and retitles the terminal if printed as it is; then a C1 CSI and a
+#: right-to-left override.
+EVIL = "\x1b[2J\x1b]0;pwn\x07\x9b31m\u202e"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _evil_run(tmp_path: Path) -> tuple[str, str]:
+    from flux import FluxEngine, FluxSilentLogger, WorkflowContext, create_workflow
+
+    def first(ctx: WorkflowContext[Any]) -> Any:
+        ctx.data["note"] = EVIL
+        return {"said": EVIL}
+
+    def bad(ctx: WorkflowContext[Any]) -> None:
+        raise RuntimeError(f"boom {EVIL}")
+
+    url = f"sqlite:///{tmp_path / 'evil.db'}"
+    flow = create_workflow("evil").step("first", first).step("bad", bad, retries=0)
+    with FluxEngine(storage=url, logger=FluxSilentLogger()) as engine:
+        result = engine.execute_sync(flow, {"who": EVIL}, id=f"run-{EVIL}")
+    assert result.status == "failed" and result.error is not None and EVIL in result.error
+    return url, f"run-{EVIL}"
+
+
+def _flux(*argv: str, cwd: Path) -> tuple[bytes, bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "flux.cli", *argv], cwd=cwd, env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr
+
+
+def _assert_inert(out: bytes) -> None:
+    for byte in (b"\x1b", b"\x07", "\x9b".encode(), "\u202e".encode()):
+        assert byte not in out, (byte, out)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["table", "json"])
+def test_runs_list_prints_no_terminal_escape_from_a_stored_run(tmp_path: Path, json_flag: list[str]) -> None:
+    url, _ = _evil_run(tmp_path)
+    out, err = _flux("runs", "list", "--storage", url, *json_flag, cwd=tmp_path)
+    _assert_inert(out + err)
+    assert b"run-" in out and b"evil" in out
+    if json_flag:  # still valid JSON, and the same strings once decoded
+        row = json.loads(out)
+        assert row["id"] == f"run-{EVIL}" and EVIL in row["error"]
+    else:
+        assert b"\\x1b[2J" in out
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]], ids=["text", "json"])
+def test_runs_show_prints_no_terminal_escape_from_a_stored_run(tmp_path: Path, json_flag: list[str]) -> None:
+    url, run_id = _evil_run(tmp_path)
+    out, err = _flux("runs", "show", run_id, "--storage", url, *json_flag, cwd=tmp_path)
+    _assert_inert(out + err)
+    if json_flag:
+        detail = json.loads(out)
+        assert detail["id"] == run_id and detail["data"] == {"note": EVIL}
+        assert detail["history"][0]["output"] == {"said": EVIL}
+    else:
+        text = out.decode()
+        assert "\\x1b]0;pwn\\x07" in text and "\\u202e" in text
+        assert text.count("\\x1b[2J") >= 3  # id, error, data at least

@@ -44,6 +44,26 @@ def test_jittered_delays_stay_within_bounds_and_vary() -> None:
     assert len(set(delays)) > 1
 
 
+@pytest.mark.parametrize("retry", [1_100, 10**6, 10**9])
+@pytest.mark.parametrize(
+    "backoff",
+    [DEFAULT_BACKOFF, Backoff(initial=0.5, factor=1.5, max=120.0, jitter=0.3), Backoff(jitter=0)],
+    ids=["default", "factor-1.5", "no-jitter"],
+)
+def test_a_late_retry_waits_the_cap_and_never_overflows(backoff: Backoff, retry: int) -> None:
+    # The cap is applied before the power is computed: factor ** 1_099 is past a float.
+    delays = [backoff.delay(retry) for _ in range(50)]
+    assert all(backoff.max * (1 - backoff.jitter) <= d <= backoff.max for d in delays)
+
+
+def test_an_integer_factor_is_capped_before_it_becomes_a_huge_integer() -> None:
+    assert Backoff(initial=1.0, factor=2, max=30, jitter=0).delay(1_100) == 30
+
+
+def test_zero_initial_never_waits_even_late() -> None:
+    assert Backoff(initial=0, jitter=0).delay(10**9) == 0
+
+
 def test_the_default_is_one_second_doubling_to_thirty_with_jitter() -> None:
     assert (DEFAULT_BACKOFF.initial, DEFAULT_BACKOFF.factor, DEFAULT_BACKOFF.max) == (1.0, 2.0, 30.0)
     assert 0 < DEFAULT_BACKOFF.jitter <= 1

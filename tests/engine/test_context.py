@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flux import FatalError, FluxEngine, StepExecution, StepStatus, WorkflowContext, create_workflow
+from flux import (
+    FatalError,
+    FluxEngine,
+    FluxSilentLogger,
+    SQLiteStorage,
+    StepExecution,
+    StepStatus,
+    WorkflowContext,
+    create_workflow,
+)
 
 EngineFactory = Callable[..., FluxEngine]
 
@@ -179,3 +191,174 @@ def test_replacing_data_with_a_non_dict_fails_the_step(memory_engine: FluxEngine
     result = memory_engine.execute_sync(create_workflow("c").step("a", replace, retries=0))
     assert result.status == "failed"
     assert result.error is not None and "ctx.data" in result.error
+
+
+# ------------------------------------------------------------------ input and outputs cannot be changed
+
+
+@dataclass
+class Line:
+    sku: str
+    qty: int
+
+
+@dataclass
+class Order:
+    id: str
+    lines: list[Line]
+
+
+def _fetch(ctx: WorkflowContext[Any]) -> dict[str, Any]:
+    return {"items": [1, 2], "meta": {"source": "db"}}
+
+
+def _meddle(ctx: WorkflowContext[Any]) -> str:
+    """Change everything a handler is handed, in place."""
+    ctx.input["x"] = 1
+    ctx.input["order"]["lines"].append("extra")
+    ctx.outputs["fetch"]["items"].append(99)
+    ctx.outputs["fetch"]["meta"]["source"] = "meddled"
+    ctx.history[0].output["items"].clear()
+    return "meddled"
+
+
+INPUT = {"order": {"id": "A1", "lines": ["l1"]}}
+FETCHED = {"items": [1, 2], "meta": {"source": "db"}}
+
+
+def test_a_change_in_place_to_input_or_outputs_is_seen_by_no_later_step(make_engine: EngineFactory) -> None:
+    seen: list[Any] = []
+
+    def look(ctx: WorkflowContext[Any]) -> None:
+        seen.append((copy.deepcopy(ctx.input), copy.deepcopy(dict(ctx.outputs)), ctx.history[0].output))
+
+    flow = create_workflow("ro-values").step("fetch", _fetch).step("meddle", _meddle).step("look", look)
+    result = make_engine().execute_sync(flow, copy.deepcopy(INPUT), id="ro-1")
+    assert result.status == "completed", result.error
+    assert seen == [(INPUT, {"fetch": FETCHED, "meddle": "meddled"}, FETCHED)]
+    assert result.input == INPUT
+    assert result.outputs["fetch"] == FETCHED
+    assert make_engine().get_sync("ro-1").outputs["fetch"] == FETCHED
+
+
+def test_a_failed_attempt_changes_nothing_that_its_retry_sees(make_engine: EngineFactory) -> None:
+    seen: list[Any] = []
+
+    def flaky(ctx: WorkflowContext[Any]) -> None:
+        seen.append(copy.deepcopy((ctx.input, ctx.outputs["fetch"])))
+        if ctx.attempt == 1:
+            _meddle(ctx)
+            raise RuntimeError("down")
+
+    flow = create_workflow("ro-retry").step("fetch", _fetch).step("meddle", flaky, retries=1)
+    result = make_engine().execute_sync(flow, copy.deepcopy(INPUT))
+    assert result.status == "completed", result.error
+    assert seen == [(INPUT, FETCHED), (INPUT, FETCHED)]
+
+
+def test_a_compensation_sees_the_values_as_stored(make_engine: EngineFactory) -> None:
+    seen: list[Any] = []
+
+    def refund(ctx: WorkflowContext[Any]) -> None:
+        seen.append(copy.deepcopy((ctx.input, ctx.outputs["fetch"])))
+
+    def fail(ctx: WorkflowContext[Any]) -> None:
+        _meddle(ctx)
+        raise FatalError("unpaid")
+
+    flow = create_workflow("ro-saga").step("fetch", _fetch, compensate=refund).step("fail", fail)
+    result = make_engine().execute_sync(flow, copy.deepcopy(INPUT))
+    assert result.status == "rolled_back", result.error
+    assert seen == [(INPUT, FETCHED)]
+
+
+def test_a_dataclass_input_changed_in_place_is_not_seen_by_the_next_step(make_engine: EngineFactory) -> None:
+    seen: list[int] = []
+
+    def change(ctx: WorkflowContext[Order]) -> None:
+        ctx.input.lines[0].qty = 5
+        ctx.input.lines.append(Line("x", 9))
+
+    def look(ctx: WorkflowContext[Order]) -> None:
+        assert isinstance(ctx.input, Order) and isinstance(ctx.input.lines[0], Line)
+        seen.extend(line.qty for line in ctx.input.lines)
+
+    flow = create_workflow("ro-dc").input(Order).step("change", change).step("look", look)
+    result = make_engine().execute_sync(flow, Order("A1", [Line("s", 1)]))
+    assert result.status == "completed", result.error
+    assert seen == [1]
+
+
+def test_a_resumed_run_sees_what_an_uninterrupted_run_sees(tmp_path: Path) -> None:
+    """Same definition, two runs on one SQLite file: one straight through, one that fails
+    after the meddling step and is resumed by another engine."""
+    seen: dict[str, Any] = {}
+    fail_first = {"broken": True}
+
+    def look(ctx: WorkflowContext[Any]) -> dict[str, Any]:
+        if ctx.id == "interrupted" and fail_first["broken"]:
+            raise FatalError("service down")
+        seen[ctx.id] = copy.deepcopy((ctx.input, dict(ctx.outputs), [s.output for s in ctx.history]))
+        return {"saw": ctx.outputs["fetch"]["items"]}
+
+    flow = create_workflow("ro-resume").step("fetch", _fetch).step("meddle", _meddle).step("look", look)
+
+    def engine() -> FluxEngine:
+        return FluxEngine(storage=SQLiteStorage(tmp_path / "flux.db"), logger=FluxSilentLogger())
+
+    first = engine()
+    straight = first.execute_sync(flow, copy.deepcopy(INPUT), id="straight")
+    assert first.execute_sync(flow, copy.deepcopy(INPUT), id="interrupted").status == "failed"
+    first.close_sync()
+    fail_first["broken"] = False
+    second = engine()
+    resumed = second.resume_sync(flow, "interrupted")
+    second.close_sync()
+    assert straight.status == resumed.status == "completed"
+    assert seen["straight"] == seen["interrupted"]
+    assert seen["straight"][1]["fetch"] == FETCHED
+    assert straight.outputs == resumed.outputs
+
+
+# ------------------------------------------------------------------ the context alone
+
+
+def _context(input: Any = None, outputs: Any = None, **extra: Any) -> WorkflowContext[Any]:
+    return WorkflowContext(
+        id="r",
+        name="w",
+        input={"lines": [1]} if input is None else input,
+        data={},
+        outputs={"fetch": {"items": [1]}, "count": 3} if outputs is None else outputs,
+        step_name="s",
+        attempt=1,
+        history=list,
+        **extra,
+    )
+
+
+def test_each_context_has_its_own_copy_and_keeps_it_for_the_step() -> None:
+    input, outputs = {"lines": [1]}, {"fetch": {"items": [1]}, "count": 3}
+    one, two = _context(input, outputs), _context(input, outputs)
+    one.input["lines"].append(2)
+    one.outputs["fetch"]["items"].append(2)
+    assert one.input == {"lines": [1, 2]} and one.outputs["fetch"] == {"items": [1, 2]}
+    assert two.input == {"lines": [1]} and two.outputs["fetch"] == {"items": [1]}
+    assert input == {"lines": [1]} and outputs == {"fetch": {"items": [1]}, "count": 3}
+    assert one.outputs["count"] == 3 and "fetch" in one.outputs and len(one.outputs) == 2
+    assert "missing" not in one.outputs and one.outputs.get("missing") is None
+
+
+def test_the_copies_are_decoded_from_the_stored_texts_when_given() -> None:
+    ctx = _context(input_json='{"lines":[7]}', outputs_json={"fetch": '{"items":[8]}'})
+    assert ctx.input == {"lines": [7]}
+    assert ctx.outputs["fetch"] == {"items": [8]}
+    assert ctx.outputs["count"] == 3  # no text for it: the value itself (immutable)
+
+
+def test_the_outputs_mapping_cannot_be_assigned_to() -> None:
+    ctx = _context()
+    with pytest.raises(TypeError):
+        ctx.outputs["fetch"] = 1  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        ctx.input = {}  # type: ignore[misc]

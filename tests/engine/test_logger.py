@@ -125,3 +125,37 @@ def test_a_custom_logger_receives_the_fields() -> None:
     with FluxEngine(logger=recorder) as engine:
         engine.execute_sync(create_workflow("w").step("a", lambda ctx: 1), id="C-1")
     assert ("info", "completed", {"workflow": "w", "run": "C-1"}) in lines
+
+
+#: Clears the screen and retitles the terminal if printed as it is; then a C1 CSI and a
+#: right-to-left override.
+EVIL = "\x1b[2J\x1b]0;pwn\x07\x9b31m\u202e"
+
+
+def test_the_console_logger_prints_no_terminal_escape_from_a_run(memory_engine: FluxEngine) -> None:
+    stream = io.StringIO()
+
+    def bad(ctx: WorkflowContext[Any]) -> None:
+        raise RuntimeError(f"boom {EVIL}\nsecond line")
+
+    flow = create_workflow("evil").step("bad", bad, retries=1)
+    engine = FluxEngine(
+        logger=FluxConsoleLogger(stream=stream), default_backoff=memory_engine.default_backoff
+    )
+    with engine:
+        assert engine.execute_sync(flow, id=f"run-{EVIL}").status == "failed"
+    text = stream.getvalue()
+    for char in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert char not in text
+    assert "evil/run-\\x1b[2J\\x1b]0;pwn\\x07\\x9b31m\\u202e/bad" in text
+    assert "second line" in text
+
+
+def test_the_console_formatter_shows_control_characters_as_escapes() -> None:
+    record = logging.LogRecord("flux", logging.ERROR, __file__, 1, "a %s b\tc\rd", (EVIL,), None)
+    line = logging.Formatter.format(logging.Formatter(), record)  # what a plain formatter would print
+    assert "\x1b" in line
+    from flux import FluxConsoleFormatter
+
+    text = FluxConsoleFormatter().format(record)
+    assert "a \\x1b[2J\\x1b]0;pwn\\x07\\x9b31m\\u202e b\tc\\rd" in text

@@ -302,3 +302,144 @@ def test_an_unserialisable_input_is_refused_before_anything_is_stored(memory_eng
         memory_engine.execute_sync(flow, {"order": {"client": Opaque()}}, id="in-1")
     assert info.value.path == "input.order.client"
     assert memory_engine.list_sync() == []
+
+
+# ------------------------------------------------------------------ values that would hurt a run
+
+
+def _nested(depth: int, leaf: Any = 1) -> Any:
+    value = leaf
+    for i in range(depth):
+        value = {"a": value} if i % 2 else [value]
+    return value
+
+
+def test_data_nested_100_000_deep_is_named_not_a_recursion_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.dumps({"deep": _nested(100_000)}, path="data", step="s")
+    assert info.value.step == "s"
+    assert info.value.path.startswith("data.deep")
+    assert "more levels" in info.value.path  # shortened, not 100,000 segments
+    assert len(str(info.value)) < 400
+    assert "deep" in str(info.value) and "'s'" in str(info.value)
+
+
+def test_a_very_deep_list_alone_is_named_too() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.dumps(_nested(100_000, leaf=[]), path="outputs.x", step="x")
+    assert info.value.path.startswith("outputs.x.a[0].a[0]")
+    assert "more levels>" in info.value.path
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "why"),
+    [
+        ({1: "a", "1": "b"}, "data", "'1'"),
+        ({True: 1, "true": 2}, "data", "'true'"),
+        ({None: 1, "null": 2}, "data", "'null'"),
+        ({"x": [0, {1.5: "a", "1.5": "b"}]}, "data.x[1]", "'1.5'"),
+        ({"c": Client(name={2: 1, "2": 1}, since=dt.date(2020, 1, 1))}, "data.c.name", "'2'"),  # type: ignore[arg-type]
+    ],
+)
+def test_keys_that_collide_once_encoded_are_refused(value: Any, path: str, why: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.dumps(value, path="data", step="s")
+    assert info.value.path == path
+    assert info.value.step == "s"
+    assert "collide" in str(info.value) and why in str(info.value)
+
+
+def test_int_keys_that_do_not_collide_still_round_trip_as_strings() -> None:
+    assert ser.loads(ser.dumps({1: "a", "2": "b", None: 0, 1.5: 2}, path="d")) == {
+        "1": "a",
+        "2": "b",
+        "null": 0,
+        "1.5": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"s": "ok \ud800"}, "data.s"),
+        ({"list": ["fine", "\udfff"]}, "data.list[1]"),
+        ({"k": {"\ud83d": 1}}, "data.k"),
+        ({"c": Client(name="\ud800", since=dt.date(2020, 1, 1))}, "data.c.name"),
+    ],
+)
+def test_a_lone_surrogate_is_refused_here_not_by_the_storage_later(value: Any, path: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.dumps(value, path="data", step="s")
+    assert info.value.path == path
+    assert "surrogate" in str(info.value)
+    str(info.value).encode("utf-8")  # the message itself can be stored
+
+
+def test_a_surrogate_pair_written_properly_is_fine() -> None:
+    assert ser.loads(ser.dumps({"emoji": "\U0001f600"}, path="d")) == {"emoji": "\U0001f600"}
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [({"n": 10**5000}, "data.n"), ({"xs": [1, -(10**5000)]}, "data.xs[1]"), ({"k": {10**5000: 1}}, "data.k")],
+)
+def test_an_int_too_large_for_the_decoder_is_refused(value: Any, path: str) -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.dumps(value, path="data", step="s")
+    assert info.value.path == path
+    assert "digits" in str(info.value)
+
+
+def test_loads_of_text_deeper_than_the_decoder_takes_is_a_serialisation_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.loads("[" * 100_000 + "]" * 100_000)
+    assert "deep" in str(info.value)
+
+
+def test_loads_of_an_int_past_the_digit_limit_is_a_serialisation_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.loads('{"n": ' + "7" * 5000 + "}")
+    assert "digits" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [_nested(100_000), {1: "a", "1": "b"}, "lone \ud800", 10**5000],
+    ids=["deep", "collision", "surrogate", "huge-int"],
+)
+def test_a_hurtful_output_fails_the_step_and_nothing_is_stored(make_engine: EngineFactory, bad: Any) -> None:
+    engine = make_engine()
+
+    def produce(ctx: WorkflowContext[Any]) -> Any:
+        ctx.data["seen"] = True
+        return bad
+
+    flow = create_workflow("hurt").step("produce", produce, retries=2).step("after", lambda ctx: 1)
+    result = engine.execute_sync(flow, id="h-1")
+    assert result.status is RunStatus.FAILED
+    assert result.error_type == "SerializationError"
+    assert result.error is not None and "outputs.produce" in result.error and "'produce'" in result.error
+    stored = make_engine().get_sync("h-1")
+    assert stored.status is RunStatus.FAILED
+    assert stored.data == {}
+    assert "produce" not in stored.outputs
+    assert stored.history[0].attempts == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{1: "a", "1": "b"}, "\ud800", 10**5000, _nested(100_000)],
+    ids=["collision", "surrogate", "int", "deep"],
+)
+def test_a_hurtful_input_is_refused_before_anything_is_stored(make_engine: EngineFactory, bad: Any) -> None:
+    engine = make_engine()
+    with pytest.raises(SerializationError) as info:
+        engine.execute_sync(create_workflow("hurt").step("a", lambda ctx: None), {"x": bad}, id="in-2")
+    assert info.value.path.startswith("input.x")
+    assert engine.list_sync() == []
+
+
+def test_loads_of_text_that_is_not_json_is_a_serialisation_error() -> None:
+    with pytest.raises(SerializationError) as info:
+        ser.loads("{broken", path="data")
+    assert info.value.path == "data" and "not valid JSON" in str(info.value)
