@@ -72,6 +72,10 @@ class RunDriver:
         self.memo = Memo()
         self.outputs: dict[str, Any] = stored_outputs(run.steps)
         self.outputs_view = MappingProxyType(self.outputs)
+        #: The stored text of each output: what a context's own copies are decoded from.
+        self.outputs_json: dict[str, str | None] = {
+            s.name: s.output_json for s in run.steps if s.name in self.outputs
+        }
         self._data: dict[str, Any] | None = None
         self._data_src: str | None = None
         self._last: tuple[str, Any] | None = None
@@ -224,6 +228,7 @@ class RunDriver:
 
     def outputs_changed(self, effect: Outputs) -> None:
         for name, text in effect.set.items():
+            self.outputs_json[name] = text
             last = self._last
             if last is not None and last[0] == name and type(last[1]) in _PLAIN:
                 self.outputs[name] = last[1]
@@ -231,6 +236,7 @@ class RunDriver:
                 self.outputs[name] = ser.loads(text)
         for name in effect.drop:
             self.outputs.pop(name, None)
+            self.outputs_json.pop(name, None)
 
     def ctx(
         self,
@@ -249,6 +255,7 @@ class RunDriver:
             attempt=attempt,
             history=self.history,
             cancel=cancel,
+            outputs_json=self.outputs_json,
         )
 
     def history(self) -> list[StepExecution]:

@@ -477,6 +477,10 @@ class FluxEngine:
             raise RunStateError(
                 f"a run id must be a non-empty string of at most 255 characters, got {run_id!r}"
             )
+        if "\x00" in run_id or (not run_id.isprintable() and _unstorable(run_id)):
+            raise RunStateError(
+                f"a run id must be text a database can store (no NUL, no lone surrogate), got {run_id!r}"
+            )
         return run_id
 
     async def _load(self, flow: Workflow[Any], run_id: str) -> RunRecord:
@@ -629,6 +633,14 @@ def _new_run(
         version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
         created_at=now, updated_at=now, lease=lease,
     )  # fmt: skip
+
+
+def _unstorable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _noop(ctx: WorkflowContext[Any]) -> None:  # pragma: no cover - never called

@@ -120,3 +120,13 @@ def test_retry_step_runs_a_cancelled_run_again(engine: FluxEngine) -> None:
     engine.cancel_sync("R-1")
     result = engine.retry_step_sync(flow, "R-1", "approval")
     assert result.status is RunStatus.SUSPENDED  # the old cancel request does not come back
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "lone \ud800 half"])
+def test_a_run_id_a_database_cannot_store_is_refused_before_anything_is_stored(
+    engine: FluxEngine, bad: str
+) -> None:
+    flow = create_workflow("ids").step("a", book)
+    with pytest.raises(RunStateError, match="a database can store"):
+        engine.execute_sync(flow, {}, id=bad)
+    assert engine.list_sync() == []
