@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from . import serialization as ser
 from .status import StepStatus
@@ -31,6 +30,12 @@ class StepExecution:
     error: str | None
     error_type: str | None = None
     commit: bool = False
+
+
+class CancelFlag(Protocol):
+    """What `ctx.cancelled` reads: a `threading.Event`, or anything with `is_set()`."""
+
+    def is_set(self) -> bool: ...
 
 
 class WorkflowContext(Generic[T]):
@@ -70,7 +75,7 @@ class WorkflowContext(Generic[T]):
         step_name: str,
         attempt: int,
         history: Callable[[], list[StepExecution]],
-        cancel: threading.Event | None = None,
+        cancel: CancelFlag | None = None,
         input_json: str | None = None,
         outputs_json: Mapping[str, str | None] | None = None,
     ) -> None:

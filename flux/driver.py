@@ -66,6 +66,7 @@ class RunDriver:
     ) -> None:
         self.engine = engine
         self.flow = flow
+        self.sdefs = flow.steps
         self.plan = plan
         self.run = run
         self.input = input
@@ -78,7 +79,6 @@ class RunDriver:
         }
         self._data: dict[str, Any] | None = None
         self._data_src: str | None = None
-        self._last: tuple[str, Any] | None = None
         self.trace = engine.trace
         self.emit_raw = getattr(self.trace, "emit_raw", None)
         self.owner: str | None = engine.owner
@@ -87,9 +87,9 @@ class RunDriver:
         self.interruptible = False
         self.interrupted = False
         self.lost = False
-        self.cancel_event: threading.Event | None = None
+        self.cancel_event: threading.Event | CancelFlag | None = None
         #: `ctx.cancelled` of the attempts that run on the loop's thread (set by a cancel).
-        self.run_cancel = threading.Event()
+        self.run_cancel = CancelFlag()
         #: The context the last attempt ran with, for the hooks that follow it.
         self._hook_ctx: WorkflowContext[Any] | None = None
         self._save_failed = False
@@ -98,6 +98,13 @@ class RunDriver:
 
     async def drive(self, event: Event) -> None:
         self.task = asyncio.current_task()
+        try:
+            await self._drive(event)
+        finally:
+            self._hook_ctx = None  # no cycle through a context outlives the run
+            self.task = None
+
+    async def _drive(self, event: Event) -> None:
         next_event: Event | None = event
         while next_event is not None:
             effects = decide(self.run, self.plan, next_event, time.time(), self.memo)
@@ -165,9 +172,10 @@ class RunDriver:
         run = self.run
         run.updated_at = time.time()
         run.rev += 1
-        index = self.plan.by_name
-        names = effect.steps
-        steps = [index[names[0]].index] if len(names) == 1 else [index[name].index for name in names]
+        steps = effect.indexes
+        if steps is None:
+            index = self.plan.by_name
+            steps = tuple(index[name].index for name in effect.steps)
         storage = self.engine.storage
         try:
             await storage.save_run(run, steps, self.owner)
@@ -229,11 +237,7 @@ class RunDriver:
     def outputs_changed(self, effect: Outputs) -> None:
         for name, text in effect.set.items():
             self.outputs_json[name] = text
-            last = self._last
-            if last is not None and last[0] == name and type(last[1]) in _PLAIN:
-                self.outputs[name] = last[1]
-            else:
-                self.outputs[name] = ser.loads(text)
+            self.outputs[name] = ser.loads(text)
         for name in effect.drop:
             self.outputs.pop(name, None)
             self.outputs_json.pop(name, None)
@@ -264,7 +268,7 @@ class RunDriver:
         return build_history(self.run.steps, self.outputs)
 
     async def invoke(self, effect: Invoke) -> Event:
-        sdef: StepDefinition[Any] = self.flow.steps[self.plan.by_name[effect.step].index]
+        sdef: StepDefinition[Any] = self.sdefs[effect.index]
         name = effect.step
         if effect.what == "when":
             assert sdef.when is not None
@@ -332,13 +336,17 @@ class RunDriver:
             stack = stack_of(exc) if self.trace is not None else None
             if compensate:
                 return CompensationEnded(name, duration, error=exc, stack=stack)
-            self._hook_ctx = ctx
+            if self.plan.hooks:  # kept only for a hook: a context refers back to this driver
+                self._hook_ctx = ctx
             return AttemptEnded(name, duration, error=exc, stack=stack)
         finally:
             self.cancel_event = None
-        self._hook_ctx = ctx
-        self._last = (name, result)
-        # What later steps see is what a resumed run reads back from storage.
+        if self.plan.hooks:
+            self._hook_ctx = ctx
+        # What later steps see is what a resumed run reads back from storage (a plain value
+        # is the same either way). The machine stores every attempt that succeeded.
+        self.outputs[name] = result if type(result) in _PLAIN else ser.loads(output_json)
+        self.outputs_json[name] = output_json
         self._data = ser.loads(data_json)
         self._data_src = data_json  # what the machine stores as the run's data
         return AttemptEnded(name, time.perf_counter() - started, output_json=output_json, data_json=data_json)
@@ -423,6 +431,22 @@ class RunDriver:
         else:
             await self.engine._call_hook(name, self.ctx("", 0), effect.error)
         self._hook_ctx = None
+
+
+class CancelFlag:
+    """What `ctx.cancelled` reads for the attempts run on the loop's thread: set from any
+    thread (a bool store is atomic), and far cheaper to make per run than an Event."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 def _one_save(effects: list[Effect]) -> list[Effect]:

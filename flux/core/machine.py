@@ -108,8 +108,9 @@ def may_retry(exc: BaseException, sp: StepPlan, tries: int) -> bool:
 def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect], start: int = 0) -> None:
     """Start the first step (from `start`, all before it being done) that is not done, or
     end the run."""
-    for sp in plan.steps[start:] if start else plan.steps:
-        rec = run.steps[sp.index]
+    steps, records = plan.steps, run.steps
+    for i in range(start, len(steps)):
+        sp, rec = steps[i], records[i]
         if rec.status in STEP_DONE:
             continue
         if run.cancel_reason is not None:
@@ -124,7 +125,7 @@ def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Eff
             saga.fail_step(run, plan, rec, exc, 0.0, None, now, memo, out)
             return
         if sp.has_when and rec.status is S.PENDING:
-            out.append(Invoke(sp.name, "when", rec.attempts + 1, None))
+            out.append(Invoke(sp.name, "when", rec.attempts + 1, None, sp.index))
             return
         _attempt(run, plan, sp, now, out)
         return
@@ -146,7 +147,7 @@ def _attempt(run: RunRecord, plan: Plan, sp: StepPlan, now: float, out: list[Eff
     if plan.traced:
         emit(out, run, plan, now, E.STEP_START, {"stepName": sp.name, "stepIndex": sp.index,
              "commit": sp.commit, "attempt": rec.attempts, "maxRetries": sp.retries})  # fmt: skip
-    out.append(Invoke(sp.name, "handler", rec.attempts, sp.timeout))
+    out.append(Invoke(sp.name, "handler", rec.attempts, sp.timeout, sp.index))
 
 
 def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Memo, out: list[Effect]) -> None:
@@ -200,11 +201,11 @@ def _attempt_ended(
     rec.completed_at = now
     rec.error = rec.error_type = None
     run.data_json = ev.data_json
-    out.append(Outputs({sp.name: ev.output_json}))
+    # (the driver keeps the output it produced as the step's output: no Outputs effect here)
     last = sp.index == len(plan.steps) - 1
     if last and run.cancel_reason is None:
         _mark_completed(run, now)  # the last step and the run's end: one write
-    out.append(Save((sp.name,)))
+    out.append(sp.save)
     if plan.traced:
         emit(out, run, plan, now, E.STEP_COMPLETE, {"stepName": sp.name, "stepIndex": sp.index,
              "commit": sp.commit, "attempt": rec.attempts, "duration": ev.duration * 1000,

@@ -110,6 +110,8 @@ class Save:
     """Write the run row and the rows of these steps, in one atomic write."""
 
     steps: tuple[StepRef, ...] = ()
+    #: The steps' positions, when the machine knows them already (else looked up by name).
+    indexes: tuple[int, ...] | None = None
 
 
 @dataclass(slots=True)
@@ -131,6 +133,8 @@ class Invoke:
     what: str  # "when" | "handler" | "compensate"
     attempt: int
     timeout: float | None
+    #: The step's position in the definition (what the driver looks its handler up by).
+    index: int = -1
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..backoff import Backoff
 from ..builder import Workflow
+from .messages import Save
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +27,9 @@ class StepPlan:
     retry_on: tuple[type[BaseException], ...] | None
     has_when: bool
     has_compensate: bool
-
-    @property
-    def commit(self) -> bool:
-        return self.kind == "commit"
+    #: The save of this step alone, made once (effects are never changed once made).
+    save: Save
+    commit: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,8 @@ def plan_of(
                 retry_on=s.retry_on,
                 has_when=s.when is not None,
                 has_compensate=s.compensate is not None,
+                save=Save((s.name,), (i,)),
+                commit=s.kind == "commit",
             )
         )
     return Plan(

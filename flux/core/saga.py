@@ -115,7 +115,7 @@ def compensate_again(
     sp = plan.by_name[step]
     rec = run.steps[sp.index]
     rec.compensation_attempts += 1
-    out.append(Invoke(step, "compensate", rec.compensation_attempts, sp.timeout))
+    out.append(Invoke(step, "compensate", rec.compensation_attempts, sp.timeout, sp.index))
 
 
 def compensation_ended(

@@ -93,10 +93,10 @@ def test_a_finished_step_is_saved_before_the_next_starts_and_the_last_one_ends_t
     run, p, memo = new_run(TWO), plan(TWO), Memo()
     decide(run, p, Started(), NOW, memo)
     effects = decide(run, p, ok("a"), NOW + 1, memo)
-    assert kinds(effects) == ["outputs", "save['a']", "handler:b#1"]
+    assert kinds(effects) == ["save['a']", "handler:b#1"]
     effects = decide(run, p, ok("b"), NOW + 2, memo)
     # the last step and the run's end are one write
-    assert kinds(effects) == ["outputs", "save['b']", "log", "done"]
+    assert kinds(effects) == ["save['b']", "log", "done"]
     assert run.status is R.COMPLETED and run.completed_at == NOW + 2 and run.data_json == '{"x": 1}'
 
 
@@ -104,7 +104,7 @@ def test_untraced_runs_make_no_events_and_hooks_nobody_set_make_no_effect() -> N
     run, p, memo = new_run(TWO), plan(TWO, hooks=frozenset({"step_complete"})), Memo()
     decide(run, p, Started(), NOW, memo)
     effects = decide(run, p, ok("a"), NOW, memo)
-    assert kinds(effects) == ["outputs", "save['a']", "hook:step_complete", "handler:b#1"]
+    assert kinds(effects) == ["save['a']", "hook:step_complete", "handler:b#1"]
     assert run.seq == 0
 
 
@@ -140,7 +140,7 @@ def test_a_commit_start_is_saved_on_its_own_before_its_handler_and_it_takes_no_d
     decide(run, p, Started(), NOW, memo)
     effects = decide(run, p, ok("a"), NOW, memo)
     # never merged into the save of the step before (a hook may run between them)
-    assert kinds(effects) == ["outputs", "save['a']", "proceed:charge"]
+    assert kinds(effects) == ["save['a']", "proceed:charge"]
     assert kinds(decide(run, p, Proceeded("charge"), NOW, memo)) == ["save['charge']", "handler:charge#1"]
     effects = decide(run, p, AttemptEnded("charge", 0, error=ConnectionError("after the effect")), NOW, memo)
     assert "wait:charge#1" not in kinds(effects)  # default_retries=3 does not apply to a commit
