@@ -247,7 +247,7 @@ class RunDriver:
         step: str,
         attempt: int,
         data: dict[str, Any] | None = None,
-        cancel: threading.Event | None = None,
+        cancel: threading.Event | CancelFlag | None = None,
     ) -> WorkflowContext[Any]:
         return WorkflowContext(
             id=self.run.id,
@@ -310,7 +310,8 @@ class RunDriver:
                         self.interruptible = False
             else:
                 call = self.engine.attempts.call(
-                    fn, ctx, is_async=is_async, timeout=effect.timeout, cancel=cancel,
+                    fn, ctx, is_async=is_async, timeout=effect.timeout,
+                    cancel=cancel if isinstance(cancel, threading.Event) else None,
                     key=(self.run.id, name), timeout_error=lambda: self.timeout_error(effect),
                 )  # fmt: skip
                 result = await self.interruptibly(call)
