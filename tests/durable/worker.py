@@ -84,6 +84,25 @@ def die(ctx: WorkflowContext[Any]) -> str:
     return "never"
 
 
+async def await_forever(ctx: WorkflowContext[Any]) -> str:
+    """An async step that only a cancel ends (its code after the await never runs)."""
+    record(ctx, "start")
+    print("blocked", flush=True)
+    await asyncio.Event().wait()
+    record(ctx, "after-await")
+    return "never"
+
+
+def spin_until_cancelled(ctx: WorkflowContext[Any]) -> str:
+    """A sync step on the loop's thread (no timeout) that stops when told to."""
+    record(ctx, "start")
+    print("blocked", flush=True)
+    while not ctx.cancelled:
+        threading.Event().wait(0.01)
+    record(ctx, "saw-cancel")
+    return "stopped"
+
+
 FIVE = (
     create_workflow("five")
     .step("s1", handler)
@@ -96,7 +115,12 @@ APPROVAL = create_workflow("approval").step("ask", ask).step("after", handler)
 SAGA = create_workflow("saga").step("flight", handler, compensate=undo).step("car", handler, compensate=undo)
 SAGA = SAGA.step("hotel", refuse)
 CRASH = create_workflow("crash").step("s1", handler, compensate=undo).step("boom", die).step("s3", handler)
-FLOWS = {"five": FIVE, "approval": APPROVAL, "saga": SAGA, "crash": CRASH}
+SLOW_ASYNC = create_workflow("slow-async").step("reserve", handler, compensate=undo)
+SLOW_ASYNC = SLOW_ASYNC.step("work", await_forever).step("never", handler)
+SLOW_SYNC = create_workflow("slow-sync").step("reserve", handler, compensate=undo)
+SLOW_SYNC = SLOW_SYNC.step("work", spin_until_cancelled).step("never", handler)
+FLOWS = {"five": FIVE, "approval": APPROVAL, "saga": SAGA, "crash": CRASH,
+         "slow-async": SLOW_ASYNC, "slow-sync": SLOW_SYNC}  # fmt: skip
 
 
 async def main() -> None:
