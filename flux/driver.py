@@ -283,13 +283,12 @@ class RunDriver:
         fn = sdef.compensate if compensate else sdef.handler
         is_async = sdef.compensate_is_async if compensate else sdef.is_async
         assert fn is not None
-        threaded = effect.timeout is not None and not is_async
-        # A sync handler in a thread runs on its own copy of the data, so that an abandoned
-        # attempt's late writes land nowhere, and gets a cancel flag of its own.
-        cancel = threading.Event() if threaded else None if compensate else self.run_cancel
-        ctx = self.ctx(
-            name, effect.attempt, data=ser.loads(self.run.data_json) if threaded else None, cancel=cancel
-        )
+        abandonable = effect.timeout is not None
+        # A handler that may be abandoned at its timeout (sync or async) runs on its own copy
+        # of the data, so that its late writes land nowhere, with a cancel flag of its own.
+        cancel = threading.Event() if abandonable else None if compensate else self.run_cancel
+        data = ser.loads(self.run.data_json) if abandonable else None
+        ctx = self.ctx(name, effect.attempt, data=data, cancel=cancel)
         self.cancel_event = cancel
         if not compensate and "step_start" in self.plan.hooks:
             await self.engine._call_hook("step_start", name, ctx)
