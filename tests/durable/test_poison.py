@@ -76,3 +76,34 @@ def test_recover_goes_on_past_a_run_it_cannot_store(tmp_path: Path) -> None:
         await engine.close()
 
     asyncio.run(scenario())
+
+
+def test_a_run_whose_state_cannot_be_stored_at_all_gives_its_lease_back(tmp_path: Path) -> None:
+    """When even the run's failure cannot be written, `execute` raises `StorageError` and
+    the lease is released, so another process may take the run at once (not after 30 s)."""
+    import pytest
+
+    from flux import StorageError
+
+    db = tmp_path / "flux.db"
+
+    async def scenario() -> None:
+        storage = SQLiteStorage(db)
+        engine = FluxEngine(storage=storage, logger=FluxSilentLogger())
+        await engine.start(FLOW, {}, id="stuck")
+        with sqlite3.connect(db) as conn:
+            conn.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON flux_runs WHEN NEW.id = 'stuck' "
+                "AND NEW.status <> 'running' AND NEW.status <> 'pending' "
+                "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
+            )
+        run = await storage.load_run("stuck")
+        assert run is not None
+        with pytest.raises(StorageError, match="the disk says no"):
+            await engine.resume(FLOW, "stuck")
+        stored = await storage.load_run("stuck")
+        assert stored is not None and stored.status is RunStatus.RUNNING
+        assert stored.lease is None
+        await engine.close()
+
+    asyncio.run(scenario())
