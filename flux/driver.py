@@ -2,7 +2,7 @@
 
 One `RunDriver` per run an engine holds. `run(event)` asks `flux.core.decide` what to do
 and does it: saves through the storage, emits trace events, calls handlers (through
-`flux.calls`), waits out backoffs, calls hooks and logs. It makes no decision of its own
+`flux.attempts`), waits out backoffs, calls hooks and logs. It makes no decision of its own
 beyond turning what happened into the machine's next event.
 """
 

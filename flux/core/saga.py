@@ -160,7 +160,7 @@ def _end_rollback(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[
     failed = any(r.status is S.COMPENSATION_FAILED for r in run.steps)
     if failed:
         status = R.ROLLBACK_FAILED
-    elif run.cancel_reason is not None:
+    elif run.error_type == "RunCancelledError":  # this rollback is the cancel's own
         status = R.CANCELLED
     else:
         status = R.ROLLED_BACK

@@ -250,3 +250,13 @@ def test_the_core_imports_no_io() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+def test_a_cancel_that_arrives_during_a_failures_rollback_leaves_it_rolled_back() -> None:
+    run, p, memo = new_run(SAGA), plan(SAGA), Memo()
+    decide(run, p, Started(), NOW, memo)
+    decide(run, p, ok("flight"), NOW, memo)
+    decide(run, p, AttemptEnded("hotel", 0, error=FatalError("full")), NOW, memo)
+    run.cancel_reason = "too late"  # the compensations are not interrupted, the outcome stays
+    decide(run, p, CompensationEnded("flight", 0, data_json="{}"), NOW, memo)
+    assert run.status is R.ROLLED_BACK and run.error == "full"
