@@ -7,7 +7,7 @@ import builtins
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from .builder import Workflow
 from .context import WorkflowContext
 from .errors import (
     FluxError,
+    LeaseLostError,
     RunConflictError,
     RunNotFoundError,
     RunStateError,
@@ -26,6 +27,7 @@ from .errors import (
     WorkflowDefinitionError,
     WorkflowVersionError,
 )
+from .heartbeat import Heartbeat
 from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
@@ -95,6 +97,7 @@ class FluxEngine:
         self.hooks: dict[str, Callable[..., Any]] = hooks
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
+        self.heartbeat = Heartbeat(self.storage, self.leases.owner, self.lease_seconds, self.logger)
         self._executor: ThreadPoolExecutor | None = None
         self._active: dict[str, asyncio.Future[None]] = {}
         #: What the `_sync` methods run on, so that any number of threads may call them.
@@ -327,6 +330,7 @@ class FluxEngine:
         if self._closed:
             return
         self._closed = True
+        self.heartbeat.close()
         self.leases.close()
         await self.storage.close()
         if self.trace is not None:
@@ -587,23 +591,55 @@ class FluxEngine:
         await driver.save(*driver.reset)
         await driver.drive(restart)
 
-    async def _drive(self, driver: RunDriver, work: Awaitable[None]) -> FluxResult:
+    async def _drive(self, driver: RunDriver, work: Coroutine[Any, Any, None]) -> FluxResult:
         run_id = driver.run.id
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         self._active[run_id] = done
-        # A memory storage lives and dies with this process: no other process can take a run
-        # over, and a heartbeat task per run would cost more than the run's steps.
-        heartbeat = asyncio.create_task(self.leases.heartbeat(run_id)) if self.storage.durable else None
         try:
-            await work
+            # A memory storage lives and dies with this process: no other process can take a
+            # run over, and holding its lease would cost more than the run's steps.
+            if self.storage.durable:
+                await self._drive_held(driver, loop, work)
+            else:
+                await work
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
             if driver.run.status in EXECUTING:  # otherwise the last save released it
                 await self.leases.release(run_id)
             del self._active[run_id]
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
+
+    async def _drive_held(
+        self, driver: RunDriver, loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]
+    ) -> None:
+        """Drive the run while the heartbeat thread keeps its lease; if another process takes
+        it over, the driving task is cancelled at once (nothing more is saved) and
+        `LeaseLostError` names the run."""
+        run = driver.run
+        task = loop.create_task(work)
+        lost = False
+
+        def on_lost(run_id: str) -> None:
+            nonlocal lost
+            lost = True
+            task.cancel()
+
+        def on_cancel(run_id: str, reason: str) -> None:  # SPEC §9: the run machine acts on it
+            self.logger.info(f"cancel requested: {reason}", workflow=run.name, run=run_id)
+
+        self.heartbeat.hold(run.id, loop, on_lost, on_cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not lost:
+                raise
+            raise LeaseLostError(
+                f"run '{run.id}' ({run.name}): another process took its lease over; "
+                f"this one ({self.owner}) stopped driving it"
+            ) from None
+        finally:
+            self.heartbeat.drop(run.id)
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
