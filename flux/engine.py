@@ -617,7 +617,17 @@ class FluxEngine:
         it over, the driving task is cancelled at once (nothing more is saved) and
         `LeaseLostError` names the run."""
         run = driver.run
-        task = loop.create_task(work)
+
+        async def carried() -> BaseException | None:
+            # SystemExit or KeyboardInterrupt from a handler would escape the task and stop the
+            # loop: carry it to the caller, as if the work had been awaited directly.
+            try:
+                await work
+            except (SystemExit, KeyboardInterrupt) as exc:
+                return exc
+            return None
+
+        task = loop.create_task(carried())
         lost = False
 
         def on_lost(run_id: str) -> None:
@@ -630,7 +640,7 @@ class FluxEngine:
 
         self.heartbeat.hold(run.id, loop, on_lost, on_cancel)
         try:
-            await task
+            stopped = await task
         except asyncio.CancelledError:
             if not lost:
                 raise
@@ -640,6 +650,8 @@ class FluxEngine:
             ) from None
         finally:
             self.heartbeat.drop(run.id)
+        if stopped is not None:
+            raise stopped
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
