@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import FluxError
 from .logger import FluxLogger
 from .storage import WorkflowStorage
 
@@ -59,9 +60,9 @@ class Heartbeat:
         """Keep the lease of `run_id` (just acquired, so valid for a full lease time) alive."""
         with self._lock:
             if self._stop.is_set():
-                raise RuntimeError("the heartbeat is closed")
+                raise FluxError(f"run '{run_id}': the heartbeat of {self.owner} is closed")
             self._held[run_id] = _Hold(run_id, loop, on_lost, on_cancel)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # not alive: after a fork
                 self._thread = threading.Thread(target=self._run, name="flux-heartbeat", daemon=True)
                 self._thread.start()
 

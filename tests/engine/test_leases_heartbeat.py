@@ -15,6 +15,7 @@ import pytest
 import flux.storage.sqlite as sqlite_module
 from flux import (
     FluxEngine,
+    FluxError,
     MemoryStorage,
     RunStatus,
     SQLiteStorage,
@@ -174,6 +175,8 @@ def test_the_thread_renews_every_third_of_the_lease(tmp_path: Path) -> None:
     assert expiry(storage, "r1") > first
     beat.close()
     assert not beat.alive
+    with pytest.raises(FluxError, match="run 'r1': the heartbeat of a is closed"):
+        hold(beat, "r1")
     asyncio.run(storage.close())
 
 
