@@ -28,6 +28,7 @@ from .errors import (
     WaitTimeoutError,
     WorkflowDefinitionError,
 )
+from .heartbeat import Heartbeat
 from .history import as_utc
 from .leases import Leases
 from .logger import FluxLogger, StdlibLogger
@@ -104,6 +105,8 @@ class FluxEngine:
         self.max_crashes = max_crashes
         #: Calls the handlers; keeps track of the attempts abandoned at their timeout.
         self.attempts = Attempts()
+        #: Renews the leases of the runs this engine holds, from a thread of its own.
+        self.heartbeat = Heartbeat(self.storage, self.leases.owner, self.lease_seconds, self.logger)
         self._active: dict[str, asyncio.Future[None]] = {}
         self._drivers: dict[str, RunDriver] = {}
         self._plans: dict[int, tuple[Workflow[Any], Plan]] = {}
@@ -370,6 +373,7 @@ class FluxEngine:
         if self._closed:
             return
         self._closed = True
+        self.heartbeat.close()
         self.leases.close()
         await self.storage.close()
         if self.trace is not None:
@@ -583,15 +587,24 @@ class FluxEngine:
         self._active[run_id] = done
         self._drivers[run_id] = driver
         # A memory storage lives and dies with this process: no other process can take a run
-        # over, and a heartbeat per run would cost more than the run's steps.
-        heartbeat = (
-            asyncio.create_task(self.leases.heartbeat(run_id, driver)) if self.storage.durable else None
-        )
+        # over, and holding its lease would cost more than the run's steps.
+        held = self.storage.durable
+        if held:
+            # The heartbeat's own thread renews the lease, whatever blocks this loop; what it
+            # learns (lost, cancel requested) reaches the driver on this loop, and the flag
+            # that `ctx.cancelled` reads at once.
+            self.heartbeat.hold(
+                run_id,
+                asyncio.get_running_loop(),
+                lambda _: driver.interrupt(lost=True),
+                lambda _, reason: driver.interrupt(cancel_reason=reason),
+                driver.run_cancel,
+            )
         try:
             await driver.drive(event)
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
+            if held:
+                self.heartbeat.drop(run_id)
             if driver.run.status in EXECUTING and not driver.lost:  # else the last save released it
                 await self.leases.release(run_id)
             del self._active[run_id]

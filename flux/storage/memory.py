@@ -112,3 +112,15 @@ class MemoryStorage:
 
     async def close(self) -> None:
         return None
+
+    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
+        # Called from the heartbeat thread: each run's lease is read once, so a lease that the
+        # loop's thread replaces meanwhile is left as the loop wrote it.
+        held: dict[str, str | None] = {}
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            lease = run.lease if run is not None else None
+            if run is not None and lease is not None and lease.owner == owner:
+                lease.expires_at = expires_at
+                held[run_id] = run.cancel_reason
+        return held

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import select
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,7 +32,7 @@ from ._rows import (
     started_steps,
     step_values,
 )
-from ._text import to_column
+from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
 
 try:
@@ -110,6 +111,8 @@ class PostgresStorage:
         self._closed = False
         #: Step count of each run in hand as this storage last wrote it (absent: trim to be safe).
         self._known_len: dict[str, int] = {}
+        self._beat_lock = threading.Lock()  # the heartbeat's own connection (`heartbeat_sync`)
+        self._beat_conn: psycopg.Connection[Any] | None = None
         try:
             self._call_now(self._create_schema, "creating the schema", retry=True)
         except StorageError:
@@ -465,9 +468,45 @@ class PostgresStorage:
     async def close(self) -> None:
         self._closed = True
         self._close_idle()
+        self._close_heartbeat()
 
     def _close_idle(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
+        with self._beat_lock:
+            if self._closed:
+                raise StorageError(f"{self._where}: the storage is closed")
+            try:
+                conn = self._beat_conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._beat_conn = psycopg.connect(
+                        self.url, autocommit=True, connect_timeout=int(self._connect_timeout)
+                    )
+                    # A beat waits for a row lock at most a third of the lease time left, so
+                    # that it never makes the next beat late.
+                    wait = max((expires_at - time.time()) / 3, 0.05)
+                    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(wait * 1000)}ms",))
+                rows = conn.execute(_HEARTBEAT, (expires_at, owner, list(run_ids))).fetchall()
+            except psycopg.Error as exc:
+                if self._beat_conn is not None and (self._beat_conn.broken or self._beat_conn.closed):
+                    self._beat_conn = None  # reconnect at the next beat
+                raise StorageError(f"{self._where}: renewing the leases of {owner} failed: {exc}") from exc
+        return {run_id: from_column(reason) for run_id, reason in rows}
+
+    def _close_heartbeat(self) -> None:
+        with self._beat_lock:
+            if self._beat_conn is not None:
+                self._beat_conn.close()
+                self._beat_conn = None
+
+
+#: The cancel request (`request_cancel`) comes back with each renewed lease.
+_HEARTBEAT_CANCEL = "cancel_reason"
+_HEARTBEAT = (
+    "UPDATE flux_runs SET lease_expires_at=%s WHERE lease_owner=%s AND id = ANY(%s) "
+    f"RETURNING id, {_HEARTBEAT_CANCEL}"
+)

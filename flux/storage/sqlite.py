@@ -34,7 +34,7 @@ from ._rows import (
     started_steps,
     step_values,
 )
-from ._text import to_column
+from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
 
 SCHEMA_VERSION = LATEST
@@ -106,6 +106,9 @@ class SQLiteStorage:
         #: `_state` of each run whose lease this storage's engine holds, as it last wrote it.
         self._known: dict[str, tuple[Any, ...]] = {}
         self._conn = self._open(create)
+        self._beat_lock = threading.Lock()  # the heartbeat's own connection (`heartbeat_sync`)
+        self._beat_conn: sqlite3.Connection | None = None
+        self._beat_closed = False
 
     def _open(self, create: bool) -> sqlite3.Connection:
         where = f"SQLite database {str(self.path)!r}"
@@ -427,3 +430,56 @@ class SQLiteStorage:
     async def close(self) -> None:
         with self._lock:
             self._conn.close()
+        self._close_heartbeat()
+
+    def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
+        held: dict[str, str | None] = {}
+        # A beat waits out another writer's lock for at most a third of the lease time left,
+        # so that it never makes the next beat late.
+        wait = min(max((expires_at - time.time()) / 3, 0.05), _LOCK_WAIT)
+        with self._beat_lock:
+            if self._beat_closed:
+                raise StorageError(f"SQLite database {str(self.path)!r}: the storage is closed")
+            try:
+                conn = self._beat_conn
+                if conn is None:
+                    conn = self._beat_conn = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False, timeout=wait
+                    )
+                    conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+                conn.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
+                for start in range(0, len(run_ids), 500):  # within SQLite's limit of parameters
+                    chunk = run_ids[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    if _HAS_RETURNING:
+                        rows = conn.execute(_HEARTBEAT.format(marks=marks), (expires_at, owner, *chunk))
+                        held.update(rows.fetchall())
+                        continue
+                    conn.execute("BEGIN IMMEDIATE")  # SQLite before 3.35: the same in two statements
+                    try:
+                        conn.execute(_HEARTBEAT_OLD.format(marks=marks), (expires_at, owner, *chunk))
+                        held.update(conn.execute(_HEARTBEAT_HELD.format(marks=marks), (owner, *chunk)))
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                        raise
+            except sqlite3.Error as exc:
+                raise self._error(f"renewing the leases of {owner}", exc) from exc
+        return {run_id: from_column(reason) for run_id, reason in held.items()}
+
+    def _close_heartbeat(self) -> None:
+        with self._beat_lock:
+            self._beat_closed = True
+            if self._beat_conn is not None:
+                self._beat_conn.close()
+                self._beat_conn = None
+
+
+#: The cancel request (`request_cancel`) comes back with each renewed lease.
+_HEARTBEAT_CANCEL = "cancel_reason"
+_HEARTBEAT_OLD = "UPDATE flux_runs SET lease_expires_at=? WHERE lease_owner=? AND id IN ({marks})"
+_HEARTBEAT = f"{_HEARTBEAT_OLD} RETURNING id, {_HEARTBEAT_CANCEL}"
+_HEARTBEAT_HELD = f"SELECT id, {_HEARTBEAT_CANCEL} FROM flux_runs WHERE lease_owner=? AND id IN ({{marks}})"
+#: Overridden by a test, to run the path of the older SQLite libraries that Python may link.
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 WORKER = Path(__file__).with_name("worker.py")
+# The worker imports this checkout's flux, not whichever one the environment has installed.
+PYTHONPATH = os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, **env},
+            env={**os.environ, "PYTHONPATH": PYTHONPATH, **env},
         )
         self.procs.append(proc)
         return proc

@@ -9,6 +9,7 @@ import pytest
 
 from flux import FluxEngine, RunStatus, SQLiteStorage
 
+from ..services import needs_stored_identity
 from .conftest import Worker
 
 STEPS = ["s1", "s2", "c3", "s4", "s5"]
@@ -27,6 +28,7 @@ def stored_status(worker: Worker, run_id: str) -> RunStatus:
 
 
 @pytest.mark.parametrize("point", POINTS)
+@needs_stored_identity
 def test_kill_then_recover_runs_nothing_twice(worker: Worker, point: str) -> None:
     worker.start_and_kill_when_blocked("execute", "five", "run-1", BLOCK_AT=point)
     assert stored_status(worker, "run-1") is RunStatus.RUNNING
@@ -56,6 +58,7 @@ def test_kill_then_recover_runs_nothing_twice(worker: Worker, point: str) -> Non
     assert stored_status(worker, "run-1") is not RunStatus.RUNNING
 
 
+@needs_stored_identity
 def test_an_interrupted_commit_is_rerun_only_by_retry_step(worker: Worker) -> None:
     worker.start_and_kill_when_blocked("execute", "five", "run-1", BLOCK_AT="in:c3")
     assert worker.run("recover")[0] == "run-1 failed CommitInterruptedError"
@@ -68,6 +71,7 @@ def test_an_interrupted_commit_is_rerun_only_by_retry_step(worker: Worker) -> No
     assert effects[("run-1", "s1", "start")] == 1 and effects[("run-1", "s5", "done")] == 1
 
 
+@needs_stored_identity
 def test_redelivered_execute_resumes_instead_of_starting_over(worker: Worker) -> None:
     worker.start_and_kill_when_blocked("execute", "five", "run-1", BLOCK_AT="after:s2")
     assert worker.run("execute", "five", "run-1") == ["run-1 completed -"]
@@ -95,6 +99,7 @@ def test_suspended_run_is_signalled_from_another_process(worker: Worker) -> None
     assert effects[("ap-1", "ask", "start")] == 1 and effects[("ap-1", "after", "done")] == 1
 
 
+@needs_stored_identity
 def test_a_rollback_cut_short_by_a_kill_is_finished_by_recover(worker: Worker) -> None:
     """Killed inside the compensation of `car`: recovery compensates `car` again (at least
     once, like a step) and then `flight`, and the run ends rolled back."""

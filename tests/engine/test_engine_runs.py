@@ -30,6 +30,8 @@ from flux import (
     create_workflow,
 )
 
+from ..services import needs_stored_identity
+
 EngineFactory = Callable[..., FluxEngine]
 ROOT = Path(flux.__file__).resolve().parent.parent
 
@@ -497,6 +499,7 @@ def _crash_flow(steps: Steps, kind: str) -> Any:
     return getattr(flow, kind)("b", steps("b")).step("c", steps("c"))
 
 
+@needs_stored_identity
 def test_recover_finishes_a_run_left_running_by_a_dead_process(tmp_path: Path) -> None:
     db = _crash(tmp_path, "step")
     steps = Steps()
@@ -511,6 +514,7 @@ def test_recover_finishes_a_run_left_running_by_a_dead_process(tmp_path: Path) -
         assert engine.recover_sync([_crash_flow(steps, "step")]) == []
 
 
+@needs_stored_identity
 def test_recover_never_repeats_an_interrupted_commit(tmp_path: Path) -> None:
     db = _crash(tmp_path, "commit")
     steps = Steps()
