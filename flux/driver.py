@@ -106,7 +106,12 @@ class RunDriver:
 
     async def _drive(self, event: Event) -> None:
         next_event: Event | None = event
+        flag = self.run_cancel
         while next_event is not None:
+            if flag._set and not self.interrupted and self.run.cancel_reason is None:
+                # The heartbeat thread saw a cancel (or a lost lease) while a sync handler held
+                # this loop: let its message reach us before the machine decides what is next.
+                await asyncio.sleep(0)
             effects = decide(self.run, self.plan, next_event, time.time(), self.memo)
             next_event = None
             if len(effects) > 2:

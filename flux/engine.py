@@ -202,26 +202,34 @@ class FluxEngine:
         if run is None:
             raise RunNotFoundError(f"no run with id '{run_id}'")
         self._check_cancellable(run)
-        known = flow if flow is not None and flow.name == run.name else self._known.get(run.name)
-        if known is None:
-            if any(s.status is not S.PENDING for s in run.steps):
-                raise RunStateError(
-                    f"cancel run '{run_id}' ({run.name}): steps of it have run, so its workflow is "
-                    "needed to compensate them: pass flow= (CLI: --workflow module:attribute)"
-                )
-            known = _placeholder(run)
+        driver = self._drivers.get(run_id)
+        known: Workflow[Any] | None = None
+        holder_alive = (
+            run.lease is not None
+            and run.lease.expires_at > time.time()
+            and self.leases.dead_holder(run.lease) is None
+        )
+        if driver is None and not (run.status in EXECUTING and holder_alive):
+            # this engine carries the cancel out itself: it needs the workflow to compensate
+            known = flow if flow is not None and flow.name == run.name else self._known.get(run.name)
+            if known is None:
+                if any(s.status is not S.PENDING for s in run.steps):
+                    raise RunStateError(
+                        f"cancel run '{run_id}' ({run.name}): steps of it have run, so its workflow "
+                        "is needed to compensate them: pass flow= (CLI: --workflow module:attribute)"
+                    )
+                known = _placeholder(run)
         stored = await self.storage.request_cancel(run_id, reason)
         if stored is None:
             raise RunNotFoundError(f"no run with id '{run_id}'")
         self._check_cancellable(stored)
-        driver = self._drivers.get(run_id)
         if driver is not None:  # this very engine drives it
             driver.interrupt(cancel_reason=reason)
             await self._wait_active(run_id)
             return await self.get(run_id)
-        holder_gone = stored.lease is None or stored.lease.expires_at <= time.time()
-        if stored.status in EXECUTING and not holder_gone:
+        if run.status in EXECUTING and holder_alive:
             return self._result(stored)  # its holder cancels it at its next heartbeat
+        assert known is not None  # set above for every case that reaches here
         adopt_definition(known, stored)
         taken = await self._take(known, stored, strict=False)
         if taken is None:
