@@ -302,6 +302,7 @@ class RunDriver:
             if effect.timeout is None and not self.interrupted:
                 result = fn(ctx)  # the fast path: inline, as a plain loop would call it
                 if is_async or (type(result) not in _PLAIN and inspect.isawaitable(result)):
+                    # `interruptibly` written out: one coroutine less on every async step
                     self.interruptible = True
                     try:
                         result = await result

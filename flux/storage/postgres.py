@@ -230,13 +230,7 @@ class PostgresStorage:
     async def load_run(self, run_id: str) -> RunRecord | None:
         def load(conn: psycopg.Connection[Any]) -> RunRecord | None:
             with conn.transaction():  # one snapshot for the run and its steps
-                row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
-                if row is None:
-                    return None
-                steps = conn.execute(
-                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
-                ).fetchall()
-            return run_from_values(row, steps)
+                return _select_run(conn, run_id)
 
         return await self._call(load, f"loading run '{run_id}'", retry=True)
 
@@ -340,13 +334,7 @@ class PostgresStorage:
                     f"WHERE id=%s AND cancel_reason IS NULL AND {ACTIVE_SQL}",
                     (to_column(reason), run_id),
                 )
-                row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
-                if row is None:
-                    return None
-                steps = conn.execute(
-                    f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
-                ).fetchall()
-            return run_from_values(row, steps)
+                return _select_run(conn, run_id)
 
         return await self._call(cancel, f"requesting the cancellation of run '{run_id}'", retry=True)
 
@@ -510,3 +498,14 @@ _HEARTBEAT = (
     "UPDATE flux_runs SET lease_expires_at=%s WHERE lease_owner=%s AND id = ANY(%s) "
     f"RETURNING id, {_HEARTBEAT_CANCEL}"
 )
+
+
+def _select_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord | None:
+    """The run with its steps, read in the caller's transaction."""
+    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM flux_runs WHERE id=%s", (run_id,)).fetchone()
+    if row is None:
+        return None
+    steps = conn.execute(
+        f"SELECT {STEP_COLUMNS} FROM flux_steps WHERE run_id=%s ORDER BY idx", (run_id,)
+    ).fetchall()
+    return run_from_values(row, steps)

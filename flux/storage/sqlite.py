@@ -247,16 +247,7 @@ class SQLiteStorage:
         return created
 
     async def load_run(self, run_id: str) -> RunRecord | None:
-        def load(conn: sqlite3.Connection) -> RunRecord | None:
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            steps = conn.execute(
-                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
-            ).fetchall()
-            return _run_from_rows(row, steps)
-
-        return self._read(f"loading run '{run_id}'", load)
+        return self._read(f"loading run '{run_id}'", lambda conn: _select_run(conn, run_id))
 
     async def save_run(self, run: RunRecord, steps: Sequence[int], owner: str | None) -> None:
         state = _state(run)
@@ -312,13 +303,7 @@ class SQLiteStorage:
                 f"UPDATE flux_runs SET cancel_reason=? WHERE id=? AND cancel_reason IS NULL AND {ACTIVE_SQL}",
                 (to_column(reason), run_id),
             )
-            row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
-            if row is None:
-                return None
-            steps = conn.execute(
-                f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
-            ).fetchall()
-            return _run_from_rows(row, steps)
+            return _select_run(conn, run_id)
 
         return self._write(f"requesting the cancellation of run '{run_id}'", cancel)
 
@@ -483,3 +468,14 @@ _HEARTBEAT = f"{_HEARTBEAT_OLD} RETURNING id, {_HEARTBEAT_CANCEL}"
 _HEARTBEAT_HELD = f"SELECT id, {_HEARTBEAT_CANCEL} FROM flux_runs WHERE lease_owner=? AND id IN ({{marks}})"
 #: Overridden by a test, to run the path of the older SQLite libraries that Python may link.
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
+def _select_run(conn: sqlite3.Connection, run_id: str) -> RunRecord | None:
+    """The run with its steps, as one read (the caller's transaction, if any)."""
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM flux_runs WHERE id=?", (run_id,)).fetchone()
+    if row is None:
+        return None
+    steps = conn.execute(
+        f"SELECT {_STEP_COLUMNS} FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)
+    ).fetchall()
+    return _run_from_rows(row, steps)
