@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,13 @@ class Procs:
         return [(step, event, int(pid)) for rid, step, event, pid in lines if rid == run_id]
 
     def row(self, run_id: str) -> tuple[Any, ...]:
-        with sqlite3.connect(self.db) as conn:
+        with closing(sqlite3.connect(self.db)) as conn, conn:
             run = conn.execute("SELECT * FROM flux_runs WHERE id=?", (run_id,)).fetchone()
             steps = conn.execute("SELECT * FROM flux_steps WHERE run_id=? ORDER BY idx", (run_id,)).fetchall()
         return run, steps
 
     def lease(self, run_id: str) -> tuple[str, float]:
-        with sqlite3.connect(self.db) as conn:
+        with closing(sqlite3.connect(self.db)) as conn, conn:
             owner, expires = conn.execute(
                 "SELECT lease_owner, lease_expires_at FROM flux_runs WHERE id=?", (run_id,)
             ).fetchone()
@@ -125,7 +126,7 @@ def test_a_holder_whose_lease_is_taken_stops_at_once_and_saves_nothing(procs: Pr
     once (the step is never released), its next step never starts, nothing more is saved."""
     a = procs.start("async", "r2", procs.tmp / "never")
     wait_until_blocked(a)
-    with sqlite3.connect(procs.db) as conn:
+    with closing(sqlite3.connect(procs.db)) as conn, conn:
         conn.execute(
             "UPDATE flux_runs SET lease_owner='thief', lease_expires_at=? WHERE id='r2'",
             (time.time() + 3600,),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ FLOW = create_workflow("poison").step("only", step, retries=0)
 
 
 def refuse_completion_of(db: Path, run_id: str) -> None:
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn, conn:
         conn.execute(
             f"CREATE TRIGGER refuse BEFORE UPDATE ON flux_runs WHEN NEW.id = '{run_id}' "
             "AND NEW.status = 'completed' BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
@@ -91,7 +92,7 @@ def test_a_run_whose_state_cannot_be_stored_at_all_gives_its_lease_back(tmp_path
         storage = SQLiteStorage(db)
         engine = FluxEngine(storage=storage, logger=FluxSilentLogger())
         await engine.start(FLOW, {}, id="stuck")
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn, conn:
             conn.execute(
                 "CREATE TRIGGER refuse BEFORE UPDATE ON flux_runs WHEN NEW.id = 'stuck' "
                 "AND NEW.status <> 'running' AND NEW.status <> 'pending' "

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def test_migrations_are_numbered_from_one_with_sql_for_each_dialect() -> None:
 
 
 def sqlite_columns(path: Path) -> set[tuple[str, str]]:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         cols = {
             (table, row[1])
             for table in ("flux_runs", "flux_steps")
@@ -55,7 +56,7 @@ def test_a_sqlite_crash_count_defaults_to_zero_in_old_rows(tmp_path: Path) -> No
     shutil.copy(FIXTURES / "flux-0.1.0.db", path)
     assert not NEW_COLUMNS & sqlite_columns(path)
     asyncio.run(SQLiteStorage(path).close())
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT DISTINCT crashes FROM flux_steps").fetchall() == [(0,)]
     conn.close()
 
@@ -88,7 +89,7 @@ def test_processes_opening_an_old_sqlite_database_at_once_all_succeed(tmp_path: 
 def test_a_sqlite_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     asyncio.run(SQLiteStorage(path).close())
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE flux_meta SET value=? WHERE key='schema_version'", (str(LATEST + 7),))
     conn.close()
     before = hashlib.sha256(path.read_bytes()).hexdigest()

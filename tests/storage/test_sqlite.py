@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_a_damaged_database_page_is_a_storage_error(tmp_path: Path) -> None:
 
 def test_another_applications_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "app.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE users (id INTEGER)")
     conn.close()
     before = digest(path)
@@ -55,7 +56,7 @@ def test_another_applications_database_is_refused(tmp_path: Path) -> None:
 def test_a_database_from_a_newer_flux_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     asyncio.run(SQLiteStorage(path).close())
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE flux_meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION + 1),))
     conn.close()
     before = digest(path)
@@ -152,7 +153,7 @@ def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> Non
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and out.strip() == "ok", err
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("SELECT value FROM flux_meta").fetchall() == [(str(SCHEMA_VERSION),)]
     conn.close()
 

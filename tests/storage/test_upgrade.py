@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def old_sqlite(tmp_path: Path) -> Path:
 
 
 def sqlite_version(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         (value,) = conn.execute("SELECT value FROM flux_meta WHERE key='schema_version'").fetchone()
     conn.close()
     return int(value)
