@@ -24,8 +24,6 @@ from flux.core.messages import (
     Emit,
     Hook,
     Invoke,
-    Log,
-    Outputs,
     Proceed,
     Proceeded,
     Resumed,
@@ -227,10 +225,6 @@ def test_a_signal_completes_the_waiting_step_and_goes_on() -> None:
     effects = decide(run, p, Signalled("approval", '{"ok": true}'), NOW, memo)
     assert kinds(effects) == ["outputs", "save['a']", "handler:b#1"]
     assert run.steps[0].output_json == '{"ok": true}'
-
-
-def test_every_log_and_outputs_effect_is_plain_data() -> None:
-    assert Log("info", "x").step is None and Outputs().drop == ()
 
 
 def test_the_core_imports_no_io() -> None:
