@@ -154,7 +154,6 @@ class Hook:
     name: str
     step: StepRef = ""
     attempt: int = 0
-    result: Any = None
     error: BaseException | None = None
 
 
