@@ -15,6 +15,7 @@ from . import serialization as ser
 from .attempts import Attempts
 from .backoff import DEFAULT_BACKOFF, Backoff
 from .builder import Workflow
+from .clock import Clock, SystemClock
 from .context import WorkflowContext
 from .core import Plan, plan_of
 from .core.messages import CancelNow, Event, Resumed, RetryFrom, Signalled, Started
@@ -68,6 +69,7 @@ class FluxEngine:
         on: Mapping[str, Callable[..., Any]] | None = None,
         lease_seconds: float = 30.0,
         max_crashes: int = 3,
+        clock: Clock | None = None,
     ) -> None:
         if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
             raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
@@ -103,6 +105,8 @@ class FluxEngine:
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
         self.max_crashes = max_crashes
+        #: Every notion of time the engine has (SPEC §10): wake times, backoff, deadlines, slots.
+        self.clock: Clock = clock or SystemClock()
         #: Calls the handlers; keeps track of the attempts abandoned at their timeout.
         self.attempts = Attempts()
         #: Renews the leases of the runs this engine holds, from a thread of its own.
@@ -115,6 +119,17 @@ class FluxEngine:
         #: What the `_sync` methods run on, so that any number of threads may call them.
         self._loop = LoopThread()
         self._closed = False
+
+    # ------------------------------------------------------------------ schedules (SPEC §10)
+
+    async def _fire_schedules(self, now: float) -> int:
+        """Start the runs of the schedule slots due at `now`; return how many were started.
+        Called by the work loop on every tick and by `VirtualClock.advance`."""
+        return 0
+
+    async def _next_schedule_due(self) -> float | None:
+        """The epoch time of the next schedule slot this engine will fire, or None."""
+        return None
 
     # ------------------------------------------------------------------ public API
 
@@ -291,6 +306,10 @@ class FluxEngine:
         names = list(by_name)
         done = 0
         while stop is None or not stop():
+            try:
+                await self._fire_schedules(self.clock.now())
+            except Exception as exc:
+                self.logger.error(f"worker: starting scheduled runs failed: {exc}", exc=exc)
             try:
                 run = await self.storage.claim_next(names, self.leases.new())
             except StorageError as exc:
