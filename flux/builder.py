@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -51,7 +52,7 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class Workflow(Generic[T]):
     """An immutable workflow definition; every builder method returns a new one."""
 
-    __slots__ = ("_steps", "input_type", "name", "version_tag")
+    __slots__ = ("_steps", "deadline_seconds", "input_type", "name", "version_tag")
 
     def __init__(
         self,
@@ -59,11 +60,14 @@ class Workflow(Generic[T]):
         input_type: Any = None,
         steps: tuple[StepDefinition[T], ...] = (),
         version_tag: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.input_type = input_type
         self._steps = steps
         self.version_tag = version_tag
+        #: Seconds from a run's creation after which it is cancelled (`DeadlineExceededError`).
+        self.deadline_seconds = deadline_seconds
 
     @property
     def steps(self) -> tuple[StepDefinition[T], ...]:
@@ -74,7 +78,7 @@ class Workflow(Generic[T]):
         problem = check_input_type(tp)
         if problem:
             raise WorkflowDefinitionError(f"workflow '{self.name}': .input(): {problem}")
-        return Workflow(self.name, tp, self._steps, self.version_tag)  # type: ignore[arg-type]
+        return Workflow(self.name, tp, self._steps, self.version_tag, self.deadline_seconds)  # type: ignore[arg-type]
 
     def version(self, version: str) -> Workflow[T]:
         """Label the definition; stored with each run and shown in its trace."""
@@ -82,7 +86,22 @@ class Workflow(Generic[T]):
             raise WorkflowDefinitionError(
                 f"workflow '{self.name}': .version({version!r}): must be a non-empty string"
             )
-        return Workflow(self.name, self.input_type, self._steps, version)
+        return Workflow(self.name, self.input_type, self._steps, version, self.deadline_seconds)
+
+    def deadline(self, seconds: float) -> Workflow[T]:
+        """Cancel a run still unfinished `seconds` after its creation (as `engine.cancel`
+        does, with `DeadlineExceededError` as its error type), wherever it stands: running,
+        sleeping or waiting for a signal."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or not seconds > 0
+        ):
+            raise WorkflowDefinitionError(
+                f"workflow '{self.name}': .deadline({seconds!r}): must be a finite number of seconds > 0"
+            )
+        return Workflow(self.name, self.input_type, self._steps, self.version_tag, float(seconds))
 
     def step(
         self,
@@ -156,7 +175,7 @@ class Workflow(Generic[T]):
             backoff=backoff,
             retry_on=retry_on,
         )
-        return Workflow(self.name, self.input_type, (*self._steps, step), self.version_tag)
+        return Workflow(self.name, self.input_type, (*self._steps, step), self.version_tag, self.deadline_seconds)
 
     def index_of(self, step: str) -> int:
         for i, s in enumerate(self._steps):
