@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -92,16 +91,10 @@ class Workflow(Generic[T]):
         """Cancel a run still unfinished `seconds` after its creation (as `engine.cancel`
         does, with `DeadlineExceededError` as its error type), wherever it stands: running,
         sleeping or waiting for a signal."""
-        if (
-            isinstance(seconds, bool)
-            or not isinstance(seconds, (int, float))
-            or not math.isfinite(seconds)
-            or not seconds > 0
-        ):
-            raise WorkflowDefinitionError(
-                f"workflow '{self.name}': .deadline({seconds!r}): must be a finite number of seconds > 0"
-            )
-        return Workflow(self.name, self.input_type, self._steps, self.version_tag, float(seconds))
+        from .signals import check_seconds
+
+        value = check_seconds(f"workflow '{self.name}': .deadline({seconds!r})", seconds, zero=False)
+        return Workflow(self.name, self.input_type, self._steps, self.version_tag, value)
 
     def step(
         self,

@@ -37,13 +37,28 @@ class SleepRequest:
     until: float | None = None
 
 
+#: The longest sleep, timeout or deadline: a hundred years (a wake time must be a datetime).
+MAX_SECONDS = 100 * 366 * 86400.0
+
+
+def check_seconds(what: str, value: object, *, zero: bool) -> float:
+    """`value` as seconds, or a `WorkflowDefinitionError` starting with `what`."""
+    return _check_seconds(what, value, zero=zero)
+
+
 def _check_seconds(what: str, value: object, *, zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WorkflowDefinitionError(f"{what}: must be a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-        bound = ">= 0" if zero else "> 0"
+    bound = ">= 0" if zero else "> 0"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
         raise WorkflowDefinitionError(f"{what}: must be a finite number of seconds {bound}")
-    return float(value)
+    if seconds > MAX_SECONDS:
+        raise WorkflowDefinitionError(f"{what}: more than a hundred years ({MAX_SECONDS:g}s) is not supported")
+    return seconds
 
 
 class Flux:

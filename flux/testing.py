@@ -17,11 +17,13 @@ returns when the engines it serves are idle. The run time of handler code (a ste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import heapq
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import FluxError
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from .engine import FluxEngine
 
 __all__ = ["VirtualClock"]
+
+T = TypeVar("T")
 
 #: Rounds of `advance` at one moment before it gives up (a run that falls due again and
 #: again at the same instant is a bug in the workflow, not something to loop on forever).
@@ -96,6 +100,31 @@ class VirtualClock:
             await self._run_due()
         self._now = target
         await self._run_due()
+
+    async def run(self, work: Coroutine[Any, Any, T], *, limit: float = 366 * 86400.0) -> T:
+        """Await `work` (say `engine.execute(...)` of a run that retries with backoff or sleeps
+        in-process) while moving the clock from one due moment to the next, until it returns.
+        Raises `FluxError` if it waits on something other than this clock (nothing falls due)
+        or needs more than `limit` seconds of virtual time."""
+        task = asyncio.ensure_future(work)
+        end = self._now + limit
+        try:
+            while True:
+                await self._run_due()
+                if task.done():
+                    return task.result()
+                moment = await self._next_moment()
+                if moment is None or moment > end:
+                    raise FluxError(
+                        f"VirtualClock.run: the work is not done and nothing falls due "
+                        f"{'at all' if moment is None else f'within {limit:g}s'}"
+                    )
+                self._now = moment
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     def advance_sync(self, seconds: float) -> None:
         """`advance` for code with no event loop: the engines' own loop runs it."""

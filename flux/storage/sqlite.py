@@ -63,11 +63,16 @@ _UPDATE_RUN_RELEASE = (
     f"{SAVE_REASON_SQLITE} WHERE id=?"
 )
 #: Due runs, earliest first, through the partial index on `due_at` (migration 3).
+# `INDEXED BY`: walking the due index in order stops at the first due run of these workflows;
+# the planner would otherwise pick the name index and sort every run of the workflow.
 _DUE = (
-    "SELECT id FROM flux_runs WHERE due_at <= ? AND name IN ({marks}) "
+    "SELECT id FROM flux_runs INDEXED BY flux_runs_due WHERE due_at <= ? AND name IN ({marks}) "
     "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY due_at LIMIT 1"
 )
-_NEXT_DUE = "SELECT due_at FROM flux_runs WHERE due_at IS NOT NULL AND name IN ({marks}) ORDER BY due_at LIMIT 1"
+_NEXT_DUE = (
+    "SELECT due_at FROM flux_runs INDEXED BY flux_runs_due WHERE due_at IS NOT NULL AND name IN ({marks}) "
+    "ORDER BY due_at LIMIT 1"
+)
 # The fast path of a finished step while the run's own state is unchanged: one statement,
 # one B-tree. The step row carries the run's new data; `load_run` takes the newest `rev`.
 _LOG_STEP = (
