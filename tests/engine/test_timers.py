@@ -432,3 +432,57 @@ def test_a_virtual_clock_needs_an_aware_start() -> None:
 
 def test_deadline_exceeded_error_is_exported() -> None:
     assert issubclass(DeadlineExceededError, Exception) and issubclass(SignalTimeoutError, Exception)
+
+
+def test_a_worker_and_a_late_signal_racing_across_processes_agree_on_the_timeout(tmp_path: Any) -> None:
+    """Two engines, each on its own connection to one SQLite file and its own thread (as two
+    processes), race for runs whose wait has just timed out: one takes the timeout as a
+    worker, the other signals. Whoever wins, the outcome is the timeout's and the signal
+    raises `RunStateError`."""
+    import threading
+
+    from flux import FluxSilentLogger, SQLiteStorage
+
+    clock = SetClock(START.timestamp())
+    flow, _ = _approval(timeout=60)
+    db = tmp_path / "race.db"
+    maker = FluxEngine(storage=SQLiteStorage(db), clock=clock, logger=FluxSilentLogger())
+    ids = [f"race-{i}" for i in range(20)]
+    for run_id in ids:
+        assert maker.execute_sync(flow, id=run_id).status is RunStatus.SUSPENDED
+    clock.t += 61
+    signaller = FluxEngine(storage=SQLiteStorage(db), clock=clock, logger=FluxSilentLogger())
+    worker = FluxEngine(storage=SQLiteStorage(db), clock=clock, logger=FluxSilentLogger())
+    refused: list[str] = []
+    other: list[BaseException] = []
+    go = threading.Barrier(2)
+
+    def signal_all() -> None:
+        go.wait()
+        for run_id in ids:
+            try:
+                signaller.signal_sync(flow, run_id, "approval", {"ok": True})
+            except RunStateError:
+                refused.append(run_id)
+            except BaseException as exc:  # pragma: no cover - reported below
+                other.append(exc)
+
+    def work() -> None:
+        go.wait()
+        worker.work_sync([flow], burst=True)
+
+    threads = [threading.Thread(target=signal_all), threading.Thread(target=work)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert other == []
+        assert sorted(refused) == sorted(ids)
+        for run_id in ids:
+            result = maker.get_sync(run_id)
+            assert (result.status, result.error_type) == (RunStatus.ROLLED_BACK, "SignalTimeoutError")
+            assert "ship" not in result.outputs
+    finally:
+        for engine in (maker, signaller, worker):
+            engine.close_sync()
