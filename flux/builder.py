@@ -168,7 +168,9 @@ class Workflow(Generic[T]):
             backoff=backoff,
             retry_on=retry_on,
         )
-        return Workflow(self.name, self.input_type, (*self._steps, step), self.version_tag, self.deadline_seconds)
+        return Workflow(
+            self.name, self.input_type, (*self._steps, step), self.version_tag, self.deadline_seconds
+        )
 
     def index_of(self, step: str) -> int:
         for i, s in enumerate(self._steps):

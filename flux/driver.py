@@ -347,7 +347,9 @@ class RunDriver:
                     timer = Timer("sleep", result.seconds, result.until)
                 elif result.timeout is not None:
                     default = (
-                        ser.dumps(result.default, path=f"outputs.{name}", step=name) if result.has_default else None
+                        ser.dumps(result.default, path=f"outputs.{name}", step=name)
+                        if result.has_default
+                        else None
                     )
                     timer = Timer("wait", result.timeout, signal=result.signal, default_json=default)
                 else:

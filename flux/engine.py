@@ -90,7 +90,9 @@ class FluxEngine:
             or not isinstance(inline_sleep, (int, float))
             or not 0 <= inline_sleep < float("inf")
         ):
-            raise FluxError(f"FluxEngine(inline_sleep={inline_sleep!r}): must be a finite number of seconds >= 0")
+            raise FluxError(
+                f"FluxEngine(inline_sleep={inline_sleep!r}): must be a finite number of seconds >= 0"
+            )
         hooks = dict(on or {})
         for key, fn in hooks.items():
             if key not in HOOKS:
@@ -303,7 +305,9 @@ class FluxEngine:
         """
         _, input_json = self._prepare_input(flow, input)
         run_id = new_run_id() if id is None else self._check_id(id)
-        if not await self.storage.create_run(_new_run(flow, run_id, input_json, R.PENDING, None, self.clock.now())):
+        if not await self.storage.create_run(
+            _new_run(flow, run_id, input_json, R.PENDING, None, self.clock.now())
+        ):
             existing = await self.storage.load_run(run_id)
             if existing is not None:
                 self._check_same_run(flow, existing, input_json)

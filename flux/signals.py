@@ -57,7 +57,9 @@ def _check_seconds(what: str, value: object, *, zero: bool) -> float:
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
         raise WorkflowDefinitionError(f"{what}: must be a finite number of seconds {bound}")
     if seconds > MAX_SECONDS:
-        raise WorkflowDefinitionError(f"{what}: more than a hundred years ({MAX_SECONDS:g}s) is not supported")
+        raise WorkflowDefinitionError(
+            f"{what}: more than a hundred years ({MAX_SECONDS:g}s) is not supported"
+        )
     return seconds
 
 
@@ -95,7 +97,8 @@ class Flux:
         datetime. A moment already past wakes the step at once."""
         if not isinstance(when, dt.datetime):
             raise WorkflowDefinitionError(
-                f"Flux.sleep_until({when!r}): pass an aware datetime (e.g. datetime(..., tzinfo=timezone.utc))"
+                f"Flux.sleep_until({when!r}): pass an aware datetime "
+                "(e.g. datetime(..., tzinfo=timezone.utc))"
             )
         if when.tzinfo is None or when.utcoffset() is None:
             raise WorkflowDefinitionError(

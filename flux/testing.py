@@ -195,4 +195,3 @@ class VirtualClock:
                 await asyncio.sleep(0.0005)  # real work (a thread, a real sleep) in flight
             else:
                 idle += 1
-

@@ -366,7 +366,8 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": timers.start_meta(run, plan)},
+        meta = timers.start_meta(run, plan)
+        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": meta},
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""

@@ -224,7 +224,9 @@ def cancel(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]
     run.error_step = current
     run.waiting_for = None
     memo.failure = (
-        kind(reason) if kind is DeadlineExceededError else kind(f"run '{run.id}' ({run.name}) was cancelled: {reason}")
+        kind(reason)
+        if kind is DeadlineExceededError
+        else kind(f"run '{run.id}' ({run.name}) was cancelled: {reason}")
     )
     out.append(Log("info", f"cancelled: {reason}", current))
     if _todo(run, plan):

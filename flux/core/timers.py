@@ -94,8 +94,8 @@ def requested(
         emit(out, run, plan, now, E.STEP_SLEEP, {**base, "wakeAt": timestamp_ms(wake), "status": "suspended"})
         out.append(Log("info", f"sleeping until {iso(wake)}", sp.name))
     else:
-        emit(out, run, plan, now, E.STEP_SUSPEND, {**base, "signal": timer.signal, "wakeAt": timestamp_ms(wake),
-             "status": "suspended"})  # fmt: skip
+        emit(out, run, plan, now, E.STEP_SUSPEND, {**base, "signal": timer.signal,
+             "wakeAt": timestamp_ms(wake), "status": "suspended"})  # fmt: skip
         out.append(Log("info", f"suspended, waiting for signal '{timer.signal}' until {iso(wake)}", sp.name))
     if inline:
         out.append(Pause(sp.name, wake if run.deadline is None else min(wake, run.deadline)))
@@ -154,8 +154,9 @@ def woke(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) 
             f"its timeout ({iso(wake)})"
         )
         if plan.traced:
-            emit(out, run, plan, now, E.SIGNAL_TIMEOUT, {**base, "signal": signal, "wakeAt": timestamp_ms(wake),
-                 "error": str(exc), "errorType": "SignalTimeoutError", "status": "failed"})  # fmt: skip
+            emit(out, run, plan, now, E.SIGNAL_TIMEOUT, {**base, "signal": signal,
+                 "wakeAt": timestamp_ms(wake), "error": str(exc), "errorType": "SignalTimeoutError",
+                 "status": "failed"})  # fmt: skip
         rec.waiting_for = None
         saga.fail_step(run, plan, rec, exc, 0.0, None, now, memo, out)
         return

@@ -149,7 +149,9 @@ class MemoryStorage:
             return None
         if self._runs[due[0][1]].name in names:
             return due[0][0]
-        return min((e[0] for e in due if self._live(e) is not None and self._runs[e[1]].name in names), default=None)
+        return min(
+            (e[0] for e in due if self._live(e) is not None and self._runs[e[1]].name in names), default=None
+        )
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         run = self._runs.get(run_id)

@@ -47,7 +47,8 @@ def test_a_sleeping_run_whose_process_was_killed_wakes_on_time_in_a_new_worker(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "flux.cli", "worker", "sleeper:flow", "--storage", f"sqlite:///{db}", "--poll", "0.2"],
+            [sys.executable, "-m", "flux.cli", "worker", "sleeper:flow", "--storage", f"sqlite:///{db}",
+             "--poll", "0.2"],
             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         procs.append(worker)

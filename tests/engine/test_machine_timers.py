@@ -11,7 +11,7 @@ import pytest
 
 from flux import Backoff, RunStatus, StepStatus, create_workflow
 from flux.core import Memo, Plan, decide, plan_of
-from flux.core.messages import AttemptEnded, Pause, Resumed, Started, Timer, Woke
+from flux.core.messages import AttemptEnded, Emit, Pause, Resumed, Started, Timer, Woke
 from flux.records import RunRecord, StepRecord
 
 from .test_machine import kinds, noop
@@ -47,7 +47,14 @@ def timer(step: str, t: Timer) -> AttemptEnded:
         (Timer("sleep", 60), 60.0, R.RUNNING, NOW + 60, "pause", "sleep"),  # within inline_sleep
         (Timer("sleep", until=NOW + 10), 0.0, R.SUSPENDED, NOW + 10, "done", "sleep"),
         (Timer("wait", 60, signal="go"), 3600.0, R.SUSPENDED, NOW + 60, "done", "timeout"),  # never inline
-        (Timer("wait", 60, signal="go", default_json='"d"'), 0.0, R.SUSPENDED, NOW + 60, "done", 'default:"d"'),
+        (
+            Timer("wait", 60, signal="go", default_json='"d"'),
+            0.0,
+            R.SUSPENDED,
+            NOW + 60,
+            "done",
+            'default:"d"',
+        ),
     ],
 )
 def test_a_timer_suspends_the_step_with_its_wake_time(
@@ -132,4 +139,5 @@ def test_workflow_start_carries_the_deadline_in_ms() -> None:
     p, r = plan(), run(deadline=NOW + 0.5)
     out = decide(r, p, Started(), NOW, Memo())
     start = out[0]
-    assert getattr(start, "fields")["meta"]["deadline"] == int((NOW + 0.5) * 1000)
+    assert isinstance(start, Emit)
+    assert start.fields["meta"]["deadline"] == int((NOW + 0.5) * 1000)

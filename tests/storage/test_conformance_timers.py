@@ -20,8 +20,8 @@ T0 = 2_000_000_000.0  # an engine clock far from the real one: wake times are co
 
 
 def sleeping(
-    storage: WorkflowStorage, run_id: str, wake: float | None, *, name: str = "wf", deadline: float | None = None,
-    timer: str = "sleep", signal: str | None = None,
+    storage: WorkflowStorage, run_id: str, wake: float | None, *, name: str = "wf",
+    deadline: float | None = None, timer: str = "sleep", signal: str | None = None,
 ) -> RunRecord:  # fmt: skip
     """A run stored as the engine stores a sleep (or a wait with a timeout): suspended."""
     record = make_run(run_id, name, created=T0 - 100, lease=lease("maker"), deadline=deadline)
