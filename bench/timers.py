@@ -100,7 +100,7 @@ def wake_runs(url: str, runs: int, workers: int) -> dict[str, float]:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
+        )
         for _ in range(workers)
     ]
     try:
