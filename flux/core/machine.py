@@ -245,6 +245,7 @@ def _suspend(
     rec.waiting_for = ev.signal
     run.status = check_run(run.status, R.SUSPENDED)
     run.waiting_for = ev.signal
+    timers.clear(run)  # a wait with no timeout: due at the deadline only
     out.append(Save((sp.name,)))
     emit(out, run, plan, now, E.STEP_SUSPEND, {"stepName": sp.name, "stepIndex": sp.index,
          "signal": ev.signal, "status": "suspended"})  # fmt: skip
@@ -363,6 +364,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     run.error = run.error_type = run.error_step = None
     run.completed_at = None
     run.waiting_for = None
+    timers.clear(run)
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
@@ -404,6 +406,7 @@ def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Mem
     run.completed_at = None
     run.waiting_for = None
     run.cancel_reason = None
+    timers.clear(run)
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if not ev.enqueue:

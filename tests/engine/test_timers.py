@@ -486,3 +486,47 @@ def test_a_worker_and_a_late_signal_racing_across_processes_agree_on_the_timeout
     finally:
         for engine in (maker, signaller, worker):
             engine.close_sync()
+
+
+def test_retry_step_of_a_sleeping_run_forgets_its_wake_time(make_engine: EngineFactory) -> None:
+    """A run reset while it slept, which then waits for a signal with no timeout, is not woken
+    at the old wake time (as if its wait were a sleep)."""
+    clock = VirtualClock(START)
+    engine = make_engine(clock=clock)
+    naps: list[int] = []
+
+    def first(ctx: WorkflowContext[Any]) -> Any:
+        naps.append(1)
+        return Flux.sleep(DAY) if len(naps) == 1 else Flux.wait("go")
+
+    flow = create_workflow("reset").step("s", first)
+
+    async def main() -> None:
+        assert (await engine.execute(flow, id="x")).wake_at == at(DAY)
+        again = await engine.retry_step(flow, "x", "s")
+        assert again.status is RunStatus.SUSPENDED and again.waiting_for == "go" and again.wake_at is None
+        await clock.advance(2 * DAY)
+        assert (await engine.get("x")).status is RunStatus.SUSPENDED
+        assert (await engine.signal(flow, "x", "go", 7)).outputs == {"s": 7}
+
+    asyncio.run(main())
+
+
+def test_every_time_event_carries_only_declared_keys(make_engine: EngineFactory) -> None:
+    from flux.events import check
+
+    clock = VirtualClock(START)
+    sink = MemoryTraceSink()
+    engine = make_engine(clock=clock, trace=sink)
+    flow, _ = _approval(timeout=DAY)
+    timed = create_workflow("timed").deadline(DAY).step("s", lambda ctx: Flux.sleep(2 * DAY))
+
+    async def main() -> None:
+        await engine.execute(flow, id="a")
+        await engine.execute(_approval(timeout=DAY, default=0)[0], id="b")
+        await engine.execute(timed, id="c")
+        await clock.advance(DAY)
+
+    asyncio.run(main())
+    assert {e["type"] for e in sink.events} >= {"signal:timeout", "step:sleep", "workflow:cancel"}
+    assert [(e["type"], check(e)) for e in sink.events if check(e)] == []
