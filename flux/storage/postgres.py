@@ -407,7 +407,12 @@ class PostgresStorage:
 
         def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
             # a due run first (through the partial index on due_at), then a waiting one
-            row = conn.execute(_CLAIM_DUE, due_params).fetchone()
+            row = None
+            with conn.transaction():
+                conn.execute(_BY_DUE_INDEX)
+                first = conn.execute(_NEXT_DUE, (list(names),)).fetchone()
+                if first is not None and first[0] <= due_params[0]:
+                    row = conn.execute(_CLAIM_DUE, due_params).fetchone()
             if row is None:
                 row = conn.execute(_CLAIM, params).fetchone()
             if row is None:
@@ -425,11 +430,9 @@ class PostgresStorage:
 
     async def next_due(self, names: Sequence[str]) -> float | None:
         def query(conn: psycopg.Connection[Any]) -> float | None:
-            row = conn.execute(
-                "SELECT due_at FROM flux_runs WHERE due_at IS NOT NULL AND name = ANY(%s) "
-                "ORDER BY due_at LIMIT 1",
-                (list(names),),
-            ).fetchone()
+            with conn.transaction():
+                conn.execute(_BY_DUE_INDEX)
+                row = conn.execute(_NEXT_DUE, (list(names),)).fetchone()
             return None if row is None else float(row[0])
 
         return await self._call(query, "finding the next due run", retry=True)
@@ -507,9 +510,20 @@ _GIVE = """
     FROM waiting WHERE r.id = waiting.id
     RETURNING """ + ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
 _FREE = "(lease_owner IS NULL OR lease_expires_at < extract(epoch from clock_timestamp()))"
+# The due runs are read through the partial index on due_at, whatever the statistics say:
+# `(...) IS TRUE` keeps the name index out of it (it would sort every run of the workflow),
+# and their transaction turns off the scans that would read the whole table (a table not yet
+# analysed, or one whose statistics predate a burst of due runs, would get a sequential scan).
+_NEXT_DUE = (
+    "SELECT due_at FROM flux_runs WHERE due_at IS NOT NULL AND (name = ANY(%s)) IS TRUE "
+    "ORDER BY due_at LIMIT 1"
+)
+_BY_DUE_INDEX = (
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+)
 _CLAIM_DUE = f"""
     WITH waiting AS (
-        SELECT id FROM flux_runs WHERE due_at <= %s AND name = ANY(%s) AND {_FREE}
+        SELECT id FROM flux_runs WHERE due_at <= %s AND (name = ANY(%s)) IS TRUE AND {_FREE}
         ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED
     ) {_GIVE}"""
 _CLAIM = f"""
