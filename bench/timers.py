@@ -135,7 +135,7 @@ def idle_cost(url: str, seconds: float = 3.0) -> dict[str, float]:
     if isinstance(conn, sqlite3.Connection):
         conn.set_trace_callback(lambda sql: statements.__setitem__(0, statements[0] + 1))
     else:  # PostgreSQL: the statements each storage call of the idle loop sends
-        # (claim_next: BEGIN, set_config, the next due time, COMMIT, the waiting-run claim;
+        # (claim_next: BEGIN, set_config, the due-run claim, COMMIT, the waiting-run claim;
         # next_due: BEGIN, set_config, the next due time, COMMIT)
         for name, per_call in (("claim_next", 5), ("next_due", 4)):
             original = getattr(storage, name)

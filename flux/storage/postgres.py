@@ -407,12 +407,9 @@ class PostgresStorage:
 
         def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
             # a due run first (through the partial index on due_at), then a waiting one
-            row = None
             with conn.transaction():
                 conn.execute(_BY_DUE_INDEX)
-                first = conn.execute(_NEXT_DUE, (list(names),)).fetchone()
-                if first is not None and first[0] <= due_params[0]:
-                    row = conn.execute(_CLAIM_DUE, due_params).fetchone()
+                row = conn.execute(_CLAIM_DUE, due_params).fetchone()
             if row is None:
                 row = conn.execute(_CLAIM, params).fetchone()
             if row is None:
