@@ -562,3 +562,19 @@ def test_a_sleep_in_process_holds_the_run_against_other_workers(tmp_path: Any) -
         await other.close()
 
     asyncio.run(main())
+
+
+def test_hostile_signal_names_and_defaults_survive_a_timeout(make_engine: EngineFactory) -> None:
+    clock = VirtualClock(START)
+    engine = make_engine(clock=clock)
+    signal = "go\x00\ud800\x1b[31m"
+    default = {"x": "a\x00\x1b[2J", "n": 10**40}
+    flow = create_workflow("h").step("w", lambda ctx: Flux.wait(signal, timeout=10, default=default))
+
+    async def main() -> None:
+        suspended = await engine.execute(flow, id="h1")
+        assert suspended.waiting_for == signal
+        await clock.advance(10)
+        assert (await engine.get("h1")).outputs == {"w": default}
+
+    asyncio.run(main())
