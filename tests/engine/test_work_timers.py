@@ -46,22 +46,21 @@ def test_an_idle_worker_makes_two_storage_calls_per_poll(make_engine: EngineFact
 
 
 def test_an_idle_worker_wakes_for_a_wake_time_before_its_next_poll(make_engine: EngineFactory) -> None:
-    engine = make_engine(inline_sleep=0)
+    finished: list[asyncio.Event] = []
+    engine = make_engine(inline_sleep=0, on={"workflow_complete": lambda ctx: finished[0].set()})
     flow = create_workflow("soon").step("s", lambda ctx: Flux.sleep(0.05)).step("t", lambda ctx: "t")
-    assert engine.execute_sync(flow, id="soon").status is RunStatus.SUSPENDED
 
     async def main() -> None:
-        async def completed() -> None:
-            while (await engine.get("soon")).status is not RunStatus.COMPLETED:
-                await asyncio.sleep(0.01)
-
+        finished.append(asyncio.Event())
+        assert (await engine.execute(flow, id="soon")).status is RunStatus.SUSPENDED
         # with a poll of a minute, only the stored wake time can bring the worker back in time
         worker = asyncio.ensure_future(engine.work([flow], poll=60))
         try:
-            await asyncio.wait_for(completed(), 30)
+            await asyncio.wait_for(finished[0].wait(), 30)
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        assert (await engine.get("soon")).status is RunStatus.COMPLETED
 
     asyncio.run(main())
