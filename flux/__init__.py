@@ -32,7 +32,7 @@ from .errors import (
 )
 from .logger import FluxConsoleFormatter, FluxConsoleLogger, FluxLogger, FluxSilentLogger
 from .result import FluxResult
-from .signals import Flux, WaitRequest
+from .signals import Flux, SleepRequest, WaitRequest
 from .sinks import CompositeTraceSink, RedactingTraceSink
 from .status import RunStatus, StepStatus
 from .storage import MemoryStorage, WorkflowStorage, open_storage
@@ -74,6 +74,7 @@ __all__ = [
     "SQLiteStorage",
     "SerializationError",
     "SignalTimeoutError",
+    "SleepRequest",
     "StepCrashedError",
     "StepDefinition",
     "StepExecution",
