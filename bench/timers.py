@@ -8,7 +8,8 @@ before that moment, and each run's second step records when it ran. Lateness is 
 minus the wake time: p50, p99 and max, on SQLite with 1 and 2 workers and on PostgreSQL with
 2 workers. All runs falling due at one instant measures the wake-up throughput as much as
 the latency: the last run's lateness is about runs / (runs woken per second).
-A second case spreads `--spread-runs` wake times evenly over 10 s, below the wake-up
+A second case spreads `--spread-runs` wake times evenly over `--spread` seconds (by default
+10,000 runs over one minute: "sleeping until the same minute"), below the wake-up
 throughput, to measure the latency alone.
 (2) Idle cost: one worker on a storage with nothing due, for 3 s in this process: SQL
 statements per second (counted by SQLite's trace callback; on PostgreSQL, storage calls
@@ -186,7 +187,8 @@ def main() -> None:
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true")
-    parser.add_argument("--spread-runs", type=int, default=1000, help="runs of the spread-out case")
+    parser.add_argument("--spread-runs", type=int, default=10_000, help="runs of the spread-out case")
+    parser.add_argument("--spread", type=float, default=60.0, help="seconds the spread-out wake times cover")
     args = parser.parse_args()
     print(f"{args.runs:,} runs asleep until one moment; lateness after their wake time", flush=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -194,8 +196,8 @@ def main() -> None:
             url = f"sqlite:///{folder}/w{workers}.db"
             show(f"SQLite, {workers} worker(s)", wake_runs(url, args.runs, workers))
         if not args.no_sqlite:
-            print(f"{args.spread_runs:,} runs waking evenly over 10 s: the latency itself", flush=True)
-            spread = wake_runs(f"sqlite:///{folder}/spread.db", args.spread_runs, 1, 10.0)
+            print(f"{args.spread_runs:,} runs waking evenly over {args.spread:g} s: the latency itself", flush=True)
+            spread = wake_runs(f"sqlite:///{folder}/spread.db", args.spread_runs, 1, args.spread)
             show("SQLite, 1 worker, spread", spread)
             idle = idle_cost(f"sqlite:///{folder}/idle.db")
             print(f"idle worker, SQLite:         {idle['statements_per_s']:.1f} SQL statements/s, "
