@@ -76,6 +76,8 @@ class RunRecord:
     #: Set by `engine.cancel` (any process): the reason the run is to be cancelled. The holder
     #: sees it at its next heartbeat; a rollback that follows it ends `cancelled`.
     cancel_reason: str | None = None
+    #: (schedule id, slot in ISO 8601 UTC) of a run a schedule started, for its `workflow:start`.
+    schedule: tuple[str, str] | None = None
 
     def copy(self) -> RunRecord:
         clone = object.__new__(RunRecord)

@@ -77,6 +77,18 @@ _POSTGRES_1 = (
         PRIMARY KEY (run_id, idx))""",
 )
 
+#: Schedules (SPEC §10); the types read the same in both dialects (SQLite's affinity rules).
+#: `next_due` is indexed: a worker's one query per tick asks for the schedules due by now.
+#: A run started by a schedule keeps `[schedule id, slot]` (JSON) for its `workflow:start`.
+_V3_SCHEDULES = (
+    """CREATE TABLE flux_schedules (
+        id TEXT PRIMARY KEY, workflow TEXT NOT NULL, cron TEXT, every BIGINT, timezone TEXT NOT NULL,
+        catch_up TEXT NOT NULL, input TEXT NOT NULL, next_due BIGINT NOT NULL, last_slot BIGINT,
+        created_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX flux_schedules_due ON flux_schedules (next_due)",
+    "ALTER TABLE flux_runs ADD COLUMN schedule TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -90,6 +102,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE flux_steps ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
         ),
     ),
+    Migration(3, "schedules; the schedule and slot of a scheduled run", common=_V3_SCHEDULES),
 )
 
 #: The schema version this code writes and understands.
