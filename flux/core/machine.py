@@ -44,6 +44,14 @@ R = RunStatus
 S = StepStatus
 
 
+def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
+    """The `meta` of a run's `workflow:start`: a run a schedule started says which slot."""
+    meta = plan.meta()
+    if run.schedule is not None:
+        meta["schedule"] = {"id": run.schedule[0], "slot": run.schedule[1]}
+    return meta
+
+
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
@@ -51,7 +59,7 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": plan.meta()},
+            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is WhenEnded:
@@ -340,7 +348,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": plan.meta()},
+        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""
