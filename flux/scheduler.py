@@ -27,7 +27,16 @@ from .errors import (
 )
 from .history import as_utc
 from .records import RunRecord, StepRecord
-from .schedules import Schedule, ScheduleRecord, check_definition, plan_firing, rule_of, slot_id, slot_iso
+from .schedules import (
+    MAX_ID,
+    Schedule,
+    ScheduleRecord,
+    check_definition,
+    plan_firing,
+    rule_of,
+    slot_id,
+    slot_iso,
+)
 from .status import RunStatus
 from .text import printable
 
@@ -95,7 +104,7 @@ async def fire(engine: FluxEngine, now: float) -> int:
             continue
         if firing.skipped:
             engine.logger.warn(
-                f"{where}: {firing.skipped}{'+' if firing.skipped > 1 else ''} missed slot(s) not run "
+                f"{where}: {'' if firing.exact else 'at least '}{firing.skipped} missed slot(s) not run "
                 f"(catch_up={schedule.catch_up!r})",
                 workflow=schedule.workflow,
             )
@@ -140,6 +149,11 @@ async def _start_slot(engine: FluxEngine, flow: Workflow[Any], schedule: Schedul
 def check_id(schedule_id: object) -> str:
     from .engine import FluxEngine
 
+    if isinstance(schedule_id, str) and len(schedule_id) > MAX_ID:
+        raise ScheduleError(
+            f"schedule id {schedule_id[:40]!r}... is {len(schedule_id)} characters long: the id is longer "
+            f"than {MAX_ID} characters (the ids of its runs add a slot to it)"
+        )
     try:
         return FluxEngine._check_id(schedule_id)
     except RunStateError as exc:

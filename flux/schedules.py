@@ -18,12 +18,14 @@ does not exist: any number of workers handling one slot start one run.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from .cron import Every, Rule, load_zone, parse_cron
 from .errors import ScheduleError
+from .text import printable
 
 __all__ = ["CATCH_UP", "MAX_CATCH_UP", "Firing", "Schedule", "ScheduleRecord", "plan_firing", "slot_id"]
 
@@ -34,6 +36,8 @@ MAX_CATCH_UP = 1000
 ON_TIME = 60
 #: A run id holds at most 255 characters; the slot suffix takes 21.
 MAX_ID = 255 - len("@2026-12-02T01:00:00Z")
+#: Due slots counted one by one before a long gap is searched from its end instead.
+_WALK = 10_000
 
 
 @dataclass
@@ -100,9 +104,7 @@ def check_definition(
     schedule_id: str, cron: object, every: object, zone: object, catch_up: object
 ) -> tuple[str | None, int | None, str]:
     """The normalised (cron, every, timezone), or a `ScheduleError` naming the schedule."""
-    where = f"schedule '{schedule_id}'"
-    if len(schedule_id) > MAX_ID:
-        raise ScheduleError(f"{where[:60]}...: the id is longer than {MAX_ID} characters")
+    where = f"schedule '{printable(schedule_id)}'"
     if (cron is None) == (every is None):
         raise ScheduleError(f"{where}: give exactly one of cron= and every=")
     if catch_up not in CATCH_UP:
@@ -137,11 +139,12 @@ def check_definition(
 class Firing:
     """What a worker does with a due schedule: start the runs of `start` (oldest first),
     then store `next_due`. `skipped` missed slots do not run (`catch_up`); it is a lower
-    bound when the gap was too long to count."""
+    bound (`exact` False) when the gap held more than 10,000 slots."""
 
     start: tuple[int, ...]
     skipped: int
     next_due: int
+    exact: bool = True
 
 
 def plan_firing(rule: Rule, catch_up: str, next_due: int, now: float) -> Firing | None:
@@ -149,7 +152,9 @@ def plan_firing(rule: Rule, catch_up: str, next_due: int, now: float) -> Firing 
     if next_due > now:
         return None
     wanted = {"latest": 2, "all": MAX_CATCH_UP + 1, "none": 1}[catch_up]
-    slots, counted = _last_slots(rule, next_due, math.floor(now), wanted)
+    slots, counted, exact = _last_slots(rule, next_due, math.floor(now), wanted)
+    if not slots:  # `next_due` is no slot of the rule (a row changed by hand): skip to the next
+        return Firing(start=(), skipped=0, next_due=rule.next_after(math.floor(now)))
     last = slots[-1]
     after = rule.next_after(last)
     on_time = now < last + min(ON_TIME, after - last)
@@ -161,13 +166,22 @@ def plan_firing(rule: Rule, catch_up: str, next_due: int, now: float) -> Firing 
     else:
         keep = []
     start = (*keep, last) if on_time else tuple(keep)
-    return Firing(start=tuple(start), skipped=counted - len(start), next_due=after)
+    return Firing(start=tuple(start), skipped=counted - len(start), next_due=after, exact=exact)
 
 
-def _last_slots(rule: Rule, first: int, now: int, k: int) -> tuple[list[int], int]:
-    """The last `k` slots in [first, now] (ascending) and how many slots there are in the
-    window searched (all of them when the window reached `first`). The window grows from
-    the end, so a long gap is not walked slot by slot."""
+def _last_slots(rule: Rule, first: int, now: int, k: int) -> tuple[list[int], int, bool]:
+    """The last `k` slots in [first, now] (ascending), how many slots that range holds, and
+    whether that count is exact. Up to `_WALK` slots are walked one by one (and counted);
+    past that, a window grows back from `now`, so a long gap is never walked."""
+    last: deque[int] = deque(maxlen=k)
+    count = 0
+    t = rule.next_after(first - 1)
+    while t <= now and count < _WALK:
+        last.append(t)
+        count += 1
+        t = rule.next_after(t)
+    if t > now:
+        return list(last), count, True
     span = max(rule.next_after(first) - first, 1) * (k + 1)
     while True:
         start = max(first, now - span)
@@ -177,7 +191,7 @@ def _last_slots(rule: Rule, first: int, now: int, k: int) -> tuple[list[int], in
             slots.append(t)
             t = rule.next_after(t)
         if len(slots) >= k or start == first:
-            return (slots[-k:] or [first]), len(slots)
+            return slots[-k:], max(len(slots), _WALK), False
         span *= 4
 
 
