@@ -130,6 +130,7 @@ def test_three_workers_run_each_slot_once_then_catch_up_latest(workers: Workers,
     assert len(runs) == len(before) + len(after)
     assert all(r.status.value == "completed" for r in runs.values())
     late = runs[slot_id("tick", caught_up)]
+    assert late.created_at is not None
     assert late.created_at.timestamp() >= caught_up + 1  # started after its slot had passed
     assert late.created_at.timestamp() > stopped_at + OUTAGE
     assert schedule.last_slot is not None and schedule.last_slot.timestamp() >= resumed[-1]
