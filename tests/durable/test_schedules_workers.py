@@ -1,6 +1,6 @@
-"""Three real `flux worker` processes on one SQLite file and a schedule `every=1`: each slot
-runs exactly once, none is skipped; then every worker is stopped for 5 s and three new ones
-start: `catch_up="latest"` runs the most recent missed slot and skips the older ones
+"""Three real `flux worker` processes on one SQLite file (and on PostgreSQL) and a schedule
+`every=1`: each slot runs exactly once, none is skipped; then every worker is stopped for
+5 s and three new ones start: `catch_up="latest"` runs the most recent missed slot and skips the older ones
 (SPEC §10, issue 10)."""
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from flux import FluxEngine, FluxSilentLogger, SQLiteStorage
+from flux import FluxEngine, FluxSilentLogger
 from flux.events import EventType
 from flux.schedules import slot_id
 
+from ..services import postgres_url_or_skip
 from .conftest import PYTHONPATH
 from .schedule_flow import flow
 
@@ -35,8 +36,8 @@ def slot_of(run_id: str) -> int:
 
 
 class Workers:
-    def __init__(self, tmp: Path, db: Path, effects: Path) -> None:
-        self.tmp, self.db, self.effects = tmp, db, effects
+    def __init__(self, tmp: Path, url: str, effects: Path) -> None:
+        self.tmp, self.url, self.effects = tmp, url, effects
         self.procs: list[subprocess.Popen[str]] = []
         self.started = 0
 
@@ -45,7 +46,7 @@ class Workers:
         for _ in range(n):
             self.started += 1
             argv = [sys.executable, "-m", "flux.cli", "worker", "tests.durable.schedule_flow:flow",
-                    "--storage", f"sqlite:///{self.db}", "--poll", "0.05", "--grace", "30",
+                    "--storage", self.url, "--poll", "0.05", "--grace", "30",
                     "--trace", str(self.tmp / f"trace-{self.started}.ndjson")]  # fmt: skip
             env = {**os.environ, "PYTHONPATH": PYTHONPATH, "FLUX_TEST_EFFECTS": str(self.effects)}
             procs.append(
@@ -86,15 +87,16 @@ class Workers:
                 p.communicate()
 
 
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    w = Workers(tmp_path, tmp_path / "flux.db", tmp_path / "effects.txt")
+@pytest.fixture(params=["sqlite", "postgres"])
+def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workers]:
+    url = f"sqlite:///{tmp_path / 'flux.db'}" if request.param == "sqlite" else postgres_url_or_skip(request)
+    w = Workers(tmp_path, url, tmp_path / "effects.txt")
     yield w
     w.kill_all()
 
 
 def test_three_workers_run_each_slot_once_then_catch_up_latest(workers: Workers, tmp_path: Path) -> None:
-    with FluxEngine(SQLiteStorage(workers.db), logger=FluxSilentLogger()) as engine:
+    with FluxEngine(workers.url, logger=FluxSilentLogger()) as engine:
         engine.schedule_sync(flow, every=1, id="tick", catch_up="latest")
 
     first = workers.start(3)
@@ -124,7 +126,7 @@ def test_three_workers_run_each_slot_once_then_catch_up_latest(workers: Workers,
     skipped = caught_up - last_before - 1
     # The slots of the outage were missed: the most recent one ran (late), the older ones not.
     assert skipped >= int(OUTAGE) - 2, (last_before, resumed)
-    with FluxEngine(SQLiteStorage(workers.db), logger=FluxSilentLogger()) as engine:
+    with FluxEngine(workers.url, logger=FluxSilentLogger()) as engine:
         runs = {r.id: r for r in engine.list_sync(limit=1000)}
         (schedule,) = engine.schedules_sync()
     assert len(runs) == len(before) + len(after)
