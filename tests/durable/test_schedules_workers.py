@@ -53,6 +53,15 @@ class Workers:
                 subprocess.Popen(argv, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             )
         self.procs.extend(procs)
+        # A worker opens its trace file after it installs its SIGTERM handler: once all files
+        # exist, every worker is working (and a SIGTERM stops it gracefully).
+        traces = [self.tmp / f"trace-{i}.ndjson" for i in range(self.started - n + 1, self.started + 1)]
+        give_up = time.monotonic() + 120
+        while not all(t.exists() for t in traces):
+            for p in procs:
+                assert p.poll() is None, p.communicate()[1]
+            assert time.monotonic() < give_up, "the workers did not start within 120 s"
+            time.sleep(0.02)
         return procs
 
     def stop(self, procs: list[subprocess.Popen[str]]) -> list[str]:
