@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -70,7 +69,7 @@ async def run(
             except ValueError:
                 raise CLIError(f"--every {args.every!r}: expected a number of seconds") from None
             if every.is_integer():
-                every = int(every) if math.isfinite(every) else every
+                every = int(every)
         try:
             value = json.loads(args.input)
         except json.JSONDecodeError as exc:

@@ -30,7 +30,7 @@ from typing import Protocol
 
 from .errors import ScheduleError
 
-__all__ = ["Cron", "Every", "Rule", "load_zone", "parse_cron"]
+__all__ = ["Cron", "Every", "Rule", "load_zone", "parse_cron", "shown"]
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -166,22 +166,29 @@ def _offset(instant: int, zone: zoneinfo.ZoneInfo) -> timedelta | None:
     return datetime.fromtimestamp(instant, _UTC).astimezone(zone).utcoffset()
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` for a message: escapes shown, cut to `limit`, safe for any int."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return f"<an int of {len(str(abs(value))) if abs(value) < 10**4000 else 'over 4000'} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_zone(name: object) -> zoneinfo.ZoneInfo:
     """The timezone called `name`, or a `ScheduleError` saying it is unknown."""
+    unknown = f"unknown timezone {shown(name)}: give an IANA name such as 'Europe/Paris' or 'UTC'"
     if not isinstance(name, str) or not name:
-        raise ScheduleError(f"unknown timezone {name!r}: give an IANA name such as 'Europe/Paris' or 'UTC'")
+        raise ScheduleError(unknown)
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
-        raise ScheduleError(
-            f"unknown timezone {name!r}: give an IANA name such as 'Europe/Paris' or 'UTC'"
-        ) from None
+        raise ScheduleError(unknown) from None
 
 
 def parse_cron(text: object, zone: zoneinfo.ZoneInfo | str = "UTC") -> Cron:
     """Parse a cron expression; a `ScheduleError` names the field that is wrong."""
     if not isinstance(text, str):
-        raise ScheduleError(f"a cron expression must be a string, got {text!r}")
+        raise ScheduleError(f"a cron expression must be a string, got {shown(text)}")
     tz = load_zone(zone) if isinstance(zone, str) else zone
     expr = text.strip()
     if expr.startswith("@"):

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
+from .cron import shown
 from .errors import (
     FluxError,
     InputValidationError,
@@ -149,7 +150,9 @@ async def _start_slot(engine: FluxEngine, flow: Workflow[Any], schedule: Schedul
 def check_id(schedule_id: object) -> str:
     from .engine import FluxEngine
 
-    if isinstance(schedule_id, str) and len(schedule_id) > MAX_ID:
+    if not isinstance(schedule_id, str):
+        raise ScheduleError(f"schedule id {shown(schedule_id)}: an id must be a string")
+    if len(schedule_id) > MAX_ID:
         raise ScheduleError(
             f"schedule id {schedule_id[:40]!r}... is {len(schedule_id)} characters long: the id is longer "
             f"than {MAX_ID} characters (the ids of its runs add a slot to it)"
@@ -157,7 +160,7 @@ def check_id(schedule_id: object) -> str:
     try:
         return FluxEngine._check_id(schedule_id)
     except RunStateError as exc:
-        raise ScheduleError(f"schedule id {schedule_id!r} names its runs, and {exc}") from None
+        raise ScheduleError(f"schedule id {shown(schedule_id)} names its runs, and {exc}") from None
 
 
 def public(s: ScheduleRecord) -> Schedule:

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .cron import Every, Rule, load_zone, parse_cron
+from .cron import Every, Rule, load_zone, parse_cron, shown
 from .errors import ScheduleError
 from .text import printable
 
 __all__ = ["CATCH_UP", "MAX_CATCH_UP", "Firing", "Schedule", "ScheduleRecord", "plan_firing", "slot_id"]
 
 CATCH_UP = ("latest", "all", "none")
+#: The longest `every=`: ten years of seconds.
+MAX_EVERY = 10 * 365 * 86400 + 2 * 86400
 #: At most this many missed slots run when `catch_up="all"`.
 MAX_CATCH_UP = 1000
 #: A slot handled within this many seconds (or before the next slot, if sooner) is on time.
@@ -108,7 +110,9 @@ def check_definition(
     if (cron is None) == (every is None):
         raise ScheduleError(f"{where}: give exactly one of cron= and every=")
     if catch_up not in CATCH_UP:
-        raise ScheduleError(f"{where}: catch_up={catch_up!r}; use one of {', '.join(map(repr, CATCH_UP))}")
+        raise ScheduleError(
+            f"{where}: catch_up={shown(catch_up)}; use one of {', '.join(map(repr, CATCH_UP))}"
+        )
     try:
         load_zone(zone)
     except ScheduleError as exc:
@@ -120,19 +124,21 @@ def check_definition(
         except ScheduleError as exc:
             raise ScheduleError(f"{where}: {exc}") from None
         return parsed.text, None, zone
-    if (
-        isinstance(every, bool)
-        or not isinstance(every, (int, float))
-        or not math.isfinite(every)
-        or every < 1
-        or every != int(every)
-    ):
-        raise ScheduleError(f"{where}: every={every!r}; must be a whole number of seconds >= 1")
+    seconds: int | None = None
+    if isinstance(every, int) and not isinstance(every, bool):
+        seconds = every
+    elif isinstance(every, float) and math.isfinite(every) and every.is_integer():
+        seconds = int(every)
+    if seconds is None or not 1 <= seconds <= MAX_EVERY:
+        raise ScheduleError(
+            f"{where}: every={shown(every)}; must be a whole number of seconds "
+            f"from 1 to {MAX_EVERY} (10 years)"
+        )
     if zone != "UTC":
         raise ScheduleError(
             f"{where}: timezone={zone!r} applies to cron= only; every= slots are counted in UTC"
         )
-    return None, int(every), zone
+    return None, seconds, zone
 
 
 @dataclass(frozen=True)

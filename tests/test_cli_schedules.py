@@ -92,7 +92,7 @@ BAD = [
         "schedule 'cli-report': unknown timezone 'Mars/Olympus'",
     ),
     (["--every", "5m"], "--every '5m': expected a number of seconds"),
-    (["--every", "0"], "every=0; must be a whole number of seconds >= 1"),
+    (["--every", "0"], "every=0; must be a whole number of seconds from 1 to"),
     (["--every", "inf"], "every=inf; must be"),
     (["--every", "60", "--input", "{nope"], "--input is not valid JSON"),
     (["--every", "60", "--id", "a\x1b[2Jb"], None),  # fine: stored, printed escaped (below)

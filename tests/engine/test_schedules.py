@@ -125,7 +125,14 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"cron": "0 2 * * *", "timezone": "Europe/Paris\x00"}, "unknown timezone 'Europe/Paris\\x00'"),
     ({"cron": "0 2 * * *", "every": 60}, "schedule 'bad': give exactly one of cron= and every="),
     ({}, "schedule 'bad': give exactly one of cron= and every="),
-    ({"every": 0}, "schedule 'bad': every=0; must be a whole number of seconds >= 1"),
+    (
+        {"every": 0},
+        "schedule 'bad': every=0; must be a whole number of seconds from 1 to 315532800 (10 years)",
+    ),
+    ({"every": 315532801}, "every=315532801; must be"),
+    ({"every": 10**5000}, "every=<an int of over 4000 digits>; must be"),
+    ({"every": 10**70}, "every=<an int of 71 digits>; must be"),
+    ({"every": 1e300}, "every=1e+300; must be"),
     ({"every": -5}, "every=-5; must be"),
     ({"every": math.inf}, "every=inf; must be"),
     ({"every": math.nan}, "every=nan; must be"),
@@ -142,7 +149,11 @@ BAD: list[tuple[dict[str, Any], str]] = [
     ({"every": 60, "id": "a\ud800"}, "schedule id 'a\\ud800' names its runs"),
     ({"every": 60, "id": ""}, "schedule id '' names its runs"),
     ({"every": 60, "id": "x" * 300}, "the id is longer than 234 characters"),
-    ({"every": 60, "id": 7}, "schedule id 7 names its runs"),
+    ({"every": 60, "id": 7}, "schedule id 7: an id must be a string"),
+    ({"every": 60, "id": 10**5000}, "schedule id <an int of over 4000 digits>: an id must be a string"),
+    ({"every": 60, "catch_up": 10**5000}, "catch_up=<an int of over 4000 digits>; use one of"),
+    ({"cron": "0 2 * * *", "timezone": 10**5000}, "unknown timezone <an int of over 4000 digits>"),
+    ({"cron": 10**5000}, "a cron expression must be a string, got <an int of over 4000 digits>"),
 ]
 
 
