@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
+from flux import SQLiteStorage
 from flux.schedules import ScheduleRecord
 
 from .conftest import Factory, run
@@ -98,3 +102,17 @@ def test_a_run_keeps_the_schedule_and_slot_that_started_it(make_storage: Factory
         "nightly@2026-12-02T01:00:00Z": ("nightly", "2026-12-02T01:00:00Z"),
         "plain": None,
     }
+
+
+def test_sqlite_finds_due_schedules_by_their_index(tmp_path: Path) -> None:
+    run(SQLiteStorage(tmp_path / "flux.db").close())
+    conn = sqlite3.connect(tmp_path / "flux.db")
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM flux_schedules WHERE next_due <= ? AND workflow IN (?) "
+            "ORDER BY next_due, id",
+            (1, "a"),
+        ).fetchall()
+    finally:
+        conn.close()
+    assert any("USING INDEX flux_schedules_due" in row[3] for row in plan), plan
