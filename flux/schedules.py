@@ -66,7 +66,8 @@ class ScheduleRecord:
     def describe(self) -> str:
         when = f"cron={self.cron!r}" if self.cron is not None else f"every={self.every}"
         tz = f", timezone={self.timezone!r}" if self.cron is not None else ""
-        return f"workflow '{self.workflow}', {when}{tz}, catch_up={self.catch_up!r}, input={self.input_json}"
+        shown_input = self.input_json if len(self.input_json) <= 200 else self.input_json[:197] + "..."
+        return f"workflow '{self.workflow}', {when}{tz}, catch_up={self.catch_up!r}, input={shown_input}"
 
     def rule(self) -> Rule:
         return rule_of(self.cron, self.every, self.timezone)
