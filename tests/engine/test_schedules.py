@@ -289,3 +289,27 @@ def test_only_the_workflows_an_engine_knows_are_fired(make_engine: EngineFactory
     assert asyncio.run(worker._fire_schedules(clock.t)) == 0
     assert asyncio.run(worker._next_schedule_due()) is None
     assert asyncio.run(app._fire_schedules(clock.t)) == 1
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "slots"),
+    [
+        ("latest", ["01:03:00", "01:04:00"]),
+        ("all", ["01:00:00", "01:01:00", "01:02:00", "01:03:00", "01:04:00"]),
+        ("none", ["01:04:00"]),
+    ],
+)
+def test_catch_up_after_every_worker_was_down(
+    make_engine: EngineFactory, catch_up: str, slots: list[str]
+) -> None:
+    engine, clock = engine_at(make_engine, T0 - 1)
+    flow = report_flow()
+    engine.schedule_sync(flow, every=60, id="m", input={"kind": "m"}, catch_up=catch_up)
+    clock.t = T0 + 4 * 60 + 10  # no worker from 01:00 to 01:04:10; 01:04 is on time
+    assert asyncio.run(engine._fire_schedules(clock.t)) == len(slots)
+    assert sorted(r.id for r in engine.list_sync()) == [f"m@2026-12-02T{s}Z" for s in slots]
+    (stored,) = engine.schedules_sync()
+    assert stored.next_due == datetime(2026, 12, 2, 1, 5, tzinfo=timezone.utc)
+    assert stored.last_slot == (datetime(2026, 12, 2, 1, 4, tzinfo=timezone.utc))
+    clock.t = T0 + 5 * 60 + 1  # and then the schedule goes on
+    assert asyncio.run(engine._fire_schedules(clock.t)) == 1
