@@ -103,12 +103,6 @@ async def fire(engine: FluxEngine, now: float) -> int:
             continue
         if firing is None:
             continue
-        if firing.skipped:
-            engine.logger.warn(
-                f"{where}: {'' if firing.exact else 'at least '}{firing.skipped} missed slot(s) not run "
-                f"(catch_up={schedule.catch_up!r})",
-                workflow=schedule.workflow,
-            )
         flow = known[schedule.workflow]
         for slot in firing.start:
             try:
@@ -116,7 +110,13 @@ async def fire(engine: FluxEngine, now: float) -> int:
             except FluxError as exc:  # the slot's id is taken by another run: say so, go on
                 engine.logger.error(f"{where}: the run of slot {slot_iso(slot)} not started: {exc}")
         last = firing.start[-1] if firing.start else None
-        await engine.storage.advance_schedule(schedule.id, schedule.next_due, firing.next_due, last)
+        moved = await engine.storage.advance_schedule(schedule.id, schedule.next_due, firing.next_due, last)
+        if moved and firing.skipped:  # said once, by the worker that moved the schedule on
+            engine.logger.warn(
+                f"{where}: {'' if firing.exact else 'at least '}{firing.skipped} missed slot(s) not run "
+                f"(catch_up={schedule.catch_up!r})",
+                workflow=schedule.workflow,
+            )
     return started
 
 
