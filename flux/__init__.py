@@ -35,7 +35,7 @@ from .errors import (
 from .logger import FluxConsoleFormatter, FluxConsoleLogger, FluxLogger, FluxSilentLogger
 from .result import FluxResult
 from .schedules import Schedule
-from .signals import Flux, WaitRequest
+from .signals import Flux, SleepRequest, WaitRequest
 from .sinks import CompositeTraceSink, RedactingTraceSink
 from .status import RunStatus, StepStatus
 from .storage import MemoryStorage, WorkflowStorage, open_storage
@@ -80,6 +80,7 @@ __all__ = [
     "ScheduleError",
     "SerializationError",
     "SignalTimeoutError",
+    "SleepRequest",
     "StepCrashedError",
     "StepDefinition",
     "StepExecution",

@@ -51,7 +51,7 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 class Workflow(Generic[T]):
     """An immutable workflow definition; every builder method returns a new one."""
 
-    __slots__ = ("_steps", "input_type", "name", "version_tag")
+    __slots__ = ("_steps", "deadline_seconds", "input_type", "name", "version_tag")
 
     def __init__(
         self,
@@ -59,11 +59,14 @@ class Workflow(Generic[T]):
         input_type: Any = None,
         steps: tuple[StepDefinition[T], ...] = (),
         version_tag: str | None = None,
+        deadline_seconds: float | None = None,
     ) -> None:
         self.name = name
         self.input_type = input_type
         self._steps = steps
         self.version_tag = version_tag
+        #: Seconds from a run's creation after which it is cancelled (`DeadlineExceededError`).
+        self.deadline_seconds = deadline_seconds
 
     @property
     def steps(self) -> tuple[StepDefinition[T], ...]:
@@ -74,7 +77,7 @@ class Workflow(Generic[T]):
         problem = check_input_type(tp)
         if problem:
             raise WorkflowDefinitionError(f"workflow '{self.name}': .input(): {problem}")
-        return Workflow(self.name, tp, self._steps, self.version_tag)  # type: ignore[arg-type]
+        return Workflow(self.name, tp, self._steps, self.version_tag, self.deadline_seconds)  # type: ignore[arg-type]
 
     def version(self, version: str) -> Workflow[T]:
         """Label the definition; stored with each run and shown in its trace."""
@@ -82,7 +85,16 @@ class Workflow(Generic[T]):
             raise WorkflowDefinitionError(
                 f"workflow '{self.name}': .version({version!r}): must be a non-empty string"
             )
-        return Workflow(self.name, self.input_type, self._steps, version)
+        return Workflow(self.name, self.input_type, self._steps, version, self.deadline_seconds)
+
+    def deadline(self, seconds: float) -> Workflow[T]:
+        """Cancel a run still unfinished `seconds` after its creation (as `engine.cancel`
+        does, with `DeadlineExceededError` as its error type), wherever it stands: running,
+        sleeping or waiting for a signal."""
+        from .signals import check_seconds
+
+        value = check_seconds(f"workflow '{self.name}': .deadline({seconds!r})", seconds, zero=False)
+        return Workflow(self.name, self.input_type, self._steps, self.version_tag, value)
 
     def step(
         self,
@@ -156,7 +168,9 @@ class Workflow(Generic[T]):
             backoff=backoff,
             retry_on=retry_on,
         )
-        return Workflow(self.name, self.input_type, (*self._steps, step), self.version_tag)
+        return Workflow(
+            self.name, self.input_type, (*self._steps, step), self.version_tag, self.deadline_seconds
+        )
 
     def index_of(self, step: str) -> int:
         for i, s in enumerate(self._steps):

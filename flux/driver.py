@@ -32,17 +32,26 @@ from .core.messages import (
     Invoke,
     Log,
     Outputs,
+    Pause,
     Proceed,
     Proceeded,
     Save,
     SaveFailed,
+    Timer,
     Wait,
     WhenEnded,
+    Woke,
 )
-from .errors import LeaseLostError, RunCancelledError, SerializationError, StorageError
+from .errors import (
+    LeaseLostError,
+    RunCancelledError,
+    SerializationError,
+    StorageError,
+    WorkflowDefinitionError,
+)
 from .events import stack_of
 from .records import RunRecord, StepRecord
-from .signals import WaitRequest
+from .signals import SleepRequest, WaitRequest
 from .status import RunStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -107,12 +116,13 @@ class RunDriver:
     async def _drive(self, event: Event) -> None:
         next_event: Event | None = event
         flag = self.run_cancel
+        clock = self.engine.clock
         while next_event is not None:
             if flag._set and not self.interrupted and self.run.cancel_reason is None:
                 # The heartbeat thread saw a cancel (or a lost lease) while a sync handler held
                 # this loop: let its message reach us before the machine decides what is next.
                 await asyncio.sleep(0)
-            effects = decide(self.run, self.plan, next_event, time.time(), self.memo)
+            effects = decide(self.run, self.plan, next_event, clock.now(), self.memo)
             next_event = None
             if len(effects) > 2:
                 saves = 0
@@ -152,6 +162,8 @@ class RunDriver:
             return None
         if kind is Wait:
             return await self.wait(effect)  # type: ignore[arg-type]
+        if kind is Pause:
+            return await self.pause(effect)  # type: ignore[arg-type]
         raise TypeError(f"driver: no way to carry out {effect!r}")  # pragma: no cover - a bug
 
     def log(self, effect: Log) -> None:
@@ -175,7 +187,7 @@ class RunDriver:
         if self.lost:
             raise self.lease_lost()
         run = self.run
-        run.updated_at = time.time()
+        run.updated_at = self.engine.clock.now()
         run.rev += 1
         steps = effect.indexes
         if steps is None:
@@ -329,16 +341,32 @@ class RunDriver:
             if compensate:
                 data_json = ser.dumps(ctx.data, path="data", step=name)
                 return CompensationEnded(name, time.perf_counter() - started, data_json=data_json)
-            if isinstance(result, WaitRequest):
+            if isinstance(result, (WaitRequest, SleepRequest)):
                 data_json = ser.dumps(ctx.data, path="data", step=name)
-                return AttemptEnded(
-                    name, time.perf_counter() - started, signal=result.signal, data_json=data_json
-                )
+                if isinstance(result, SleepRequest):
+                    timer = Timer("sleep", result.seconds, result.until)
+                elif result.timeout is not None:
+                    default = (
+                        ser.dumps(result.default, path=f"outputs.{name}", step=name)
+                        if result.has_default
+                        else None
+                    )
+                    timer = Timer("wait", result.timeout, signal=result.signal, default_json=default)
+                else:
+                    return AttemptEnded(
+                        name, time.perf_counter() - started, signal=result.signal, data_json=data_json
+                    )
+                return AttemptEnded(name, time.perf_counter() - started, data_json=data_json, timer=timer)
             output_json = ser.dumps(result, path=f"outputs.{name}", step=name)
             data_json = ser.dumps(ctx.data, path="data", step=name)
         except Exception as exc:
             duration = time.perf_counter() - started
             self._data = None  # a failed attempt's changes are discarded
+            if type(exc) is WorkflowDefinitionError and str(exc).startswith("Flux."):
+                # a bad Flux.sleep / Flux.wait written in the handler: name where it is
+                exc = WorkflowDefinitionError(
+                    f"workflow '{self.run.name}', step '{name}' (run '{self.run.id}'): {exc}"
+                ).with_traceback(exc.__traceback__)
             stack = stack_of(exc) if self.trace is not None else None
             if compensate:
                 return CompensationEnded(name, duration, error=exc, stack=stack)
@@ -421,8 +449,17 @@ class RunDriver:
         sp = self.plan.by_name[effect.step]
         seconds = sp.backoff.delay(effect.retry)
         with contextlib.suppress(RunCancelledError):  # the machine sees the cancel next
-            await self.interruptibly(asyncio.sleep(seconds))
+            await self.interruptibly(self.engine.clock.sleep(seconds))
         return BackoffEnded(effect.step, compensation=effect.compensation)
+
+    async def pause(self, effect: Pause) -> Event:
+        """Sleep in-process until the step's wake time, on the engine's clock, holding the
+        run (the heartbeat renews its lease); a cancel or a lost lease ends it early."""
+        clock = self.engine.clock
+        with contextlib.suppress(RunCancelledError):  # the machine sees the cancel next
+            while (left := effect.until - clock.now()) > 0:
+                await self.interruptibly(clock.sleep(left))
+        return Woke()
 
     async def hook(self, effect: Hook) -> None:
         name = effect.name

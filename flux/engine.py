@@ -19,7 +19,8 @@ from .builder import Workflow
 from .clock import Clock, SystemClock
 from .context import WorkflowContext
 from .core import Plan, plan_of
-from .core.messages import CancelNow, Event, Resumed, RetryFrom, Signalled, Started
+from .core.messages import CancelNow, Event, Resumed, RetryFrom, Signalled, Started, Woke
+from .core.timers import iso
 from .driver import RunDriver, stored_outputs
 from .errors import (
     FluxError,
@@ -72,6 +73,7 @@ class FluxEngine:
         lease_seconds: float = 30.0,
         max_crashes: int = 3,
         clock: Clock | None = None,
+        inline_sleep: float = 5.0,
     ) -> None:
         if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
             raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
@@ -85,6 +87,14 @@ class FluxEngine:
             raise FluxError(f"FluxEngine(lease_seconds={lease_seconds!r}): must be seconds > 0")
         if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
             raise FluxError(f"FluxEngine(max_crashes={max_crashes!r}): must be an int >= 1")
+        if (
+            isinstance(inline_sleep, bool)
+            or not isinstance(inline_sleep, (int, float))
+            or not 0 <= inline_sleep < float("inf")
+        ):
+            raise FluxError(
+                f"FluxEngine(inline_sleep={inline_sleep!r}): must be a finite number of seconds >= 0"
+            )
         hooks = dict(on or {})
         for key, fn in hooks.items():
             if key not in HOOKS:
@@ -109,6 +119,10 @@ class FluxEngine:
         self.max_crashes = max_crashes
         #: Every notion of time the engine has (SPEC §10): wake times, backoff, deadlines, slots.
         self.clock: Clock = clock or SystemClock()
+        #: A sleep that ends within this many seconds is slept in-process by `execute`.
+        self.inline_sleep = float(inline_sleep)
+        #: Runs this engine took because they were due, driven as tasks (`VirtualClock.advance`).
+        self._background: set[asyncio.Future[Any]] = set()
         #: Calls the handlers; keeps track of the attempts abandoned at their timeout.
         self.attempts = Attempts()
         #: Renews the leases of the runs this engine holds, from a thread of its own.
@@ -121,6 +135,9 @@ class FluxEngine:
         #: What the `_sync` methods run on, so that any number of threads may call them.
         self._loop = LoopThread()
         self._closed = False
+        attach = getattr(self.clock, "attach", None)
+        if callable(attach):  # a VirtualClock runs what falls due on the engines it serves
+            attach(self)
 
     # ------------------------------------------------------------------ schedules (SPEC §10)
 
@@ -206,10 +223,29 @@ class FluxEngine:
         await self._wait_active(self._check_id(id))
         run = await self._load(flow, id)
         self._check_waiting(run, signal)
+        if self._due(run):  # too late: the timeout (or the deadline) is the run's outcome
+            await self._continue(flow, run, reason="signal")
+            raise self._late_signal(run, signal)
         adopt_definition(flow, run)
         taken = await self._take(flow, run, lambda fresh: self._check_waiting(fresh, signal))
         assert taken is not None  # strict: it raised otherwise
+        if self._due(taken):  # it fell due while we took it: decided under its lease
+            await self._drive(flow, taken, Woke())
+            raise self._late_signal(taken, signal)
         return await self._drive(flow, taken, Signalled(signal, payload_json, enqueue))
+
+    def _due(self, run: RunRecord) -> bool:
+        """Whether a suspended run's wake time (or deadline) has come, on the engine's clock."""
+        due = run.due_at()
+        return due is not None and self.clock.now() >= due
+
+    @staticmethod
+    def _late_signal(run: RunRecord, signal: str) -> RunStateError:
+        if run.wake_at is not None and (run.deadline is None or run.wake_at <= run.deadline):
+            why = f"its wait timed out at {iso(run.wake_at)}"
+        else:
+            why = f"it passed its deadline ({iso(run.deadline or 0.0)})"
+        return RunStateError(f"cannot signal '{signal}' to run '{run.id}' ({run.name}): {why}")
 
     async def retry_step(self, flow: Workflow[T], id: str, step: str, *, enqueue: bool = False) -> FluxResult:
         """Run `step` again and everything after it, with `ctx.data` as before it first ran;
@@ -302,7 +338,9 @@ class FluxEngine:
         """
         _, input_json = self._prepare_input(flow, input)
         run_id = new_run_id() if id is None else self._check_id(id)
-        if not await self.storage.create_run(_new_run(flow, run_id, input_json, R.PENDING, None)):
+        if not await self.storage.create_run(
+            _new_run(flow, run_id, input_json, R.PENDING, None, self.clock.now())
+        ):
             existing = await self.storage.load_run(run_id)
             if existing is not None:
                 self._check_same_run(flow, existing, input_json)
@@ -344,25 +382,59 @@ class FluxEngine:
             except Exception as exc:
                 self.logger.error(f"worker: starting scheduled runs failed: {exc}", exc=exc)
             try:
-                run = await self.storage.claim_next(names, self.leases.new())
+                run = await self.storage.claim_next(names, self.leases.new(), now=self.clock.now())
             except StorageError as exc:
                 self.logger.error(f"worker: claiming failed: {exc}")
                 run = None
             if run is None:
                 if burst:
                     return done
-                await asyncio.sleep(poll)
+                await self._idle(names, poll)
                 continue
-            try:
-                await self._continue(by_name[run.name], run, reason="worker", claimed=True)
-            except Exception as exc:
-                self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
-                if run.id not in self._active:
-                    await self.leases.release(run.id)
+            if not await self._run_claimed(by_name[run.name], run):
                 await asyncio.sleep(poll)
                 continue
             done += 1
         return done
+
+    async def _idle(self, names: builtins.list[str], poll: float) -> None:
+        """Wait for the next poll, or less if a stored wake time comes before it: one query."""
+        wait = poll
+        try:
+            due = await self.storage.next_due(names)
+        except StorageError as exc:
+            self.logger.error(f"worker: finding the next wake time failed: {exc}")
+            due = None
+        if due is not None:
+            # a run due now but not claimable (held by a signaller, say): poll again soon
+            wait = min(poll, max(due - self.clock.now(), 0.01))
+        await asyncio.sleep(wait)
+
+    async def _run_claimed(self, flow: Workflow[Any], run: RunRecord) -> bool:
+        """Execute a run this engine claimed (pending, orphaned or due); False if it failed."""
+        try:
+            await self._continue(flow, run, reason="worker", claimed=True)
+        except Exception as exc:
+            self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
+            if run.id not in self._active:
+                await self.leases.release(run.id)
+            return False
+        return True
+
+    async def _take_due(self, now: float) -> int:
+        """Claim every run of the workflows this engine knows that is waiting or due at
+        `now` and drive each as a task of its own; how many were taken (`VirtualClock`)."""
+        names = builtins.list(self._known)
+        taken = 0
+        while names and not self._closed:
+            run = await self.storage.claim_next(names, self.leases.new(), now=now)
+            if run is None:
+                break
+            taken += 1
+            task = asyncio.ensure_future(self._run_claimed(self._known[run.name], run))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return taken
 
     async def recover(self, flows: Iterable[Workflow[Any]]) -> builtins.list[FluxResult]:
         """Finish the runs that a dead process left running; return their results. A run
@@ -508,6 +580,7 @@ class FluxEngine:
             traced=self.trace is not None,
             hooks=frozenset(self.hooks),
             max_crashes=self.max_crashes,
+            inline_sleep=self.inline_sleep,
         )
         self._plans[id(flow)] = (flow, plan)
         self._known[flow.name] = flow
@@ -614,7 +687,7 @@ class FluxEngine:
     async def _start(
         self, flow: Workflow[Any], run_id: str, value: Any, input_json: str
     ) -> FluxResult | None:
-        run = _new_run(flow, run_id, input_json, R.RUNNING, self.leases.new())
+        run = _new_run(flow, run_id, input_json, R.RUNNING, self.leases.new(), self.clock.now())
         if not await self.storage.create_run(run):
             return None
         return await self._drive(flow, run, Started(), value)
@@ -623,6 +696,14 @@ class FluxEngine:
         self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False
     ) -> FluxResult:
         """Bring an existing run forward as far as it can go without being asked explicitly."""
+        if run.status is R.SUSPENDED and (claimed or self._due(run)):
+            adopt_definition(flow, run)
+            if not claimed:
+                fresh = await self._take(flow, run, strict=False)
+                if fresh is None:
+                    return self._result(run)
+                run = fresh
+            return await self._drive(flow, run, Woke())  # it wakes, times out, or meets its deadline
         if _at_rest(run):
             return self._result(run)
         adopt_definition(flow, run)
@@ -660,9 +741,14 @@ class FluxEngine:
                 lambda _, reason: driver.interrupt(cancel_reason=reason),
                 driver.run_cancel,
             )
+        watch = None
+        if run.deadline is not None:
+            watch = asyncio.ensure_future(self._watch_deadline(driver, run.deadline))
         try:
             await driver.drive(event)
         finally:
+            if watch is not None:
+                watch.cancel()
             if held:
                 self.heartbeat.drop(run_id)
             if driver.run.status in EXECUTING and not driver.lost:  # else the last save released it
@@ -671,6 +757,14 @@ class FluxEngine:
             del self._drivers[run_id]
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
+
+    async def _watch_deadline(self, driver: RunDriver, deadline: float) -> None:
+        """Interrupt the run at its deadline, as a cancel does (the machine calls it one)."""
+        clock = self.clock
+        while (left := deadline - clock.now()) > 0:
+            await clock.sleep(left)
+        run = driver.run
+        driver.interrupt(cancel_reason=f"run '{run.id}' ({run.name}) passed its deadline ({iso(deadline)})")
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
@@ -687,24 +781,30 @@ class FluxEngine:
             outputs=outputs,
             error=run.error,
             error_type=run.error_type,
-            duration=(end or time.time()) - run.created_at,
+            duration=(end or self.clock.now()) - run.created_at,
             waiting_for=run.waiting_for,
             failed_step=run.error_step,
             version=run.version,
             created_at=as_utc(run.created_at),
             completed_at=as_utc(end),
+            wake_at=as_utc(run.wake_at) if run.status in _ASLEEP else None,
+            deadline=as_utc(run.deadline),
             _steps=run.steps,
         )
 
 
+#: Run states in which a run may have a wake time (a sleep in-process keeps it running).
+_ASLEEP = frozenset({R.SUSPENDED, R.RUNNING})
+
+
 def _new_run(
-    flow: Workflow[Any], run_id: str, input_json: str, status: RunStatus, lease: Lease | None
+    flow: Workflow[Any], run_id: str, input_json: str, status: RunStatus, lease: Lease | None, now: float
 ) -> RunRecord:
-    now = time.time()
+    seconds = flow.deadline_seconds
     return RunRecord(
         id=run_id, name=flow.name, status=status, input_json=input_json, shape=flow.shape(),
         version=flow.version_tag, steps=[StepRecord(s.name, s.kind) for s in flow.steps],
-        created_at=now, updated_at=now, lease=lease,
+        created_at=now, updated_at=now, lease=lease, deadline=None if seconds is None else now + seconds,
     )  # fmt: skip
 
 

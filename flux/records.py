@@ -76,8 +76,27 @@ class RunRecord:
     #: Set by `engine.cancel` (any process): the reason the run is to be cancelled. The holder
     #: sees it at its next heartbeat; a rollback that follows it ends `cancelled`.
     cancel_reason: str | None = None
+    #: Epoch seconds at which a sleeping step wakes, or a wait for a signal times out (SPEC §10).
+    wake_at: float | None = None
+    #: What happens at `wake_at`: "sleep" (the step completes), "timeout" (the step fails with
+    #: `SignalTimeoutError`) or "default:" + the JSON of the wait's default (it completes with it).
+    timer: str | None = None
+    #: Epoch seconds after which the run is cancelled (`DeadlineExceededError`), if any.
+    deadline: float | None = None
     #: (schedule id, slot in ISO 8601 UTC) of a run a schedule started, for its `workflow:start`.
     schedule: tuple[str, str] | None = None
+
+    def due_at(self) -> float | None:
+        """When a worker is to take this suspended run (its wake time or its deadline, the
+        earlier); None for a run that is not suspended or waits for a signal only. What the
+        SQL storages store, indexed, to find due runs without a scan."""
+        if self.status is not RunStatus.SUSPENDED:
+            return None
+        if self.wake_at is None:
+            return self.deadline
+        if self.deadline is None:
+            return self.wake_at
+        return min(self.wake_at, self.deadline)
 
     def copy(self) -> RunRecord:
         clone = object.__new__(RunRecord)

@@ -32,6 +32,10 @@ class FluxResult:
     version: str | None = None
     created_at: dt.datetime | None = field(default=None, repr=False)
     completed_at: dt.datetime | None = field(default=None, repr=False)
+    #: When a sleeping step wakes, or a wait for a signal times out (aware UTC); else None.
+    wake_at: dt.datetime | None = None
+    #: When the run is cancelled if still unfinished (`.deadline(...)`, aware UTC); else None.
+    deadline: dt.datetime | None = field(default=None, repr=False)
     _steps: list[StepRecord] = field(default_factory=list, repr=False, compare=False)
 
     @cached_property

@@ -13,7 +13,6 @@ the same run ids, so nothing runs twice and nothing is lost.
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
@@ -27,7 +26,6 @@ from .errors import (
     SerializationError,
 )
 from .history import as_utc
-from .records import RunRecord, StepRecord
 from .schedules import (
     MAX_ID,
     Schedule,
@@ -130,14 +128,12 @@ async def next_due(engine: FluxEngine) -> float | None:
 
 async def _start_slot(engine: FluxEngine, flow: Workflow[Any], schedule: ScheduleRecord, slot: int) -> int:
     """Create the `pending` run of a slot; 1 if this call created it, 0 if it existed."""
+    from .engine import _new_run  # the engine imports this module
+
     run_id = slot_id(schedule.id, slot)
-    now = time.time()
-    run = RunRecord(
-        id=run_id, name=flow.name, status=RunStatus.PENDING, input_json=schedule.input_json,
-        shape=flow.shape(), version=flow.version_tag,
-        steps=[StepRecord(s.name, s.kind) for s in flow.steps], created_at=now, updated_at=now,
-        schedule=(schedule.id, slot_iso(slot)),
-    )  # fmt: skip
+    # Made as `engine.start` makes a run (its deadline included), with the slot it is for.
+    run = _new_run(flow, run_id, schedule.input_json, RunStatus.PENDING, None, engine.clock.now())
+    run.schedule = (schedule.id, slot_iso(slot))
     storage = engine.storage
     if await storage.create_run(run):
         return 1

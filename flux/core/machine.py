@@ -8,11 +8,17 @@ the effects to carry out, in order. Failure, compensation and cancellation are i
 
 from __future__ import annotations
 
-from ..errors import CommitInterruptedError, FatalError, SerializationError, StepCrashedError
+from ..errors import (
+    CommitInterruptedError,
+    FatalError,
+    SerializationError,
+    StepCrashedError,
+    WorkflowDefinitionError,
+)
 from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import STEP_DONE, RunStatus, StepStatus, check_run, check_step
-from . import saga
+from . import saga, timers
 from .messages import (
     AttemptEnded,
     BackoffEnded,
@@ -35,6 +41,7 @@ from .messages import (
     Started,
     Wait,
     WhenEnded,
+    Woke,
 )
 from .plan import Plan, StepPlan
 from .saga import Memo
@@ -45,8 +52,9 @@ S = StepStatus
 
 
 def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
-    """The `meta` of a run's `workflow:start`: a run a schedule started says which slot."""
-    meta = plan.meta()
+    """The `meta` of a run's `workflow:start` (`timers.start_meta`: the definition, the
+    deadline); a run a schedule started also says which slot."""
+    meta = timers.start_meta(run, plan)
     if run.schedule is not None:
         meta["schedule"] = {"id": run.schedule[0], "slot": run.schedule[1]}
     return meta
@@ -55,6 +63,8 @@ def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
+    if run.deadline is not None and kind not in _BACK:
+        timers.check_deadline(run, now)
     if kind is AttemptEnded:
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
@@ -62,6 +72,8 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
             emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
+    elif kind is Woke:
+        timers.woke(run, plan, now, memo, out)
     elif kind is WhenEnded:
         _when_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is BackoffEnded:
@@ -93,6 +105,10 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
     return out
 
 
+#: Events on the way back (or that bring a cancel themselves): a deadline does not interrupt them.
+_BACK = frozenset({CompensationEnded, CancelNow, SaveFailed})
+
+
 def record(run: RunRecord, name: str) -> StepRecord:
     for rec in run.steps:
         if rec.name == name:
@@ -104,7 +120,7 @@ def may_retry(exc: BaseException, sp: StepPlan, tries: int) -> bool:
     """Whether an attempt that raised `exc`, after `tries` failed attempts, is tried again:
     steps and compensations follow the same rule."""
     return (
-        not isinstance(exc, (FatalError, SerializationError))
+        not isinstance(exc, (FatalError, SerializationError, WorkflowDefinitionError))
         and tries <= sp.retries
         and (sp.retry_on is None or isinstance(exc, sp.retry_on))
     )
@@ -200,6 +216,9 @@ def _attempt_ended(
             return
         saga.fail_step(run, plan, rec, exc, ev.duration, ev.stack, now, memo, out)
         return
+    if ev.timer is not None:
+        timers.requested(run, plan, sp, rec, ev, now, memo, out)
+        return
     if ev.signal is not None:
         _suspend(run, plan, sp, rec, ev, now, out)
         return
@@ -235,6 +254,7 @@ def _suspend(
     rec.waiting_for = ev.signal
     run.status = check_run(run.status, R.SUSPENDED)
     run.waiting_for = ev.signal
+    timers.clear(run)  # a wait with no timeout: due at the deadline only
     out.append(Save((sp.name,)))
     emit(out, run, plan, now, E.STEP_SUSPEND, {"stepName": sp.name, "stepIndex": sp.index,
          "signal": ev.signal, "status": "suspended"})  # fmt: skip
@@ -277,6 +297,7 @@ def _signalled(run: RunRecord, plan: Plan, ev: Signalled, now: float, memo: Memo
     rec.output_json = ev.payload_json
     rec.completed_at = now
     rec.waiting_for = None
+    timers.clear(run)
     out.append(Outputs({rec.name: ev.payload_json}))
     run.status = check_run(run.status, R.PENDING if ev.enqueue else R.RUNNING)
     run.waiting_for = None
@@ -325,6 +346,13 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
         saga.next_compensation(run, plan, now, memo, out)
         return
     first = next((i for i, s in enumerate(run.steps) if s.status not in STEP_DONE), len(run.steps))
+    if run.wake_at is not None and run.status is R.RUNNING and first < len(run.steps) \
+            and run.steps[first].status is S.SUSPENDED:  # fmt: skip
+        # taken over from a process that died while it slept: the same wake time stands
+        emit(out, run, plan, now, E.WORKFLOW_RESUME, {"status": "running", "meta": {**plan.meta(),
+             "fromStep": run.steps[first].name, "reason": ev.reason}})  # fmt: skip
+        timers.rearm(run, plan, run.steps[first], now, memo, out)
+        return
     restart = _restart_point(run, first, _UNDONE)
     if run.status in (R.ROLLED_BACK, R.ROLLBACK_FAILED, R.FAILED) and restart < len(run.steps):
         before = run.steps[restart].data_before
@@ -345,6 +373,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     run.error = run.error_type = run.error_step = None
     run.completed_at = None
     run.waiting_for = None
+    timers.clear(run)
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
@@ -385,6 +414,7 @@ def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Mem
     run.completed_at = None
     run.waiting_for = None
     run.cancel_reason = None
+    timers.clear(run)
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if not ev.enqueue:
@@ -395,3 +425,8 @@ def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Mem
         out.append(Done())
     else:
         _next_step(run, plan, now, memo, out)
+
+
+#: What `flux.core.timers` continues with (a woken step, a sleep already past).
+next_step = _next_step
+attempt_ended = _attempt_ended

@@ -36,6 +36,25 @@ class WhenEnded:
 
 
 @dataclass(slots=True)
+class Timer:
+    """What a handler asked for with `Flux.sleep`/`sleep_until` (`kind="sleep"`) or
+    `Flux.wait(signal, timeout=)` (`kind="wait"`): a wake time `seconds` from now, or `until`
+    (epoch seconds); a wait's `default_json` when it has a default."""
+
+    kind: str  # "sleep" | "wait"
+    seconds: float | None = None
+    until: float | None = None
+    signal: str | None = None
+    default_json: str | None = None
+
+
+@dataclass(slots=True)
+class Woke:
+    """The run's wake time (or its deadline) came: it is held by this process, either
+    claimed by a worker as due or at the end of an in-process sleep."""
+
+
+@dataclass(slots=True)
 class AttemptEnded:
     """A handler call returned: `output_json`/`data_json` when it succeeded, `signal` when it
     asked to wait, `error` when it raised (or timed out, or was cancelled)."""
@@ -47,6 +66,8 @@ class AttemptEnded:
     signal: str | None = None
     error: BaseException | None = None
     stack: list[dict[str, Any]] | None = None
+    #: A sleep, or a wait with a timeout (then `signal` is None).
+    timer: Timer | None = None
 
 
 @dataclass(slots=True)
@@ -99,7 +120,7 @@ class SaveFailed:
 
 Event = Union[  # noqa: UP007 - a runtime alias: `X | Y` of classes needs 3.10's types.UnionType
     Started, Resumed, WhenEnded, AttemptEnded, BackoffEnded, CompensationEnded, Signalled,
-    RetryFrom, CancelNow, SaveFailed, Proceeded,
+    RetryFrom, CancelNow, SaveFailed, Proceeded, Woke,
 ]  # fmt: skip
 
 # ---------------------------------------------------------------------- effects (outputs)
@@ -183,8 +204,17 @@ class Proceed:
 
 
 @dataclass(slots=True)
+class Pause:
+    """Sleep in this process, holding the run, until `until` (epoch seconds on the engine's
+    clock; a cancel or a lost lease ends it early), then feed `Woke`."""
+
+    step: StepRef
+    until: float
+
+
+@dataclass(slots=True)
 class Done:
     """The machine has nothing more to do for now: the run is at rest, or left for a worker."""
 
 
-Effect = Union[Save, Emit, Invoke, Wait, Hook, Log, Outputs, Proceed, Done]  # noqa: UP007
+Effect = Union[Save, Emit, Invoke, Wait, Hook, Log, Outputs, Proceed, Pause, Done]  # noqa: UP007

@@ -46,6 +46,8 @@ class Plan:
 
     #: The definition as the viewer draws it (steps in order, commits marked), built once.
     steps_meta: tuple[dict[str, Any], ...] = ()
+    #: A sleep that ends within this many seconds is slept in-process, holding the run.
+    inline_sleep: float = 0.0
 
     def meta(self) -> dict[str, Any]:
         return {"steps": list(self.steps_meta), "version": self.version}
@@ -60,6 +62,7 @@ def plan_of(
     traced: bool,
     hooks: frozenset[str],
     max_crashes: int,
+    inline_sleep: float = 0.0,
 ) -> Plan:
     steps = []
     for i, s in enumerate(flow.steps):
@@ -89,5 +92,6 @@ def plan_of(
         traced=traced,
         hooks=hooks,
         max_crashes=max_crashes,
+        inline_sleep=inline_sleep,
         steps_meta=tuple({"name": s.name, "commit": s.commit} for s in steps),
     )

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import CommitInterruptedError, FluxError, RunCancelledError, StepError, StorageError
+from ..errors import (
+    CommitInterruptedError,
+    DeadlineExceededError,
+    FluxError,
+    RunCancelledError,
+    StepError,
+    StorageError,
+)
 from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import RunStatus, StepStatus, check_run, check_step
@@ -15,6 +22,11 @@ from .trace import emit, error_fields, error_text
 
 R = RunStatus
 S = StepStatus
+
+#: The error type of a run cancelled at its deadline (SPEC §10).
+_DEADLINE = DeadlineExceededError.__name__
+#: The error types of a run that ends `cancelled` (not `rolled_back`) once compensated.
+_CANCELS = frozenset({RunCancelledError.__name__, _DEADLINE})
 
 #: Step states whose compensation is (still) to be done when the run rolls back.
 _TO_UNDO = frozenset({S.COMPLETED, S.COMPENSATING})
@@ -39,6 +51,8 @@ def duration_ms(run: RunRecord, now: float) -> float:
 def stored_failure(run: RunRecord) -> BaseException:
     """The failure a run stored, for the hook of a rollback resumed in another process."""
     if run.cancel_reason is not None:
+        if run.error_type == _DEADLINE:
+            return DeadlineExceededError(run.cancel_reason)
         return RunCancelledError(run.cancel_reason)
     return FluxError(run.error or "step failed")
 
@@ -160,7 +174,7 @@ def _end_rollback(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[
     failed = any(r.status is S.COMPENSATION_FAILED for r in run.steps)
     if failed:
         status = R.ROLLBACK_FAILED
-    elif run.error_type == "RunCancelledError":  # this rollback is the cancel's own
+    elif run.error_type in _CANCELS:  # this rollback is the cancel's own
         status = R.CANCELLED
     else:
         status = R.ROLLED_BACK
@@ -187,7 +201,14 @@ def cancel(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]
     """Cancel a run this process holds, with no attempt in flight: no further step starts,
     the completed steps are compensated, and the run ends `cancelled` (SPEC §9)."""
     reason = run.cancel_reason or "cancelled"
-    emit(out, run, plan, now, E.WORKFLOW_CANCEL, {"status": "cancelled", "reason": reason})
+    kind: type[StepError] = (
+        DeadlineExceededError if run.deadline is not None and now >= run.deadline else RunCancelledError
+    )
+    fields = {"status": "cancelled", "reason": reason}
+    if kind is DeadlineExceededError:
+        fields["errorType"] = _DEADLINE
+    emit(out, run, plan, now, E.WORKFLOW_CANCEL, fields)
+    run.wake_at = run.timer = None
     touched = []
     current = None
     for rec in run.steps:
@@ -199,10 +220,14 @@ def cancel(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]
         if rec.status is S.CANCELLED:
             current = rec.name
     run.error = reason
-    run.error_type = "RunCancelledError"
+    run.error_type = kind.__name__
     run.error_step = current
     run.waiting_for = None
-    memo.failure = RunCancelledError(f"run '{run.id}' ({run.name}) was cancelled: {reason}")
+    memo.failure = (
+        kind(reason)
+        if kind is DeadlineExceededError
+        else kind(f"run '{run.id}' ({run.name}) was cancelled: {reason}")
+    )
     out.append(Log("info", f"cancelled: {reason}", current))
     if _todo(run, plan):
         run.status = check_run(run.status, R.ROLLING_BACK)

@@ -43,6 +43,9 @@ __all__ = ["FluxSettings", "flux_lifespan", "get_flux"]
 
 _log = logging.getLogger("flux")
 
+#: Seconds the worker task of `flux_lifespan(work=True)` has to finish its run at shutdown.
+_WORK_GRACE = 10.0
+
 #: What `flux_lifespan` returns: what `Starlette(lifespan=...)` and `FastAPI(lifespan=...)` take.
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -55,6 +58,7 @@ def flux_lifespan(
     logger: FluxLogger | None = None,
     on: Mapping[str, Callable[..., Any]] | None = None,
     lifespan: Lifespan | None = None,
+    work: bool = False,
     **options: Any,
 ) -> Lifespan:
     """A lifespan that gives the application one `FluxEngine`, on `app.state.flux`.
@@ -63,6 +67,11 @@ def flux_lifespan(
     applied over `settings`. `trace`, `logger` and `on` go to the engine. `lifespan` is the
     application's own lifespan, entered once the engine is ready (so it can use it) and
     left before the engine closes; whatever state it yields is the application's state.
+
+    With `work=True` the application is also a worker: a task on its event loop claims the
+    waiting runs of `flows` (pending, orphaned, and suspended ones whose wake time or deadline
+    has come) and executes them, as `engine.work` does, until shutdown; the run in hand is
+    finished first (for up to `_WORK_GRACE` seconds, then cancelled).
     """
     settings = (settings or FluxSettings()).replace(**options) if options else (settings or FluxSettings())
     flows = tuple(flows)
@@ -71,11 +80,15 @@ def flux_lifespan(
             raise FluxError(
                 f"flux_lifespan(flows=...): expected workflows from create_workflow, got {flow!r}"
             )
+    if work and not flows:
+        raise FluxError("flux_lifespan(work=True): pass the workflows to work on as flows=[...]")
 
     @asynccontextmanager
     async def flux_app_lifespan(app: Any) -> AsyncIterator[Any]:
         engine = settings.create_engine(trace=trace, logger=logger, on=on)
         recovery: asyncio.Task[None] | None = None
+        worker: asyncio.Task[int] | None = None
+        stopping = False
         try:
             if settings.recover_on_startup:
                 if settings.recover_in_background:
@@ -83,12 +96,24 @@ def flux_lifespan(
                 else:
                     await _recover(engine, flows)
             app.state.flux = engine
+            if work:
+                worker = asyncio.create_task(engine.work(flows, stop=lambda: stopping), name="flux-worker")
             if lifespan is None:
                 yield None
             else:
                 async with lifespan(app) as state:
                     yield state
         finally:
+            stopping = True
+            if worker is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(worker), _WORK_GRACE)
+                except asyncio.TimeoutError:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+                except Exception:
+                    _log.exception("flux: the application's worker task stopped on an error")
             if recovery is not None:
                 recovery.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -61,10 +61,20 @@ class WorkflowStorage(Protocol):
         """Extend the lease if `owner` still holds it."""
         ...
 
-    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
-        """Give `lease` the oldest run of these workflows that waits for a worker: pending, or
-        running / rolling back with no lease or an expired one. Atomic: two workers never
-        claim the same run. Returns the claimed run with its steps, or None."""
+    async def claim_next(
+        self, names: Sequence[str], lease: Lease, *, now: float | None = None
+    ) -> RunRecord | None:
+        """Give `lease` a run of these workflows that waits for a worker: a suspended one whose
+        `due_at()` is at or before `now` (the engine's clock; default: the system's), the
+        earliest first, found by an index; else the oldest pending one, or running / rolling
+        back with no lease or an expired one. A run whose lease is held is never claimed
+        (lease expiry is judged by real time). Atomic: two workers never claim the same run.
+        Returns the claimed run with its steps, or None."""
+        ...
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        """The earliest `due_at()` among the suspended runs of these workflows (by an index,
+        not a scan), or None: how long an idle worker may wait."""
         ...
 
     async def release_lease(self, run_id: str, owner: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,11 +22,24 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._schedules: dict[str, ScheduleRecord] = {}
+        #: (due_at, run id) of the suspended runs with a wake time or deadline: the index that
+        #: finds due runs. Entries go stale when a run changes; they are dropped when met.
+        self._due: list[tuple[float, str]] = []
+
+    def _track(self, run: RunRecord) -> None:
+        due = run.due_at()
+        if due is not None:
+            heapq.heappush(self._due, (due, run.id))
+
+    def _live(self, entry: tuple[float, str]) -> RunRecord | None:
+        run = self._runs.get(entry[1])
+        return run if run is not None and run.due_at() == entry[0] else None
 
     async def create_run(self, run: RunRecord) -> bool:
         if run.id in self._runs:
             return False
         self._runs[run.id] = run.copy()
+        self._track(run)
         return True
 
     async def load_run(self, run_id: str) -> RunRecord | None:
@@ -52,6 +66,7 @@ class MemoryStorage:
                 kept[i] = copy
             else:
                 kept.append(copy)
+        self._track(stored)
 
     async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
         run = self._runs.get(run_id)
@@ -95,8 +110,29 @@ class MemoryStorage:
         run.lease.expires_at = expires_at
         return True
 
-    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
-        now = time.time()
+    async def claim_next(
+        self, names: Sequence[str], lease: Lease, *, now: float | None = None
+    ) -> RunRecord | None:
+        real = time.time()
+        at = real if now is None else now
+        passed: list[tuple[float, str]] = []
+        due = self._due
+        claimed = None
+        while due and due[0][0] <= at:
+            entry = heapq.heappop(due)
+            run = self._live(entry)
+            if run is None:
+                continue  # stale: the run changed since
+            passed.append(entry)  # kept: the run is due until its holder saves it
+            if run.name in names and (run.lease is None or run.lease.expires_at < real):
+                run.lease = replace(lease)
+                claimed = run.copy()
+                break
+        for entry in passed:
+            heapq.heappush(due, entry)
+        if claimed is not None:
+            return claimed
+        now = real
         waiting = [
             r for r in self._runs.values()
             if r.name in names and r.status in CLAIMABLE and (r.lease is None or r.lease.expires_at < now)
@@ -106,6 +142,18 @@ class MemoryStorage:
         run = min(waiting, key=lambda r: r.created_at)
         run.lease = replace(lease)
         return run.copy()
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        due = self._due
+        while due and self._live(due[0]) is None:
+            heapq.heappop(due)
+        if not due:
+            return None
+        if self._runs[due[0][1]].name in names:
+            return due[0][0]
+        return min(
+            (e[0] for e in due if self._live(e) is not None and self._runs[e[1]].name in names), default=None
+        )
 
     async def release_lease(self, run_id: str, owner: str) -> None:
         run = self._runs.get(run_id)

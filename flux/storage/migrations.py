@@ -89,6 +89,18 @@ _V3_SCHEDULES = (
     "ALTER TABLE flux_runs ADD COLUMN schedule TEXT",
 )
 
+#: Durable time (SPEC §10): a run's wake time and what happens then, its deadline, and when
+#: a worker is to take it (`due_at`: the earlier of the two, set only while it is suspended),
+#: indexed so that `claim_next` and `next_due` find due runs without a scan. DOUBLE PRECISION
+#: is REAL to SQLite.
+_V3_TIMERS = (
+    "ALTER TABLE flux_runs ADD COLUMN wake_at DOUBLE PRECISION",
+    "ALTER TABLE flux_runs ADD COLUMN timer TEXT",
+    "ALTER TABLE flux_runs ADD COLUMN deadline DOUBLE PRECISION",
+    "ALTER TABLE flux_runs ADD COLUMN due_at DOUBLE PRECISION",
+    "CREATE INDEX flux_runs_due ON flux_runs (due_at) WHERE due_at IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -102,7 +114,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE flux_steps ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
         ),
     ),
-    Migration(3, "schedules; the schedule and slot of a scheduled run", common=_V3_SCHEDULES),
+    Migration(
+        3,
+        "durable time: wake times, deadlines, due runs; schedules and the slot of a scheduled run",
+        common=_V3_TIMERS + _V3_SCHEDULES,
+    ),
 )
 
 #: The schema version this code writes and understands.

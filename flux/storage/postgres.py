@@ -241,7 +241,8 @@ class PostgresStorage:
         release = run.status not in EXECUTING
         update = (
             "UPDATE flux_runs SET status=%s, data=%s, shape=%s, version=%s, error=%s, error_type=%s, "
-            f"error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s, {SAVE_REASON_POSTGRES}"
+            "error_step=%s, waiting_for=%s, updated_at=%s, completed_at=%s, seq=%s, wake_at=%s, timer=%s, "
+            f"due_at=%s, {SAVE_REASON_POSTGRES}"
             + (
                 ", lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, "
                 "lease_identity=NULL"
@@ -264,6 +265,9 @@ class PostgresStorage:
             run.updated_at,
             run.completed_at,
             run.seq,
+            run.wake_at,
+            to_column(run.timer),
+            run.due_at(),
             to_column(run.cancel_reason),
             to_column(run.cancel_reason),
             run.id,
@@ -396,32 +400,20 @@ class PostgresStorage:
 
         return await self._call(acquire, f"claiming run '{run_id}'", retry=True)
 
-    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
-        sql = f"""
-            WITH waiting AS (
-                SELECT id FROM flux_runs
-                WHERE status = ANY(%s) AND name = ANY(%s)
-                  AND (lease_owner IS NULL OR lease_expires_at < extract(epoch from clock_timestamp()))
-                ORDER BY created_at LIMIT 1
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
-                lease_identity=%s
-            FROM waiting WHERE r.id = waiting.id
-            RETURNING {", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))}
-        """
-        params = (
-            [s.value for s in CLAIMABLE],
-            list(names),
-            lease.owner,
-            lease.host,
-            lease.pid,
-            lease.expires_at,
-            lease.identity or None,
-        )
+    async def claim_next(
+        self, names: Sequence[str], lease: Lease, *, now: float | None = None
+    ) -> RunRecord | None:
+        give = (lease.owner, lease.host, lease.pid, lease.expires_at, lease.identity or None)
+        due_params = (now if now is not None else time.time(), list(names), *give)
+        params = ([s.value for s in CLAIMABLE], list(names), *give)
 
         def claim(conn: psycopg.Connection[Any]) -> RunRecord | None:
-            row = conn.execute(sql, params).fetchone()
+            # a due run first (through the partial index on due_at), then a waiting one
+            with conn.transaction():
+                conn.execute(_BY_DUE_INDEX)
+                row = conn.execute(_CLAIM_DUE, due_params).fetchone()
+            if row is None:
+                row = conn.execute(_CLAIM, params).fetchone()
             if row is None:
                 return None
             # The lease is ours now: nobody else writes this run's steps.
@@ -434,6 +426,15 @@ class PostgresStorage:
         if claimed is not None:
             self._known_len[claimed.id] = len(claimed.steps)
         return claimed
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        def query(conn: psycopg.Connection[Any]) -> float | None:
+            with conn.transaction():
+                conn.execute(_BY_DUE_INDEX)
+                row = conn.execute(_NEXT_DUE, (list(names),)).fetchone()
+            return None if row is None else float(row[0])
+
+        return await self._call(query, "finding the next due run", retry=True)
 
     async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
         def renew(conn: psycopg.Connection[Any]) -> bool:
@@ -560,6 +561,35 @@ _HEARTBEAT = (
     "UPDATE flux_runs SET lease_expires_at=%s WHERE lease_owner=%s AND id = ANY(%s) "
     f"RETURNING id, {_HEARTBEAT_CANCEL}"
 )
+
+
+_GIVE = """
+    UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
+        lease_identity=%s
+    FROM waiting WHERE r.id = waiting.id
+    RETURNING """ + ", ".join("r." + c.strip() for c in RUN_COLUMNS.split(","))
+_FREE = "(lease_owner IS NULL OR lease_expires_at < extract(epoch from clock_timestamp()))"
+# The due runs are read through the partial index on due_at, whatever the statistics say:
+# `(...) IS TRUE` keeps the name index out of it (it would sort every run of the workflow),
+# and their transaction turns off the scans that would read the whole table (a table not yet
+# analysed, or one whose statistics predate a burst of due runs, would get a sequential scan).
+_NEXT_DUE = (
+    "SELECT due_at FROM flux_runs WHERE due_at IS NOT NULL AND (name = ANY(%s)) IS TRUE "
+    "ORDER BY due_at LIMIT 1"
+)
+_BY_DUE_INDEX = (
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)"
+)
+_CLAIM_DUE = f"""
+    WITH waiting AS (
+        SELECT id FROM flux_runs WHERE due_at <= %s AND (name = ANY(%s)) IS TRUE AND {_FREE}
+        ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) {_GIVE}"""
+_CLAIM = f"""
+    WITH waiting AS (
+        SELECT id FROM flux_runs WHERE status = ANY(%s) AND name = ANY(%s) AND {_FREE}
+        ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) {_GIVE}"""
 
 
 def _select_run(conn: psycopg.Connection[Any], run_id: str) -> RunRecord | None:

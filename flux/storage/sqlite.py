@@ -55,12 +55,25 @@ _STEP_MARKS = ", ".join("?" * (STEP_WIDTH + 4))
 _INSERT_STEP = f"INSERT OR REPLACE INTO flux_steps ({_STEP_COLUMNS}) VALUES ({_STEP_MARKS})"
 _UPDATE_RUN = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    f"completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, {SAVE_REASON_SQLITE} WHERE id=?"
+    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, wake_at=?, timer=?, due_at=?, "
+    f"{SAVE_REASON_SQLITE} WHERE id=?"
 )
 _UPDATE_RUN_RELEASE = (
     "UPDATE flux_runs SET data=?, error=?, error_type=?, error_step=?, waiting_for=?, updated_at=?, "
-    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, lease_owner=NULL, lease_host=NULL, "
-    f"lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL, {SAVE_REASON_SQLITE} WHERE id=?"
+    "completed_at=?, seq=?, rev=?, status=?, shape=?, version=?, wake_at=?, timer=?, due_at=?, "
+    "lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL, "
+    f"{SAVE_REASON_SQLITE} WHERE id=?"
+)
+#: Due runs, earliest first, through the partial index on `due_at` (migration 3).
+# `INDEXED BY`: walking the due index in order stops at the first due run of these workflows;
+# the planner would otherwise pick the name index and sort every run of the workflow.
+_DUE = (
+    "SELECT id FROM flux_runs INDEXED BY flux_runs_due WHERE due_at <= ? AND name IN ({marks}) "
+    "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY due_at LIMIT 1"
+)
+_NEXT_DUE = (
+    "SELECT due_at FROM flux_runs INDEXED BY flux_runs_due WHERE due_at IS NOT NULL AND name IN ({marks}) "
+    "ORDER BY due_at LIMIT 1"
 )
 # The fast path of a finished step while the run's own state is unchanged: one statement,
 # one B-tree. The step row carries the run's new data; `load_run` takes the newest `rev`.
@@ -89,7 +102,8 @@ def _state(run: RunRecord) -> tuple[Any, ...]:
     """What of a run, besides its data, a step's fast-path save leaves as it was."""
     # The engine replaces `shape` when the definition changes, so identity and length tell.
     return (run.status, run.version, run.error, run.error_type, run.error_step, run.waiting_for,
-            run.completed_at, run.cancel_reason, id(run.shape), len(run.shape))  # fmt: skip
+            run.completed_at, run.cancel_reason, run.wake_at, run.timer, id(run.shape),
+            len(run.shape))  # fmt: skip
 
 
 class SQLiteStorage:
@@ -270,8 +284,8 @@ class SQLiteStorage:
         params: tuple[Any, ...] = (
             run.data_json, to_column(run.error), to_column(run.error_type), to_column(run.error_step),
             to_column(run.waiting_for), run.updated_at, run.completed_at, run.seq, run.rev,
-            run.status.value, json.dumps(run.shape), run.version, to_column(run.cancel_reason),
-            to_column(run.cancel_reason), run.id,
+            run.status.value, json.dumps(run.shape), run.version, run.wake_at, to_column(run.timer),
+            run.due_at(), to_column(run.cancel_reason), to_column(run.cancel_reason), run.id,
         )  # fmt: skip
         if owner is not None:
             sql += " AND lease_owner=?"
@@ -364,18 +378,25 @@ class SQLiteStorage:
 
         return self._write(f"claiming run '{run_id}'", acquire)
 
-    async def claim_next(self, names: Sequence[str], lease: Lease) -> RunRecord | None:
+    async def claim_next(
+        self, names: Sequence[str], lease: Lease, *, now: float | None = None
+    ) -> RunRecord | None:
         if not names:
             return None
         marks = ", ".join("?" * len(names))
         states = ", ".join("?" * len(CLAIMABLE))
 
         def claim(conn: sqlite3.Connection) -> RunRecord | None:
+            real = time.time()
             row = conn.execute(
-                f"SELECT id FROM flux_runs WHERE status IN ({states}) AND name IN ({marks}) "
-                "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY created_at LIMIT 1",
-                (*(s.value for s in CLAIMABLE), *names, time.time()),
+                _DUE.format(marks=marks), (real if now is None else now, *names, real)
             ).fetchone()
+            if row is None:
+                row = conn.execute(
+                    f"SELECT id FROM flux_runs WHERE status IN ({states}) AND name IN ({marks}) "
+                    "AND (lease_owner IS NULL OR lease_expires_at < ?) ORDER BY created_at LIMIT 1",
+                    (*(s.value for s in CLAIMABLE), *names, real),
+                ).fetchone()
             if row is None:
                 return None
             conn.execute(
@@ -393,6 +414,17 @@ class SQLiteStorage:
         if claimed is not None:
             self._known[claimed.id] = _state(claimed)
         return claimed
+
+    async def next_due(self, names: Sequence[str]) -> float | None:
+        if not names:
+            return None
+        sql = _NEXT_DUE.format(marks=", ".join("?" * len(names)))
+
+        def query(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(sql, tuple(names)).fetchone()
+            return None if row is None else float(row[0])
+
+        return self._read("finding the next due run", query)
 
     async def renew_lease(self, run_id: str, owner: str, expires_at: float) -> bool:
         def renew(conn: sqlite3.Connection) -> bool:

@@ -136,6 +136,7 @@ def test_every_example_is_covered() -> None:
             "report_generation",
             "retry_failed_step",
             "travel_booking",
+            "trial_reminders",
         ]
     )
 
@@ -189,6 +190,15 @@ SCRIPTS: dict[str, tuple[list[str], set[str]]] = {
     "approval": (
         ["(waiting for 'approval')", "python examples/approval.py approve EXP-3-"],
         {"step:suspend", "signal:received", "workflow:complete"},
+    ),
+    "trial_reminders": (
+        [
+            "outcome: {'outcome': 'converted', 'plan': 'team'}",
+            "outcome: {'outcome': 'expired'}",
+            "upgrade   completed  day 14",
+            "fourteen days passed on a VirtualClock",
+        ],
+        {"step:sleep", "step:wake", "step:suspend", "signal:received", "signal:timeout", "workflow:complete"},
     ),
     "retry_failed_step": (
         [

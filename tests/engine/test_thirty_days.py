@@ -1,0 +1,64 @@
+"""A 30-day workflow on a VirtualClock: a sleep, a wait with a timeout, retries with backoff
+and a deadline, run to its end at once (SPEC §10, issue 10), on memory and on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from flux import Backoff, Flux, FluxEngine, MemoryTraceSink, RunStatus, WorkflowContext, create_workflow
+from flux.testing import VirtualClock
+
+EngineFactory = Callable[..., FluxEngine]
+START = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
+DAY = 86400.0
+
+
+def trial(clock: VirtualClock, log: list[tuple[str, float]]) -> Any:
+    def note(what: str) -> None:
+        log.append((what, (clock.now() - START.timestamp()) / DAY))
+
+    def charge(ctx: WorkflowContext[Any]) -> str:
+        note(f"charge#{ctx.attempt}")
+        if ctx.attempt < 3:
+            raise RuntimeError("card declined")
+        return "paid"
+
+    return (
+        create_workflow("trial-30")
+        .deadline(30 * DAY)
+        .step("welcome", lambda ctx: note("welcome"))
+        .step("trial", lambda ctx: Flux.sleep(14 * DAY))
+        .step("remind", lambda ctx: note("remind"))
+        .step("upgrade", lambda ctx: Flux.wait("upgrade", timeout=7 * DAY, default={"plan": "free"}))
+        .step("charge", charge, retries=5, backoff=Backoff(initial=DAY, factor=2, max=4 * DAY, jitter=0))
+        .step("idle", lambda ctx: Flux.sleep(30 * DAY))  # the deadline comes first
+    )
+
+
+def test_thirty_days_at_once(make_engine: EngineFactory) -> None:
+    clock = VirtualClock(START)
+    sink = MemoryTraceSink()
+    engine = make_engine(clock=clock, trace=sink)
+    log: list[tuple[str, float]] = []
+    flow = trial(clock, log)
+
+    async def main() -> None:
+        first = await engine.execute(flow, {"user": "ada"}, id="ada")
+        assert first.status is RunStatus.SUSPENDED
+        await clock.advance(31 * DAY)
+        result = await engine.get("ada")
+        assert result.status is RunStatus.CANCELLED
+        assert result.error_type == "DeadlineExceededError"
+        assert result.outputs["upgrade"] == {"plan": "free"}
+        assert result.outputs["charge"] == "paid"
+        assert result.completed_at == START + dt.timedelta(days=30)
+        assert result.created_at == START
+
+    asyncio.run(main())
+    assert log == [("welcome", 0), ("remind", 14), ("charge#1", 21), ("charge#2", 22), ("charge#3", 24)]
+    types = [e["type"] for e in sink.events]
+    assert types.count("step:retry") == 2 and "signal:timeout" in types and types[-1] == "workflow:error"
+    assert sink.events[-1]["timestamp"] == int((START.timestamp() + 30 * DAY) * 1000)
