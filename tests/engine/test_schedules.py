@@ -313,3 +313,31 @@ def test_catch_up_after_every_worker_was_down(
     assert stored.last_slot == (datetime(2026, 12, 2, 1, 4, tzinfo=timezone.utc))
     clock.t = T0 + 5 * 60 + 1  # and then the schedule goes on
     assert asyncio.run(engine._fire_schedules(clock.t)) == 1
+
+
+def test_a_stored_schedule_that_cannot_be_read_is_logged_and_the_others_go_on(
+    make_engine: EngineFactory,
+) -> None:
+    from flux.schedules import ScheduleRecord
+
+    class Errors:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def info(self, message: str, **extra: Any) -> None: ...
+        def warn(self, message: str, **extra: Any) -> None: ...
+        def error(self, message: str, **extra: Any) -> None:
+            self.lines.append(message)
+
+    log = Errors()
+    engine, clock = engine_at(make_engine, T0 - 1, logger=log)
+    flow = report_flow()
+    engine.schedule_sync(flow, every=60, id="good", input={"kind": "g"})
+    bad = ScheduleRecord("bad", "report", "61 * * * *", None, "UTC", "latest", '{"kind":"b"}', next_due=T0)
+    assert asyncio.run(engine.storage.put_schedule(bad)) is None  # written by hand, or by a newer Flux
+    clock.t = T0 + 1
+    assert asyncio.run(engine._fire_schedules(clock.t)) == 1
+    assert [r.id for r in engine.list_sync()] == ["good@2026-12-02T01:00:00Z"]
+    assert log.lines == [
+        "schedule 'bad': cannot be read: cron '61 * * * *': minute field '61' out of range 0-59"
+    ]
