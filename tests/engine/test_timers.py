@@ -530,3 +530,51 @@ def test_every_time_event_carries_only_declared_keys(make_engine: EngineFactory)
     asyncio.run(main())
     assert {e["type"] for e in sink.events} >= {"signal:timeout", "step:sleep", "workflow:cancel"}
     assert [(e["type"], check(e)) for e in sink.events if check(e)] == []
+
+
+def test_advance_sync_moves_time_for_code_with_no_event_loop(make_engine: EngineFactory) -> None:
+    clock = VirtualClock(START)
+    engine = make_engine(clock=clock)
+    flow = create_workflow("sync").step("s", lambda ctx: Flux.sleep(DAY)).step("t", lambda ctx: "t")
+    assert engine.execute_sync(flow, id="sync").status is RunStatus.SUSPENDED
+    clock.advance_sync(DAY)
+    assert engine.get_sync("sync").status is RunStatus.COMPLETED
+    assert clock.datetime() == at(DAY)
+
+
+def test_a_sleep_in_process_holds_the_run_against_other_workers(tmp_path: Any) -> None:
+    from flux import FluxSilentLogger, SQLiteStorage
+
+    clock = VirtualClock(START)
+    holder = FluxEngine(storage=SQLiteStorage(tmp_path / "hold.db"), clock=clock, logger=FluxSilentLogger())
+    other = FluxEngine(storage=SQLiteStorage(tmp_path / "hold.db"), clock=clock, logger=FluxSilentLogger())
+    flow = create_workflow("hold").step("s", lambda ctx: Flux.sleep(4)).step("t", lambda ctx: "t")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(holder.execute(flow, id="hold"))
+        await clock.advance(1)
+        mid = await other.get("hold")
+        assert mid.status is RunStatus.RUNNING and mid.wake_at == at(4)
+        assert await other.work([flow], burst=True) == 0  # held: no other worker takes it
+        await clock.advance(3)
+        assert (await task).status is RunStatus.COMPLETED
+        await holder.close()
+        await other.close()
+
+    asyncio.run(main())
+
+
+def test_hostile_signal_names_and_defaults_survive_a_timeout(make_engine: EngineFactory) -> None:
+    clock = VirtualClock(START)
+    engine = make_engine(clock=clock)
+    signal = "go\x00\ud800\x1b[31m"
+    default = {"x": "a\x00\x1b[2J", "n": 10**40}
+    flow = create_workflow("h").step("w", lambda ctx: Flux.wait(signal, timeout=10, default=default))
+
+    async def main() -> None:
+        suspended = await engine.execute(flow, id="h1")
+        assert suspended.waiting_for == signal
+        await clock.advance(10)
+        assert (await engine.get("h1")).outputs == {"w": default}
+
+    asyncio.run(main())
