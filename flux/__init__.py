@@ -21,6 +21,8 @@ from .errors import (
     RunConflictError,
     RunNotFoundError,
     RunStateError,
+    ScheduleConflictError,
+    ScheduleError,
     SerializationError,
     SignalTimeoutError,
     StepCrashedError,
@@ -32,6 +34,7 @@ from .errors import (
 )
 from .logger import FluxConsoleFormatter, FluxConsoleLogger, FluxLogger, FluxSilentLogger
 from .result import FluxResult
+from .schedules import Schedule
 from .signals import Flux, SleepRequest, WaitRequest
 from .sinks import CompositeTraceSink, RedactingTraceSink
 from .status import RunStatus, StepStatus
@@ -72,6 +75,9 @@ __all__ = [
     "RunStateError",
     "RunStatus",
     "SQLiteStorage",
+    "Schedule",
+    "ScheduleConflictError",
+    "ScheduleError",
     "SerializationError",
     "SignalTimeoutError",
     "SleepRequest",

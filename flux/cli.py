@@ -1,4 +1,5 @@
-"""The `flux` command: `flux dev` (the dashboard) and `flux runs ...` (stored runs)."""
+"""The `flux` command: `flux dev` (the dashboard), `flux worker`, `flux runs ...` (stored runs)
+and `flux schedules ...` (stored schedules, in `flux.cli_schedules`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import __version__
+from . import __version__, cli_schedules
 from . import serialization as ser
 from .builder import Workflow
 from .engine import FluxEngine
@@ -32,14 +33,20 @@ class CLIError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command is None or (args.command == "runs" and args.action is None):
-        (parser if args.command is None else _subparser(parser, "runs")).print_help()
+    if args.command is None or (args.command in ("runs", "schedules") and args.action is None):
+        (parser if args.command is None else _subparser(parser, args.command)).print_help()
         return 0
     try:
         if args.command == "dev":
             return _dev(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "schedules":
+            return asyncio.run(
+                cli_schedules.run(
+                    args, load_workflow=load_workflow, open_existing=_open_storage, usage_error=CLIError
+                )
+            )
         return asyncio.run(_runs(args))
     except (CLIError, FluxError) as exc:
         print(f"flux: error: {printable(str(exc), multiline=True)}", file=sys.stderr)
@@ -54,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flux", description="Flux workflow engine")
     parser.add_argument("--version", action="version", version=f"flux {__version__} (gravito-flux)")
-    sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs}")
+    sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs,schedules}")
 
     dev = sub.add_parser("dev", help="serve the live trace dashboard")
     dev.add_argument("--trace", default="./.flux/trace.ndjson", help="NDJSON trace file to tail")
@@ -116,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--payload", default="null", help="the payload, as JSON")
     signal.add_argument("--workflow", required=True, help="the definition, as module:attribute")
     signal.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
+    cli_schedules.add_parser(sub, storage_help)
     return parser
 
 

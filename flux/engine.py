@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import scheduler
 from . import serialization as ser
 from .attempts import Attempts
 from .backoff import DEFAULT_BACKOFF, Backoff
@@ -37,6 +38,7 @@ from .logger import FluxLogger, StdlibLogger
 from .loop_thread import LoopThread
 from .records import Lease, RunRecord, StepRecord
 from .result import FluxResult
+from .schedules import Schedule
 from .status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus, StepStatus
 from .storage import WorkflowStorage, open_storage
 from .trace import FluxTraceSink
@@ -139,14 +141,45 @@ class FluxEngine:
 
     # ------------------------------------------------------------------ schedules (SPEC §10)
 
+    async def schedule(
+        self,
+        flow: Workflow[Any],
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        input: Any = None,
+        id: str | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+    ) -> Schedule:
+        """Store a schedule: a run of `flow` with `input` at each slot of `cron` (in
+        `timezone`) or of `every` seconds, started by whichever worker (`work`, `flux
+        worker`) sees the slot first. `id` defaults to the workflow's name; the same
+        definition again is a no-op, another one under the same id a `ScheduleConflictError`."""
+        return await scheduler.add(
+            self, flow, cron=cron, every=every, input=input, id=id, timezone=timezone, catch_up=catch_up
+        )
+
+    async def unschedule(self, id: str) -> bool:
+        """Remove the schedule `id` (False if there is none); the runs it started stay."""
+        return await scheduler.remove(self, id)
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        """Every stored schedule, by id."""
+        return await scheduler.listing(self)
+
+    schedule_sync = twin(schedule)
+    unschedule_sync = twin(unschedule)
+    schedules_sync = twin(schedules)
+
     async def _fire_schedules(self, now: float) -> int:
         """Start the runs of the schedule slots due at `now`; return how many were started.
         Called by the work loop on every tick and by `VirtualClock.advance`."""
-        return 0
+        return await scheduler.fire(self, now)
 
     async def _next_schedule_due(self) -> float | None:
         """The epoch time of the next schedule slot this engine will fire, or None."""
-        return None
+        return await scheduler.next_due(self)
 
     # ------------------------------------------------------------------ public API
 

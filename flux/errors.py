@@ -11,6 +11,8 @@
     ├── StorageError              the storage failed, or its file is not a Flux database
     │   └── LeaseLostError        another process took the run over: this one stops at once
     ├── WaitTimeoutError          `wait` gave up before the run ended (also a TimeoutError)
+    ├── ScheduleError             a schedule is written wrongly (cron, timezone, every, ...)
+    │   └── ScheduleConflictError the schedule id exists with another definition
     └── StepError                 the families below end a step attempt
         ├── FatalError            raised by a handler: fail the step at once, no retry
         ├── StepTimeoutError      the attempt ran past its timeout
@@ -74,6 +76,15 @@ class StorageError(FluxError):
 
 class WaitTimeoutError(FluxError, TimeoutError):
     """`engine.wait(id, timeout=...)` gave up before the run finished or suspended."""
+
+
+class ScheduleError(FluxError, ValueError):
+    """A schedule's definition is invalid (a cron field, the timezone, `every`, `catch_up`);
+    raised by `engine.schedule`, and nothing is stored."""
+
+
+class ScheduleConflictError(ScheduleError):
+    """A schedule with this id exists with a different definition."""
 
 
 class StepError(FluxError):

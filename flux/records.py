@@ -83,6 +83,8 @@ class RunRecord:
     timer: str | None = None
     #: Epoch seconds after which the run is cancelled (`DeadlineExceededError`), if any.
     deadline: float | None = None
+    #: (schedule id, slot in ISO 8601 UTC) of a run a schedule started, for its `workflow:start`.
+    schedule: tuple[str, str] | None = None
 
     def due_at(self) -> float | None:
         """When a worker is to take this suspended run (its wake time or its deadline, the

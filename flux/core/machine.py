@@ -51,6 +51,15 @@ R = RunStatus
 S = StepStatus
 
 
+def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
+    """The `meta` of a run's `workflow:start` (`timers.start_meta`: the definition, the
+    deadline); a run a schedule started also says which slot."""
+    meta = timers.start_meta(run, plan)
+    if run.schedule is not None:
+        meta["schedule"] = {"id": run.schedule[0], "slot": run.schedule[1]}
+    return meta
+
+
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
@@ -60,8 +69,8 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running",
-                 "meta": timers.start_meta(run, plan)}, {"input": run.input_json})  # fmt: skip
+            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+                 {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is Woke:
         timers.woke(run, plan, now, memo, out)
@@ -368,8 +377,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        meta = timers.start_meta(run, plan)
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": meta},
+        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""

@@ -14,13 +14,13 @@ from ._text import from_column, to_column
 RUN_COLUMNS = (
     "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
     "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at, "
-    "cancel_reason, lease_identity, wake_at, timer, deadline, due_at"
+    "cancel_reason, lease_identity, wake_at, timer, deadline, due_at, schedule"
 )
 STEP_COLUMNS = (
     "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
     "error_type, data_before, waiting_for, compensation_attempts, compensated_at, crashes"
 )
-RUN_WIDTH = 25
+RUN_WIDTH = 26
 STEP_WIDTH = 16
 
 
@@ -34,6 +34,7 @@ def run_values(run: RunRecord) -> tuple[Any, ...]:
         lease.pid if lease else None, lease.expires_at if lease else None,
         to_column(run.cancel_reason), (lease.identity or None) if lease else None,
         run.wake_at, to_column(run.timer), run.deadline, run.due_at(),
+        json.dumps(list(run.schedule)) if run.schedule else None,
     )  # fmt: skip
 
 
@@ -59,7 +60,7 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
     laid in as pending from the stored shape."""
     (id_, name, status, input_, data, shape_json, version, error, error_type, error_step, waiting_for,
      created_at, updated_at, completed_at, seq, owner, host, pid, expires, cancel_reason,
-     identity, wake_at, timer, deadline, _due_at) = row[:RUN_WIDTH]  # fmt: skip
+     identity, wake_at, timer, deadline, _due_at, schedule) = row[:RUN_WIDTH]  # fmt: skip
     shape = json.loads(shape_json)
     steps = [StepRecord(step_name, kind) for step_name, kind in shape]
     for r in step_rows:
@@ -73,6 +74,7 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
         completed_at=completed_at, seq=seq, cancel_reason=from_column(cancel_reason),
         wake_at=wake_at, timer=from_column(timer), deadline=deadline,
         lease=Lease(owner, host or "", pid or 0, expires or 0.0, identity or "") if owner else None,
+        schedule=tuple(json.loads(schedule)) if schedule else None,
     )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..records import Lease, RunRecord
+from ..schedules import ScheduleRecord
 from ..status import RunStatus
 
 
@@ -100,3 +101,34 @@ class WorkflowStorage(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # ------------------------------------------------------------------ schedules (SPEC §10)
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord | None:
+        """Store `schedule` if no schedule has its id and return None; otherwise change
+        nothing and return the stored one (the engine compares the definitions)."""
+        ...
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every stored schedule, by id."""
+        ...
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        """Remove the schedule; False if there was none. The runs it started stay."""
+        ...
+
+    async def due_schedules(self, names: Sequence[str], now: float) -> list[ScheduleRecord]:
+        """The schedules of these workflows whose `next_due` is at or before `now`, oldest
+        due first (by an index: this is asked on every tick of every worker)."""
+        ...
+
+    async def next_schedule_due(self, names: Sequence[str]) -> int | None:
+        """The smallest `next_due` of the schedules of these workflows, or None."""
+        ...
+
+    async def advance_schedule(
+        self, schedule_id: str, expected: int, next_due: int, last_slot: int | None
+    ) -> bool:
+        """Set `next_due` (and `last_slot`, unless None) if `next_due` is still `expected`:
+        of several workers that handled one due slot, one moves the schedule on."""
+        ...

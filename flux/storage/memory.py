@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
+from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import CANCELLABLE, saved_reason
 
@@ -20,6 +21,7 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         self._runs: dict[str, RunRecord] = {}
+        self._schedules: dict[str, ScheduleRecord] = {}
         #: (due_at, run id) of the suspended runs with a wake time or deadline: the index that
         #: finds due runs. Entries go stale when a run changes; they are dropped when met.
         self._due: list[tuple[float, str]] = []
@@ -172,3 +174,36 @@ class MemoryStorage:
                 lease.expires_at = expires_at
                 held[run_id] = run.cancel_reason
         return held
+
+    # ------------------------------------------------------------------ schedules (SPEC §10)
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord | None:
+        stored = self._schedules.get(schedule.id)
+        if stored is not None:
+            return stored.copy()
+        self._schedules[schedule.id] = schedule.copy()
+        return None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [self._schedules[k].copy() for k in sorted(self._schedules)]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        return self._schedules.pop(schedule_id, None) is not None
+
+    async def due_schedules(self, names: Sequence[str], now: float) -> list[ScheduleRecord]:
+        due = [s for s in self._schedules.values() if s.workflow in names and s.next_due <= now]
+        return [s.copy() for s in sorted(due, key=lambda s: (s.next_due, s.id))]
+
+    async def next_schedule_due(self, names: Sequence[str]) -> int | None:
+        return min((s.next_due for s in self._schedules.values() if s.workflow in names), default=None)
+
+    async def advance_schedule(
+        self, schedule_id: str, expected: int, next_due: int, last_slot: int | None
+    ) -> bool:
+        stored = self._schedules.get(schedule_id)
+        if stored is None or stored.next_due != expected:
+            return False
+        stored.next_due = next_due
+        if last_slot is not None:
+            stored.last_slot = last_slot
+        return True

@@ -77,6 +77,18 @@ _POSTGRES_1 = (
         PRIMARY KEY (run_id, idx))""",
 )
 
+#: Schedules (SPEC §10); the types read the same in both dialects (SQLite's affinity rules).
+#: `next_due` is indexed: a worker's one query per tick asks for the schedules due by now.
+#: A run started by a schedule keeps `[schedule id, slot]` (JSON) for its `workflow:start`.
+_V3_SCHEDULES = (
+    """CREATE TABLE flux_schedules (
+        id TEXT PRIMARY KEY, workflow TEXT NOT NULL, cron TEXT, every BIGINT, timezone TEXT NOT NULL,
+        catch_up TEXT NOT NULL, input TEXT NOT NULL, next_due BIGINT NOT NULL, last_slot BIGINT,
+        created_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX flux_schedules_due ON flux_schedules (next_due)",
+    "ALTER TABLE flux_runs ADD COLUMN schedule TEXT",
+)
+
 #: Durable time (SPEC §10): a run's wake time and what happens then, its deadline, and when
 #: a worker is to take it (`due_at`: the earlier of the two, set only while it is suspended),
 #: indexed so that `claim_next` and `next_due` find due runs without a scan. DOUBLE PRECISION
@@ -102,7 +114,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE flux_steps ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
         ),
     ),
-    Migration(3, "durable time: wake times, deadlines, due runs", common=_V3_TIMERS),
+    Migration(
+        3,
+        "durable time: wake times, deadlines, due runs; schedules and the slot of a scheduled run",
+        common=_V3_TIMERS + _V3_SCHEDULES,
+    ),
 )
 
 #: The schema version this code writes and understands.

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
+from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._rows import (
@@ -32,6 +33,7 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._schedules import SCHEDULE_COLUMNS, SCHEDULE_WIDTH, schedule_from_values, schedule_values
 from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
 
@@ -491,6 +493,66 @@ class PostgresStorage:
             if self._beat_conn is not None:
                 self._beat_conn.close()
                 self._beat_conn = None
+
+    # ------------------------------------------------------------------ schedules (SPEC §10)
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord | None:
+        insert = (
+            f"INSERT INTO flux_schedules ({SCHEDULE_COLUMNS}) VALUES ({', '.join(['%s'] * SCHEDULE_WIDTH)}) "
+            "ON CONFLICT (id) DO NOTHING RETURNING id"
+        )
+        select = f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules WHERE id=%s"
+
+        def put(conn: psycopg.Connection[Any]) -> ScheduleRecord | None:
+            while True:
+                if conn.execute(insert, schedule_values(schedule)).fetchone() is not None:
+                    return None
+                # A statement of its own, so that it sees the row that won the conflict.
+                row = conn.execute(select, (schedule.id,)).fetchone()
+                if row is not None:
+                    return schedule_from_values(row)
+
+        return await self._call(put, f"storing schedule '{schedule.id}'")
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        sql = f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules ORDER BY id"
+        rows = await self._call(lambda conn: conn.execute(sql).fetchall(), "listing schedules", retry=True)
+        return [schedule_from_values(r) for r in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        sql = "DELETE FROM flux_schedules WHERE id=%s"
+        what = f"removing schedule '{schedule_id}'"
+        return bool(await self._call(lambda conn: conn.execute(sql, (schedule_id,)).rowcount == 1, what))
+
+    async def due_schedules(self, names: Sequence[str], now: float) -> list[ScheduleRecord]:
+        sql = (
+            f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules WHERE next_due <= %s AND workflow = ANY(%s) "
+            "ORDER BY next_due, id"
+        )
+        rows = await self._call(
+            lambda conn: conn.execute(sql, (now, list(names))).fetchall(), "finding due schedules", retry=True
+        )
+        return [schedule_from_values(r) for r in rows]
+
+    async def next_schedule_due(self, names: Sequence[str]) -> int | None:
+        sql = "SELECT MIN(next_due) FROM flux_schedules WHERE workflow = ANY(%s)"
+        row = await self._call(
+            lambda conn: conn.execute(sql, (list(names),)).fetchone(),
+            "finding the next schedule due",
+            retry=True,
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def advance_schedule(
+        self, schedule_id: str, expected: int, next_due: int, last_slot: int | None
+    ) -> bool:
+        sql = (
+            "UPDATE flux_schedules SET next_due=%s, last_slot=COALESCE(%s, last_slot) "
+            "WHERE id=%s AND next_due=%s"
+        )
+        params = (next_due, last_slot, schedule_id, expected)
+        what = f"advancing schedule '{schedule_id}'"
+        return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1, what))
 
 
 #: The cancel request (`request_cancel`) comes back with each renewed lease.

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
+from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._rows import (
@@ -34,6 +35,7 @@ from ._rows import (
     started_steps,
     step_values,
 )
+from ._schedules import SCHEDULE_COLUMNS, SCHEDULE_WIDTH, schedule_from_values, schedule_values
 from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
 
@@ -491,6 +493,59 @@ class SQLiteStorage:
             if self._beat_conn is not None:
                 self._beat_conn.close()
                 self._beat_conn = None
+
+    # ------------------------------------------------------------------ schedules (SPEC §10)
+
+    async def put_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord | None:
+        marks = ", ".join("?" * SCHEDULE_WIDTH)
+
+        def put(conn: sqlite3.Connection) -> ScheduleRecord | None:
+            sql = f"INSERT OR IGNORE INTO flux_schedules ({SCHEDULE_COLUMNS}) VALUES ({marks})"
+            if conn.execute(sql, schedule_values(schedule)).rowcount == 1:
+                return None
+            row = conn.execute(
+                f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules WHERE id=?", (schedule.id,)
+            ).fetchone()
+            return schedule_from_values(row)
+
+        return self._write(f"storing schedule '{schedule.id}'", put)
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        sql = f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules ORDER BY id"
+        rows = self._read("listing schedules", lambda conn: conn.execute(sql).fetchall())
+        return [schedule_from_values(r) for r in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        sql = "DELETE FROM flux_schedules WHERE id=?"
+        return self._write_one(f"removing schedule '{schedule_id}'", sql, (schedule_id,)) == 1
+
+    async def due_schedules(self, names: Sequence[str], now: float) -> list[ScheduleRecord]:
+        if not names:
+            return []
+        sql = (
+            f"SELECT {SCHEDULE_COLUMNS} FROM flux_schedules WHERE next_due <= ? "
+            f"AND workflow IN ({', '.join('?' * len(names))}) ORDER BY next_due, id"
+        )
+        rows = self._read("finding due schedules", lambda conn: conn.execute(sql, (now, *names)).fetchall())
+        return [schedule_from_values(r) for r in rows]
+
+    async def next_schedule_due(self, names: Sequence[str]) -> int | None:
+        if not names:
+            return None
+        sql = f"SELECT MIN(next_due) FROM flux_schedules WHERE workflow IN ({', '.join('?' * len(names))})"
+        row = self._read(
+            "finding the next schedule due", lambda conn: conn.execute(sql, tuple(names)).fetchone()
+        )
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def advance_schedule(
+        self, schedule_id: str, expected: int, next_due: int, last_slot: int | None
+    ) -> bool:
+        sql = (
+            "UPDATE flux_schedules SET next_due=?, last_slot=COALESCE(?, last_slot) WHERE id=? AND next_due=?"
+        )
+        params = (next_due, last_slot, schedule_id, expected)
+        return self._write_one(f"advancing schedule '{schedule_id}'", sql, params) == 1
 
 
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
