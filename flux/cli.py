@@ -283,6 +283,8 @@ def _summary(r: FluxResult) -> dict[str, Any]:
         "error": r.error,
         "error_type": r.error_type,
         "waiting_for": r.waiting_for,
+        "wake_at": r.wake_at.isoformat() if r.wake_at else None,
+        "deadline": r.deadline.isoformat() if r.deadline else None,
     }
 
 
@@ -353,6 +355,10 @@ def _print_run(r: FluxResult) -> None:
     times = f"created {_utc(r.created_at)}" if r.created_at else ""
     if r.completed_at:
         times += f"  finished {_utc(r.completed_at)}"
+    if r.wake_at:
+        times += f"  wakes {_utc(r.wake_at)}"
+    if r.deadline:
+        times += f"  deadline {_utc(r.deadline)}"
     print((times + f"  took {_seconds(r.duration)}").strip())
     if r.error:
         step = printable(f" (step {r.failed_step})") if r.failed_step else ""

@@ -298,3 +298,24 @@ def test_runs_show_prints_no_terminal_escape_from_a_stored_run(tmp_path: Path, j
         text = out.decode()
         assert "\\x1b]0;pwn\\x07" in text and "\\u202e" in text
         assert text.count("\\x1b[2J") >= 3  # id, error, data at least
+
+
+def test_show_prints_the_wake_time_and_deadline_of_a_sleeping_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flux import Flux, FluxEngine, create_workflow
+
+    url = f"sqlite:///{tmp_path / 'flux.db'}"
+    flow = create_workflow("cli-sleeper").deadline(7200).step("nap", lambda ctx: Flux.sleep(3600))
+    engine = FluxEngine(storage=url)
+    result = engine.execute_sync(flow, {}, id="nap-1")
+    engine.close_sync()
+    assert result.status == "suspended" and result.wake_at is not None and result.deadline is not None
+    assert main(["runs", "show", "nap-1", "--storage", url, "--json"]) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail["wake_at"] == result.wake_at.isoformat()
+    assert detail["deadline"] == result.deadline.isoformat()
+    assert main(["runs", "show", "nap-1", "--storage", url]) == 0
+    text = capsys.readouterr().out
+    assert f"wakes {result.wake_at:%Y-%m-%d %H:%M:%S}Z" in text
+    assert f"deadline {result.deadline:%Y-%m-%d %H:%M:%S}Z" in text
