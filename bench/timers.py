@@ -137,8 +137,8 @@ def idle_cost(url: str, seconds: float = 3.0) -> dict[str, float]:
         conn.set_trace_callback(lambda sql: statements.__setitem__(0, statements[0] + 1))
     else:  # PostgreSQL: the statements each storage call of the idle loop sends
         # (claim_next: BEGIN, set_config, the due-run claim, COMMIT, the waiting-run claim;
-        # next_due: BEGIN, set_config, the next due time, COMMIT)
-        for name, per_call in (("claim_next", 5), ("next_due", 4)):
+        # next_due: BEGIN, set_config, the next due time, COMMIT; due_schedules: one SELECT)
+        for name, per_call in (("claim_next", 5), ("next_due", 4), ("due_schedules", 1)):
             original = getattr(storage, name)
 
             def counted(*a: Any, _o: Any = original, _n: str = name, _k: int = per_call, **k: Any) -> Any:
