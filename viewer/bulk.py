@@ -91,9 +91,10 @@ def merge(base: TraceIndex, part: TraceIndex, read_line: Callable[[int], bytes])
             base.workflows[run.workflow] = base.workflows.get(run.workflow, 0) + 1
             continue
         for offset in run.offsets:
-            ev = parse_line(read_line(offset).decode("utf-8", "replace").rstrip("\r\n"))
+            line = read_line(offset).decode("utf-8", "replace").rstrip("\r\n")
+            ev = parse_line(line)
             if isinstance(ev, dict):
-                base.fold_event(mine, offset, ev)
+                base.fold_event(mine, offset, ev, line)
     for bad in part.malformed:
         if len(base.malformed) >= MALFORMED_KEPT:
             break

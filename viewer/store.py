@@ -9,7 +9,6 @@ never creates, writes or locks anything: the viewer is read-only.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bulk
+from .lines import parse_line
 from .summary import RunSummary
 from .trace import TraceIndex
 
@@ -202,12 +202,13 @@ class TraceStore:
             with open(self.path, "rb") as f:
                 for offset in run.offsets[start:]:
                     f.seek(offset)
-                    try:
-                        ev = json.loads(f.readline())
-                    except ValueError:
-                        continue  # the file changed under us; the next sync resets
-                    if isinstance(ev, dict) and str(ev.get("workflowId")) == run.id:
+                    # The index's own parser: a line it folded reads the same here.
+                    ev = parse_line(f.readline().decode("utf-8", "replace").rstrip("\r\n"))
+                    if isinstance(ev, dict) and ev["workflowId"] == run.id:
                         out.append(ev)
+                    # else the file changed under us, or the line holds a number
+                    # no float holds (NaN, 1e999: the index let it by, harmless
+                    # there); the next sync resets in the first case.
         except OSError:
             pass
         return out

@@ -18,7 +18,16 @@ from typing import Any
 
 from flux.events import EventType
 
-from .lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
+from .lines import (
+    HUGE_INT_DIGITS,
+    MALFORMED_KEPT,
+    SNIPPET,
+    Malformed,
+    number_or_none,
+    parse_line,
+    scan,
+    text_or_none,
+)
 from .summary import ERROR_STATUSES, RunSummary
 
 # Plain strings, compared once per line on the hot path.
@@ -39,6 +48,12 @@ _ROLLBACK_COMPLETE = EventType.WORKFLOW_ROLLBACK_COMPLETE.value
 _ERROR = EventType.WORKFLOW_ERROR.value
 _WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
 _FINISHED = frozenset({_COMPLETE, _SKIPPED})
+#: How much of a line with a run's input or final data is kept for search.
+SEARCH_KEPT = 4096
+
+
+def _kept(line: str) -> str:
+    return line if len(line) <= SEARCH_KEPT else line[:SEARCH_KEPT]
 
 
 @dataclass
@@ -116,6 +131,7 @@ class TraceIndex:
         changed = delta.runs
         scan_one = scan
         finished, start_ = _FINISHED, _START
+        huge = HUGE_INT_DIGITS
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -131,7 +147,7 @@ class TraceIndex:
             if ok:
                 wid = ev.get("workflowId")
                 typ = ev.get("type")
-                ok = type(wid) is str and type(typ) is str
+                ok = type(wid) is str and type(typ) is str and n < huge
             if not ok:
                 if not line.strip():
                     continue
@@ -158,7 +174,7 @@ class TraceIndex:
                 if run.seen is not None and type(name := ev.get("stepName")) is str:
                     run.seen.add(name)
             else:
-                self._fold(run, ev, typ)
+                self._fold(run, ev, typ, line)
         self.consumed = offset
         self.lines = lineno
 
@@ -189,8 +205,8 @@ class TraceIndex:
             text = line if len(line) <= SNIPPET else line[:SNIPPET] + "…"
             self.malformed.append(Malformed(lineno, reason, text))
 
-    def fold_event(self, run: RunSummary, offset: int, ev: dict[str, Any]) -> None:
-        """Fold one parsed event, found at byte ``offset``, into ``run``."""
+    def fold_event(self, run: RunSummary, offset: int, ev: dict[str, Any], line: str = "") -> None:
+        """Fold one parsed event, found at byte ``offset`` on ``line``, into ``run``."""
         run.offsets.append(offset)
         typ = ev["type"]
         name = ev.get("stepName")
@@ -203,9 +219,9 @@ class TraceIndex:
             if run.seen is not None and type(name) is str:
                 run.seen.add(name)
         else:
-            self._fold(run, ev, typ)
+            self._fold(run, ev, typ, line)
 
-    def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
+    def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str, line: str) -> None:
         # Flux numbers each run's events; a status event that reaches the file
         # after a later one (two processes, two buffers) must not roll the
         # status back. Lines without ``seq`` (@gravito/flux) are in file order,
@@ -223,9 +239,12 @@ class TraceIndex:
             self.order_version += 1
 
         if typ == _RETRY:
+            run.retries += 1
             if run.seen is not None and type(name := ev.get("stepName")) is str:
                 run.seen.add(name)
         elif typ in (_WORKFLOW_START, _RESUME):
+            if "input" in ev:
+                run.input_text = _kept(line)
             if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
                 self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
@@ -276,7 +295,11 @@ class TraceIndex:
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None
+            if "data" in ev:
+                run.data_text = _kept(line)
         elif typ == _WORKFLOW_COMPLETE:
+            if "data" in ev:
+                run.data_text = _kept(line)
             run.status = "completed"
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
