@@ -11,8 +11,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from .axis import Axis
+from .headline import Headline, headline
 from .lines import number_or_none
-from .query import RunOrder, RunsQuery, select
+from .query import PAGE_SIZES, RunOrder, RunsQuery, select
 from .runview import RunView
 from .store import TraceStore
 from .summary import RUN_STATUSES, RunSummary
@@ -21,6 +22,8 @@ from .timeline import fold_run, order_events
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16
+#: Failed runs' headlines kept for the runs list, each valid while its run is unchanged.
+HEADLINES_CACHED = 2000
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -50,6 +53,28 @@ def _common(store: TraceStore) -> dict[str, Any]:
     }
 
 
+def _headlines(request: Request, store: TraceStore, rows: list[RunSummary]) -> dict[str, Headline]:
+    """The headline of every failed run in ``rows``, folded once per change of the run."""
+    cache: OrderedDict[str, tuple[int, int, Headline | None]] = request.app.state.headlines
+    out: dict[str, Headline] = {}
+    for run in rows:
+        if not run.terminal or run.status == "completed":
+            continue
+        key = (store.epoch, run.events)
+        cached = cache.get(run.id)
+        if cached is not None and cached[:2] == key:
+            head = cached[2]
+            cache.move_to_end(run.id)
+        else:
+            head = headline(fold_run(run.id, order_events(store.events(run))))
+            cache[run.id] = (*key, head)
+            while len(cache) > HEADLINES_CACHED:
+                cache.popitem(last=False)
+        if head is not None:
+            out[run.id] = head
+    return out
+
+
 def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
     query = RunsQuery.from_params(request.query_params)
     order: RunOrder = request.app.state.order
@@ -58,6 +83,8 @@ def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
         **_common(store),
         "query": query,
         "page": page,
+        "page_sizes": PAGE_SIZES,
+        "headlines": _headlines(request, store, page.rows),
         "total_runs": len(store.index.runs),
         "workflows": sorted(store.index.workflows),
         "statuses": RUN_STATUSES,

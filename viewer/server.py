@@ -113,6 +113,7 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
     app.state.hub = hub
     app.state.order = RunOrder()
     app.state.views = OrderedDict()
+    app.state.headlines = OrderedDict()
     app.state.templates = make_env()
     return app
 

@@ -1,0 +1,221 @@
+// flux dev: the keys, the live mark and the runs page's small state.
+// Loaded on every page (base.html). What htmx cannot keep lives here: the
+// selected row, the time display (remembered in localStorage), the key list.
+(function () {
+  "use strict";
+
+  var TIME_KEY = "flux.dev.time";
+  var MODES = ["relative", "local", "utc"];
+  var LABELS = { relative: "times: relative", local: "times: local", utc: "times: UTC" };
+
+  function byId(id) {
+    return document.getElementById(id);
+  }
+
+  // -- the live mark: in words, not only a colour ---------------------------
+  function setLive(state, text) {
+    var mark = byId("live");
+    if (!mark) return;
+    mark.classList.toggle("on", state === "on");
+    mark.classList.toggle("off", state === "off");
+    mark.textContent = text;
+    mark.title = "live updates: " + text;
+  }
+  document.addEventListener("htmx:sseOpen", function () {
+    setLive("on", "live");
+  });
+  document.addEventListener("htmx:sseError", function () {
+    setLive("off", "disconnected — retrying");
+  });
+  document.addEventListener("htmx:sseClose", function () {
+    setLive("off", "disconnected");
+  });
+
+  // -- times: relative, local or UTC ----------------------------------------
+  function mode() {
+    var stored = null;
+    try {
+      stored = window.localStorage.getItem(TIME_KEY);
+    } catch (e) {
+      stored = null;
+    }
+    return MODES.indexOf(stored) >= 0 ? stored : "relative";
+  }
+
+  function pad(n, width) {
+    var s = String(n);
+    while (s.length < (width || 2)) s = "0" + s;
+    return s;
+  }
+
+  function relative(ms, now) {
+    var s = Math.round((now - ms) / 1000);
+    var future = s < 0;
+    s = Math.abs(s);
+    var text;
+    if (s < 5) return "just now";
+    if (s < 60) text = s + " s";
+    else if (s < 3600) text = Math.floor(s / 60) + " min";
+    else if (s < 86400) text = Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+    else text = Math.floor(s / 86400) + " d";
+    return future ? "in " + text : text + " ago";
+  }
+
+  function local(d) {
+    return (
+      d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds())
+    );
+  }
+
+  function utc(d) {
+    return (
+      d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + "." +
+      pad(d.getUTCMilliseconds(), 3) + "Z"
+    );
+  }
+
+  function showTimes(root) {
+    var m = mode();
+    var now = Date.now();
+    (root || document).querySelectorAll("time.t[data-ms]").forEach(function (el) {
+      var ms = Number(el.dataset.ms);
+      var d = new Date(ms);
+      if (!isFinite(ms) || isNaN(d.getTime())) return;
+      if (!el.title) el.title = utc(d) + " (UTC)";
+      el.textContent = m === "relative" ? relative(ms, now) : m === "local" ? local(d) : utc(d);
+    });
+    var button = byId("time-mode");
+    if (button) {
+      button.dataset.mode = m;
+      button.textContent = LABELS[m];
+    }
+  }
+
+  function nextMode() {
+    var m = MODES[(MODES.indexOf(mode()) + 1) % MODES.length];
+    try {
+      window.localStorage.setItem(TIME_KEY, m);
+    } catch (e) {
+      /* private mode: the toggle works for this page only */
+    }
+    showTimes();
+  }
+  window.setInterval(function () {
+    if (mode() === "relative") showTimes();
+  }, 15000);
+
+  // -- the selected run -----------------------------------------------------
+  var selected = null; // a run id: survives the table being swapped
+
+  function rows() {
+    return Array.prototype.slice.call(document.querySelectorAll("#runs tr.run"));
+  }
+
+  function mark() {
+    rows().forEach(function (row) {
+      var on = row.dataset.runId === selected;
+      row.classList.toggle("kb-selected", on);
+      if (on) row.setAttribute("aria-selected", "true");
+      else row.removeAttribute("aria-selected");
+    });
+  }
+
+  function move(delta) {
+    var all = rows();
+    if (!all.length) return;
+    var at = -1;
+    all.forEach(function (row, i) {
+      if (row.dataset.runId === selected) at = i;
+    });
+    var next = at < 0 ? (delta > 0 ? 0 : all.length - 1) : Math.max(0, Math.min(all.length - 1, at + delta));
+    selected = all[next].dataset.runId;
+    mark();
+    all[next].scrollIntoView({ block: "nearest" });
+  }
+
+  function open() {
+    var row = rows().filter(function (r) {
+      return r.dataset.runId === selected;
+    })[0];
+    var link = row && row.querySelector("td.id a");
+    if (link) window.location.href = link.getAttribute("href");
+  }
+
+  // -- the key list ---------------------------------------------------------
+  function toggleKeys(show) {
+    var keys = byId("keys");
+    if (!keys) return;
+    keys.hidden = show === undefined ? !keys.hidden : !show;
+  }
+
+  function typing(target) {
+    if (!target || !target.tagName) return false;
+    var tag = target.tagName.toLowerCase();
+    return tag === "input" || tag === "textarea" || tag === "select" || target.isContentEditable;
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var key = event.key;
+    if (key === "Escape") {
+      toggleKeys(false);
+      if (typing(event.target)) event.target.blur();
+      return;
+    }
+    if (typing(event.target)) return;
+    var onRuns = !!byId("runs");
+    if (key === "?") {
+      toggleKeys();
+    } else if (key === "/") {
+      var q = byId("q");
+      if (q) {
+        q.focus();
+        q.select();
+      } else {
+        window.location.href = "/";
+      }
+    } else if (key === "t" && byId("time-mode")) {
+      nextMode();
+    } else if (onRuns && (key === "j" || key === "ArrowDown")) {
+      move(1);
+    } else if (onRuns && (key === "k" || key === "ArrowUp")) {
+      move(-1);
+    } else if (onRuns && key === "Enter" && selected && (event.target === document.body || event.target.closest("#runs tr.run"))) {
+      open();
+    } else {
+      return;
+    }
+    event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    var el = event.target.closest && event.target.closest("#time-mode, #keys-button, a[data-chip]");
+    if (!el) {
+      if (!event.target.closest || !event.target.closest("#keys")) toggleKeys(false);
+      return;
+    }
+    if (el.id === "time-mode") nextMode();
+    else if (el.id === "keys-button") toggleKeys();
+    else if (el.hasAttribute("data-chip")) {
+      var status = byId("status-filter");
+      var form = byId("filters");
+      if (!status || !form || !window.htmx) return; // the link's href still works
+      event.preventDefault();
+      status.value = el.getAttribute("data-chip");
+      window.htmx.trigger(form, "submit");
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "runs") {
+      showTimes(target);
+      mark();
+    }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    showTimes();
+  });
+})();
