@@ -94,7 +94,7 @@ def merge(base: TraceIndex, part: TraceIndex, read_line: Callable[[int], bytes])
             line = read_line(offset).decode("utf-8", "replace").rstrip("\r\n")
             ev = parse_line(line)
             if isinstance(ev, dict):
-                base.fold_event(mine, offset, ev, line)
+                base.fold_event(mine, offset, ev)
     for bad in part.malformed:
         if len(base.malformed) >= MALFORMED_KEPT:
             break

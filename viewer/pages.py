@@ -78,7 +78,8 @@ def _headlines(request: Request, store: TraceStore, rows: list[RunSummary]) -> d
 def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
     query = RunsQuery.from_params(request.query_params)
     order: RunOrder = request.app.state.order
-    page = select(order, store.index, query)
+    with store.value_lines() as values:
+        page = select(order, store.index, query, values=values)
     return {
         **_common(store),
         "query": query,

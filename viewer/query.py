@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .lines import parse_line
 from .summary import RUN_STATUSES, RunSummary
 from .trace import TraceIndex
+
+#: The lines holding a run's input and its final data (None where it has none).
+ValueLines = Callable[[RunSummary], tuple[str | None, str | None]]
 
 PER_PAGE = 100
 #: The page sizes the runs page offers; any other asked for is clamped to this range.
@@ -77,6 +80,29 @@ class RunOrder:
         self._index: TraceIndex | None = None
         self._version = -1
         self._runs: list[RunSummary] = []
+        # The last search: its index, needle and, per run, the event count at
+        # which it was checked and whether it matched. A live change then
+        # re-checks only the runs that changed.
+        self._searched: tuple[TraceIndex | None, str] = (None, "")
+        self._matches: dict[str, tuple[int, bool]] = {}
+
+    def search(
+        self, index: TraceIndex, needle: str, runs: list[RunSummary], values: ValueLines | None
+    ) -> list[RunSummary]:
+        if self._searched != (index, needle):
+            self._searched, self._matches = (index, needle), {}
+        seen = self._matches
+        out = []
+        for r in runs:
+            known = seen.get(r.id)
+            if known is not None and known[0] == r.events:
+                hit = known[1]
+            else:
+                hit = matches(r, needle, values)
+                seen[r.id] = (r.events, hit)
+            if hit:
+                out.append(r)
+        return out
 
     def get(self, index: TraceIndex) -> list[RunSummary]:
         if index is not self._index or index.order_version != self._version:
@@ -102,24 +128,31 @@ def _in_values(line: str | None, key: str, needle: str) -> bool:
     return needle in text.lower()
 
 
-def matches(run: RunSummary, needle: str) -> bool:
-    """Whether ``needle`` (lower case) is in the run's id, workflow, error, input or final data."""
+def matches(run: RunSummary, needle: str, values: ValueLines | None = None) -> bool:
+    """Whether ``needle`` (lower case) is in the run's id, workflow, error, or, read
+    through ``values``, its input or final data."""
     for text in (run.id, run.workflow, run.error, run.error_type):
         if text is not None and needle in text.lower():
             return True
-    return _in_values(run.input_text, "input", needle) or _in_values(run.data_text, "data", needle)
+    if values is None:
+        return False
+    input_line, data_line = values(run)
+    return _in_values(input_line, "input", needle) or _in_values(data_line, "data", needle)
 
 
-def select(order: RunOrder, index: TraceIndex, query: RunsQuery, per_page: int | None = None) -> RunsPage:
+def select(
+    order: RunOrder,
+    index: TraceIndex,
+    query: RunsQuery,
+    per_page: int | None = None,
+    values: ValueLines | None = None,
+) -> RunsPage:
     size = per_page or query.per_page
     runs = order.get(index)
-    if query.workflow or query.q:
-        needle = query.q.lower()
-        runs = [
-            r
-            for r in runs
-            if (not query.workflow or r.workflow == query.workflow) and (not needle or matches(r, needle))
-        ]
+    if query.workflow:
+        runs = [r for r in runs if r.workflow == query.workflow]
+    if query.q:
+        runs = order.search(index, query.q.lower(), runs, values)
     counts = dict.fromkeys(RUN_STATUSES, 0)
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -9,6 +9,7 @@ never creates, writes or locks anything: the viewer is read-only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -172,6 +173,32 @@ class TraceStore:
         self.version = change.version
         for listener in self.listeners:
             listener(change)
+
+    @contextlib.contextmanager
+    def value_lines(self) -> Iterator[Callable[[RunSummary], tuple[str | None, str | None]]]:
+        """A reader of the lines that hold a run's input and final data, for search.
+
+        One open file for a whole search; a line that cannot be read is None.
+        """
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below, after the search
+        except OSError:
+            yield lambda run: (None, None)
+            return
+
+        def line(run: RunSummary, at: int) -> str | None:
+            if not 0 <= at < len(run.offsets):
+                return None
+            try:
+                f.seek(run.offsets[at])
+                return f.readline().decode("utf-8", "replace")
+            except OSError:
+                return None
+
+        try:
+            yield lambda run: (line(run, run.input_at), line(run, run.data_at))
+        finally:
+            f.close()
 
     def run(self, run_id: str) -> RunSummary | None:
         return self.index.runs.get(run_id)

@@ -48,12 +48,6 @@ _ROLLBACK_COMPLETE = EventType.WORKFLOW_ROLLBACK_COMPLETE.value
 _ERROR = EventType.WORKFLOW_ERROR.value
 _WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
 _FINISHED = frozenset({_COMPLETE, _SKIPPED})
-#: How much of a line with a run's input or final data is kept for search.
-SEARCH_KEPT = 4096
-
-
-def _kept(line: str) -> str:
-    return line if len(line) <= SEARCH_KEPT else line[:SEARCH_KEPT]
 
 
 @dataclass
@@ -174,7 +168,7 @@ class TraceIndex:
                 if run.seen is not None and type(name := ev.get("stepName")) is str:
                     run.seen.add(name)
             else:
-                self._fold(run, ev, typ, line)
+                self._fold(run, ev, typ)
         self.consumed = offset
         self.lines = lineno
 
@@ -205,8 +199,8 @@ class TraceIndex:
             text = line if len(line) <= SNIPPET else line[:SNIPPET] + "…"
             self.malformed.append(Malformed(lineno, reason, text))
 
-    def fold_event(self, run: RunSummary, offset: int, ev: dict[str, Any], line: str = "") -> None:
-        """Fold one parsed event, found at byte ``offset`` on ``line``, into ``run``."""
+    def fold_event(self, run: RunSummary, offset: int, ev: dict[str, Any]) -> None:
+        """Fold one parsed event, found at byte ``offset``, into ``run``."""
         run.offsets.append(offset)
         typ = ev["type"]
         name = ev.get("stepName")
@@ -219,9 +213,10 @@ class TraceIndex:
             if run.seen is not None and type(name) is str:
                 run.seen.add(name)
         else:
-            self._fold(run, ev, typ, line)
+            self._fold(run, ev, typ)
 
-    def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str, line: str) -> None:
+    def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
+        # The event's line is the run's last offset (appended by the caller).
         # Flux numbers each run's events; a status event that reaches the file
         # after a later one (two processes, two buffers) must not roll the
         # status back. Lines without ``seq`` (@gravito/flux) are in file order,
@@ -244,7 +239,7 @@ class TraceIndex:
                 run.seen.add(name)
         elif typ in (_WORKFLOW_START, _RESUME):
             if "input" in ev:
-                run.input_text = _kept(line)
+                run.input_at = len(run.offsets) - 1
             if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
                 self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
@@ -296,10 +291,10 @@ class TraceIndex:
             run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None
             if "data" in ev:
-                run.data_text = _kept(line)
+                run.data_at = len(run.offsets) - 1
         elif typ == _WORKFLOW_COMPLETE:
             if "data" in ev:
-                run.data_text = _kept(line)
+                run.data_at = len(run.offsets) - 1
             run.status = "completed"
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
