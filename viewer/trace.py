@@ -23,10 +23,12 @@ from .lines import (
     MALFORMED_KEPT,
     SNIPPET,
     Malformed,
+    fast_loads,
     number_or_none,
     parse_line,
     scan,
     text_or_none,
+    unrepresentable,
 )
 from .summary import ERROR_STATUSES, RunSummary
 
@@ -126,6 +128,7 @@ class TraceIndex:
         scan_one = scan
         finished, start_ = _FINISHED, _START
         huge = HUGE_INT_DIGITS
+        loads = fast_loads
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -134,14 +137,22 @@ class TraceIndex:
             offset += size + 1
             lineno += 1
             try:
-                ev, end = scan_one(line, 0)
-                ok = end == n and type(ev) is dict
+                if loads is not None:
+                    ev = loads(line)
+                    ok = type(ev) is dict
+                else:
+                    ev, end = scan_one(line, 0)
+                    ok = end == n and type(ev) is dict
             except (StopIteration, ValueError, RecursionError):
                 ok = False
             if ok:
                 wid = ev.get("workflowId")
                 typ = ev.get("type")
-                ok = type(wid) is str and type(typ) is str and n < huge
+                ok = type(wid) is str and type(typ) is str
+                # Only a line this long can hold an integer past float range,
+                # which orjson refuses itself.
+                if ok and n >= huge and loads is None:
+                    ok = unrepresentable(ev) is None
             if not ok:
                 if not line.strip():
                     continue
