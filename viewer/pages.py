@@ -49,6 +49,7 @@ def _common(store: TraceStore) -> dict[str, Any]:
         "malformed": index.malformed,
         "malformed_count": index.malformed_count,
         "pending_bytes": index.pending,
+        "loading": store.loading,
         "now": time.time() * 1000.0,
     }
 

@@ -54,6 +54,9 @@ class TraceStore:
         #: Bumped on every reset: run events cached before it are void.
         self.epoch = 0
         self.listeners: list[Callable[[Change], None]] = []
+        #: A large file's first load is under way: ``index`` holds only its
+        #: newest runs (``bulk.preview``) and pages do not wait for the rest.
+        self.loading = False
         self._identity: tuple[int, int] | None = None
         self._prefix = b""
         self._lock = asyncio.Lock()
@@ -65,6 +68,8 @@ class TraceStore:
         return self.index.consumed + self.index.pending
 
     async def sync(self) -> None:
+        if self.loading:
+            return  # the first load holds the lock; the preview answers meanwhile
         async with self._lock:
             await self._sync()
 
@@ -103,7 +108,7 @@ class TraceStore:
         # changed under a request. Yielding between chunks keeps the server
         # responsive while a large file loads.
         try:
-            for chunk in self._chunks():
+            for chunk in self._chunks(self.offset):
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
                 delta = self.index.feed(chunk)
@@ -116,38 +121,48 @@ class TraceStore:
         else:
             self.error = None
 
-    def _chunks(self, end: int | None = None) -> Iterator[bytes]:
+    def _chunks(self, start: int, end: int | None = None) -> Iterator[bytes]:
         with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            left = -1 if end is None else end - self.offset
+            f.seek(start)
+            left = -1 if end is None else end - start
             while left and (chunk := f.read(CHUNK if left < 0 else min(CHUNK, left))):
                 left -= len(chunk) if left > 0 else 0
                 yield chunk
 
     async def _first_load(self, size: int) -> None:
-        """Fold a large file on several cores (see ``viewer.bulk``). Whatever a
-        worker fails to do is left to the ordinary sequential read."""
+        """Fold a large file on several cores (see ``viewer.bulk``), its newest
+        runs first. Whatever a worker fails to do is left to the ordinary
+        sequential read."""
         try:
             parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1)
         except OSError:
             return
         workers = [asyncio.ensure_future(bulk.fold_in_worker(self.path, a, b)) for a, b in parts[1:]]
+        full = TraceIndex()
         try:
-            for chunk in self._chunks(parts[0][1]):
+            self.index, self.loading = bulk.preview(self.path, size), True
+            self._publish(Change(self.version + 1, frozenset(self.index.runs)))
+            await asyncio.sleep(0)  # let the first requests have the preview
+            for chunk in self._chunks(0, parts[0][1]):
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
-                self.index.feed(chunk)
+                full.feed(chunk)
                 await asyncio.sleep(0)
-            self._merge(await asyncio.gather(*workers, return_exceptions=True))
+            self._merge(full, await asyncio.gather(*workers, return_exceptions=True))
         except OSError as exc:
             log.warning("reading %s failed (%s); reading on in one process", self.path, exc)
         finally:
             for worker in workers:
                 worker.cancel()
+            # The preview's runs are the whole index's too, with the same
+            # offsets; cached events stay valid, but a fresh start is simpler.
+            self.index, self.loading = full, False
+            self._cache.clear()
+            self.epoch += 1
         if self.index.runs:
             self._publish(Change(self.version + 1, frozenset(self.index.runs)))
 
-    def _merge(self, parts: list[TraceIndex | BaseException]) -> None:
+    def _merge(self, full: TraceIndex, parts: list[TraceIndex | BaseException]) -> None:
         # Parts merge in file order. After a failed one, the ordinary
         # sequential read takes over from where the merge stopped.
         with open(self.path, "rb") as f:
@@ -160,7 +175,7 @@ class TraceStore:
                 if not isinstance(part, TraceIndex):
                     log.warning("a loader process failed (%r); reading on in one process", part)
                     return
-                bulk.merge(self.index, part, read_line)
+                bulk.merge(full, part, read_line)
 
     def _reset(self) -> None:
         self.index = TraceIndex()
