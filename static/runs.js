@@ -102,9 +102,31 @@
     }
     showTimes();
   }
+  // A running run's duration, from when it started: rows are cached on the
+  // server and carry no clock of their own.
+  function duration(ms) {
+    if (ms < 1000) return Math.round(ms) + " ms";
+    var s = ms / 1000;
+    if (s < 60) return s.toFixed(2) + " s";
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + " min " + Math.floor(s % 60) + " s";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  function tick(root) {
+    var now = Date.now();
+    (root || document).querySelectorAll(".running-for[data-since]").forEach(function (el) {
+      var since = Number(el.dataset.since);
+      if (isFinite(since) && now >= since) el.textContent = duration(now - since) + "…";
+    });
+  }
+
+  var ticks = 0;
   window.setInterval(function () {
-    if (mode() === "relative") showTimes();
-  }, 15000);
+    tick();
+    ticks += 1;
+    if (ticks % 15 === 0 && mode() === "relative") showTimes();
+  }, 1000);
 
   // -- the selected run -----------------------------------------------------
   var selected = null; // a run id: survives the table being swapped
@@ -212,10 +234,12 @@
     var target = event.detail && event.detail.target;
     if (target && target.id === "runs") {
       showTimes(target);
+      tick(target);
       mark();
     }
   });
   document.addEventListener("DOMContentLoaded", function () {
     showTimes();
+    tick();
   });
 })();

@@ -83,7 +83,7 @@ def fold_segment(path: str, start: int, end: int) -> TraceIndex:
 
 
 #: A large trace's last bytes, folded first: the newest runs show while the rest loads.
-PREVIEW = 8 << 20
+PREVIEW = 2 << 20
 
 
 def preview(path: Path, size: int, tail: int | None = None) -> TraceIndex:

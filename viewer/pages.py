@@ -7,6 +7,7 @@ from collections import OrderedDict
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -24,6 +25,9 @@ from .timeline import fold_run, order_events
 VIEWS_CACHED = 16
 #: Failed runs' headlines kept for the runs list, each valid while its run is unchanged.
 HEADLINES_CACHED = 2000
+#: Rendered rows of the runs list kept, each valid while its run is unchanged:
+#: a live change then renders one row, not a page of them.
+ROWS_CACHED = 2000
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -76,6 +80,39 @@ def _headlines(request: Request, store: TraceStore, rows: list[RunSummary]) -> d
     return out
 
 
+def _rows(
+    request: Request, store: TraceStore, rows: list[RunSummary], heads: dict[str, Headline]
+) -> list[Markup]:
+    """Each row of the list as HTML, rendered once per change of its run.
+
+    ``Markup`` only wraps the output of the autoescaped ``_run_row.html``: what the
+    trace holds is escaped there. A row holds no clock: a running run's duration
+    is written from ``data-since`` by the page (static/runs.js).
+    """
+    env: Environment = request.app.state.templates
+    template = env.get_template("_run_row.html")
+    cache: OrderedDict[str, tuple[int, int, str, Markup]] = request.app.state.rows
+    now = time.time() * 1000.0
+    out = []
+    for run in rows:
+        cached = cache.get(run.id)
+        if (
+            cached is not None
+            and cached[0] == store.epoch
+            and cached[1] == run.events
+            and cached[2] == run.status
+        ):
+            cache.move_to_end(run.id)
+            out.append(cached[3])
+            continue
+        html = Markup(template.render(run=run, head=heads.get(run.id), now=now))
+        cache[run.id] = (store.epoch, run.events, run.status, html)
+        while len(cache) > ROWS_CACHED:
+            cache.popitem(last=False)
+        out.append(html)
+    return out
+
+
 def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
     query = RunsQuery.from_params(request.query_params)
     order: RunOrder = request.app.state.order
@@ -86,7 +123,7 @@ def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
         "query": query,
         "page": page,
         "page_sizes": PAGE_SIZES,
-        "headlines": _headlines(request, store, page.rows),
+        "rows": _rows(request, store, page.rows, _headlines(request, store, page.rows)),
         "total_runs": len(store.index.runs),
         "workflows": sorted(store.index.workflows),
         "statuses": RUN_STATUSES,

@@ -114,6 +114,7 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
     app.state.order = RunOrder()
     app.state.views = OrderedDict()
     app.state.headlines = OrderedDict()
+    app.state.rows = OrderedDict()
     app.state.templates = make_env()
     return app
 

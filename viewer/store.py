@@ -30,6 +30,9 @@ log = logging.getLogger("viewer")
 CHUNK = 4 << 20
 #: Leading bytes remembered to notice a file rewritten in place to the same size.
 PREFIX = 256
+#: Bytes folded between two yields while a large file's first load runs beside
+#: the requests that its preview answers: small, so that they wait little.
+FIRST_LOAD_CHUNK = 1 << 20
 #: Runs whose parsed events are kept for the run page and its fragments.
 CACHED_RUNS = 4
 
@@ -121,11 +124,11 @@ class TraceStore:
         else:
             self.error = None
 
-    def _chunks(self, start: int, end: int | None = None) -> Iterator[bytes]:
+    def _chunks(self, start: int, end: int | None = None, size: int = CHUNK) -> Iterator[bytes]:
         with open(self.path, "rb") as f:
             f.seek(start)
             left = -1 if end is None else end - start
-            while left and (chunk := f.read(CHUNK if left < 0 else min(CHUNK, left))):
+            while left and (chunk := f.read(size if left < 0 else min(size, left))):
                 left -= len(chunk) if left > 0 else 0
                 yield chunk
 
@@ -143,7 +146,7 @@ class TraceStore:
             self.index, self.loading = bulk.preview(self.path, size), True
             self._publish(Change(self.version + 1, frozenset(self.index.runs)))
             await asyncio.sleep(0)  # let the first requests have the preview
-            for chunk in self._chunks(0, parts[0][1]):
+            for chunk in self._chunks(0, parts[0][1], FIRST_LOAD_CHUNK):
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
                 full.feed(chunk)
