@@ -115,6 +115,8 @@ class TraceStore:
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
                 delta = self.index.feed(chunk)
+                for run_id, at, ev in delta.events:
+                    self._keep_event(run_id, at, ev)
                 if delta:
                     self._publish(Change(self.version + 1, frozenset(delta.runs)))
                 if len(chunk) == CHUNK:
@@ -224,8 +226,9 @@ class TraceStore:
     def events(self, run: RunSummary) -> list[dict[str, Any]]:
         """The run's events in file order, parsed from the lines the index points at.
 
-        Lines are re-read on demand (only the new ones when the run is cached),
-        so the index itself never holds parsed events.
+        Lines are read on demand; the index holds no parsed events. A run read
+        here is then cached, and the index hands over its new lines' events as
+        it parses them (``TraceIndex.keep``): a line is read and parsed once.
         """
         cached = self._cache.get(run.id)
         if cached is not None and cached[0] == self.epoch and cached[1] <= len(run.offsets):
@@ -239,7 +242,16 @@ class TraceStore:
         self._cache[run.id] = (self.epoch, seen, events)
         while len(self._cache) > CACHED_RUNS:
             self._cache.popitem(last=False)
+        self.index.keep = set(self._cache)
         return events
+
+    def _keep_event(self, run_id: str, at: int, ev: dict[str, Any]) -> None:
+        # One read, one parse: a cached run's new line, parsed by the index,
+        # joins its events here instead of being read again by the page.
+        cached = self._cache.get(run_id)
+        if cached is not None and cached[0] == self.epoch and cached[1] == at:
+            cached[2].append(ev)
+            self._cache[run_id] = (self.epoch, at + 1, cached[2])
 
     def _read_lines(self, run: RunSummary, start: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -54,11 +54,15 @@ _FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 @dataclass
 class Delta:
-    """What one ``feed`` changed: the ids of runs touched, new malformed lines."""
+    """What one ``feed`` changed: the ids of runs touched, new malformed lines, and
+    the parsed events of the runs in ``TraceIndex.keep`` (run id, the event's
+    position among the run's offsets, the event), so that their reader need not
+    read and parse the lines again."""
 
     runs: set[str] = field(default_factory=set)
     new_runs: int = 0
     malformed: int = 0
+    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.runs) or self.malformed > 0
@@ -83,6 +87,8 @@ class TraceIndex:
         #: Bumped whenever the order of the runs list may have changed.
         self.order_version = 0
         self._pending = b""
+        #: Runs whose parsed events each ``feed`` hands back in its ``Delta``.
+        self.keep: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -129,6 +135,7 @@ class TraceIndex:
         finished, start_ = _FINISHED, _START
         huge = HUGE_INT_DIGITS
         loads = fast_loads
+        keep = self.keep
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -169,6 +176,8 @@ class TraceIndex:
                 delta.new_runs += 1
             run.offsets.append(start)
             changed.add(wid)
+            if keep and wid in keep:
+                delta.events.append((wid, len(run.offsets) - 1, ev))
             if typ in finished:
                 name = ev.get("stepName")
                 if type(name) is str:
