@@ -230,13 +230,84 @@
     }
   });
 
+  function afterRunsSwap(target) {
+    showTimes(target);
+    tick(target);
+    mark();
+  }
+
+  // -- live updates touch only what changed ----------------------------------
+  // Re-parsing and laying out a page of rows costs a browser tens of
+  // milliseconds; a live change usually alters one row and the counts. So the
+  // fragment is parsed off the document and only differing parts are moved in:
+  // rows by their data-v (the server's version of each), the rest by markup.
+  function sameShape(a, b) {
+    if (a.length !== b.length) return false;
+    for (var i = 0; i < a.length; i++) {
+      if (a[i].tagName !== b[i].tagName || a[i].id !== b[i].id || a[i].className !== b[i].className) return false;
+    }
+    return true;
+  }
+
+  function patchRows(oldBody, newBody) {
+    var have = {};
+    Array.prototype.forEach.call(oldBody.children, function (row) {
+      have[row.dataset.runId] = row;
+    });
+    var want = Array.prototype.map.call(newBody.children, function (row) {
+      var old = have[row.dataset.runId];
+      return old && old.dataset.v === row.dataset.v ? old : row;
+    });
+    want.forEach(function (row, i) {
+      var at = oldBody.children[i];
+      if (at !== row) oldBody.insertBefore(row, at || null);
+    });
+    while (oldBody.children.length > want.length) oldBody.lastElementChild.remove();
+  }
+
+  function patch(target, html) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = html;
+    var fresh = tpl.content;
+    if (fresh.querySelector("[hx-swap-oob]")) return false; // let htmx do it all
+    var olds = Array.prototype.slice.call(target.children);
+    var news = Array.prototype.slice.call(fresh.children);
+    if (!sameShape(olds, news)) return false;
+    news.forEach(function (node, i) {
+      var old = olds[i];
+      if (node.tagName === "TABLE") {
+        var oldHead = old.tHead, newHead = node.tHead;
+        if (oldHead && newHead && oldHead.outerHTML !== newHead.outerHTML) old.replaceChild(newHead, oldHead);
+        patchRows(old.tBodies[0], node.tBodies[0]);
+      } else if (node.tagName === "INPUT") {
+        if (old.value !== node.value) old.value = node.value;
+      } else if (old.outerHTML !== node.outerHTML) {
+        target.replaceChild(node, old);
+        if (window.htmx) window.htmx.process(node);
+      }
+    });
+    return true;
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    var target = detail && detail.target;
+    if (!target || target.id !== "runs" || !detail.shouldSwap || detail.isError) return;
+    var xhr = detail.xhr;
+    if (!xhr || xhr.status !== 200) return;
+    if (patch(target, detail.serverResponse)) {
+      detail.shouldSwap = false; // htmx then skips the address bar too: keep it in step
+      var url = xhr.getResponseHeader("HX-Replace-Url");
+      if (url && url !== window.location.pathname + window.location.search) {
+        window.history.replaceState(window.history.state, "", url);
+      }
+      afterRunsSwap(target);
+    }
+  });
+
   document.addEventListener("htmx:afterSwap", function (event) {
     var target = event.detail && event.detail.target;
-    if (target && target.id === "runs") {
-      showTimes(target);
-      tick(target);
-      mark();
-    }
+    if (target && target.id === "runs") afterRunsSwap(target);
   });
   document.addEventListener("DOMContentLoaded", function () {
     showTimes();

@@ -87,7 +87,8 @@ def _rows(
 
     ``Markup`` only wraps the output of the autoescaped ``_run_row.html``: what the
     trace holds is escaped there. A row holds no clock: a running run's duration
-    is written from ``data-since`` by the page (static/runs.js).
+    is written from ``data-since`` by the page (static/runs.js). Its ``data-v``
+    names the version, so that the page replaces only the rows that changed.
     """
     env: Environment = request.app.state.templates
     template = env.get_template("_run_row.html")
@@ -105,7 +106,8 @@ def _rows(
             cache.move_to_end(run.id)
             out.append(cached[3])
             continue
-        html = Markup(template.render(run=run, head=heads.get(run.id), now=now))
+        key = f"{store.epoch}.{run.events}.{run.status}"
+        html = Markup(template.render(run=run, head=heads.get(run.id), now=now, version_key=key))
         cache[run.id] = (store.epoch, run.events, run.status, html)
         while len(cache) > ROWS_CACHED:
             cache.popitem(last=False)

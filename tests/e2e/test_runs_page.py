@@ -204,3 +204,24 @@ def test_the_live_mark_says_disconnected_when_the_stream_drops(server: Server, p
     server.stop()
     expect(live).to_contain_text("disconnected")
     expect(live).to_have_class(re.compile(r"\boff\b"))
+
+
+def test_a_live_change_replaces_only_the_rows_that_changed(server: Server, page: Any) -> None:
+    events = many_runs(5)
+    w = RunWriter("LIVE", t0=T0 + 60_000)
+    write(server, [*events, w.start(), w.step_start("fetch")])
+    page.goto(server.url + "/")
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate(
+        "() => document.querySelectorAll('#runs tr.run').forEach(r => { r.__kept = r.dataset.runId; })"
+    )
+    with open(server.trace, "ab") as f:
+        f.write(
+            ndjson([w.complete("fetch", 1), w.step_start("payment"), w.complete("payment", 2), w.finish()])
+        )
+    expect(page.locator('tr[data-run-id="LIVE"]')).to_have_attribute("data-status", "completed")
+    kept = page.evaluate(
+        "() => Array.from(document.querySelectorAll('#runs tr.run')).map(r => r.__kept || null)"
+    )
+    assert kept == [None, "R0004", "R0003", "R0002", "R0001", "R0000"]
+    expect(page.locator("#status-chips")).to_contain_text("completed 6")
