@@ -151,16 +151,24 @@ def test_the_newest_runs_answer_while_the_rest_loads(tmp_path: Path, monkeypatch
     seen: list[tuple[bool, set[str]]] = []
     real = bulk.fold_in_worker
     store = TraceStore(trace)
+    found: list[asyncio.Task[Any]] = []
 
     async def watching(path: Path, start: int, end: int) -> TraceIndex:
         await store.sync()  # a page's request: answered at once, from the preview
         seen.append((store.loading, set(store.index.runs)))
+        # A run page for an older run waits for the whole index, not a 404.
+        found.append(asyncio.create_task(store.find("S00")))
         return await real(path, start, end)
+
+    async def load() -> Any:
+        await store.sync()
+        return await found[0]
 
     monkeypatch.setattr(bulk, "workers_for", lambda size: 1)
     monkeypatch.setattr(bulk, "fold_in_worker", watching)
     monkeypatch.setattr(bulk, "PREVIEW", len(data) // 6)
-    asyncio.run(store.sync())
+    older = asyncio.run(load())
+    assert older is not None and older.id == "S00"
     ((loading, shown),) = seen
     assert loading
     # Whole runs only, the newest ones, each as the full index has it.
