@@ -140,7 +140,7 @@ class TraceStore:
         runs first. Whatever a worker fails to do is left to the ordinary
         sequential read."""
         try:
-            parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1)
+            parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1, bulk.FIRST_SHARE)
         except OSError:
             return
         workers = [asyncio.ensure_future(bulk.fold_in_worker(self.path, a, b)) for a, b in parts[1:]]

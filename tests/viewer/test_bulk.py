@@ -61,6 +61,11 @@ def test_segments_are_whole_lines_and_skip_the_unfinished_one(tmp_path: Path) ->
     assert parts[0][0] == 0 and parts[-1][1] == data.rfind(b"\n") + 1
     for (_, end), (start, _) in itertools.pairwise(parts):
         assert end == start and data[start - 1 : start] == b"\n"
+    # The server's own first segment larger than a worker's, by about FIRST_SHARE.
+    weighted = bulk.segments(trace, len(data), 3, first=2.0)
+    sizes = [b - a for a, b in weighted]
+    assert weighted[0][0] == 0 and weighted[-1][1] == parts[-1][1]
+    assert sizes[0] > 1.5 * max(sizes[1:])
 
 
 @pytest.mark.parametrize("count", [2, 3, 4, 7])
