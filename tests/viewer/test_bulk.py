@@ -61,6 +61,11 @@ def test_segments_are_whole_lines_and_skip_the_unfinished_one(tmp_path: Path) ->
     assert parts[0][0] == 0 and parts[-1][1] == data.rfind(b"\n") + 1
     for (_, end), (start, _) in itertools.pairwise(parts):
         assert end == start and data[start - 1 : start] == b"\n"
+    # The server's own first segment larger than a worker's, by about FIRST_SHARE.
+    weighted = bulk.segments(trace, len(data), 3, first=2.0)
+    sizes = [b - a for a, b in weighted]
+    assert weighted[0][0] == 0 and weighted[-1][1] == parts[-1][1]
+    assert sizes[0] > 1.5 * max(sizes[1:])
 
 
 @pytest.mark.parametrize("count", [2, 3, 4, 7])
@@ -137,3 +142,52 @@ def test_a_failed_worker_leaves_the_rest_to_the_sequential_read(
 def test_small_files_use_no_worker() -> None:
     assert bulk.workers_for(1 << 20) == 0
     assert bulk.workers_for(bulk.BULK_MIN * 100) <= bulk.MAX_SEGMENTS - 1
+
+
+def test_the_newest_runs_answer_while_the_rest_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = tmp_path / "t.ndjson"
+    events: list[Any] = []
+    for i in range(60):
+        events += saga_run(f"S{i:02d}", t0=1000.0 * i)
+    data = ndjson(events)
+    trace.write_bytes(data)
+    expected = TraceStore(trace)
+    asyncio.run(expected.sync())
+    seen: list[tuple[bool, set[str]]] = []
+    real = bulk.fold_in_worker
+    store = TraceStore(trace)
+    found: list[asyncio.Task[Any]] = []
+
+    async def watching(path: Path, start: int, end: int) -> TraceIndex:
+        await store.sync()  # a page's request: answered at once, from the preview
+        seen.append((store.loading, set(store.index.runs)))
+        # A run page for an older run waits for the whole index, not a 404.
+        found.append(asyncio.create_task(store.find("S00")))
+        return await real(path, start, end)
+
+    async def load() -> Any:
+        await store.sync()
+        return await found[0]
+
+    monkeypatch.setattr(bulk, "workers_for", lambda size: 1)
+    monkeypatch.setattr(bulk, "fold_in_worker", watching)
+    monkeypatch.setattr(bulk, "PREVIEW", len(data) // 6)
+    older = asyncio.run(load())
+    assert older is not None and older.id == "S00"
+    ((loading, shown),) = seen
+    assert loading
+    # Whole runs only, the newest ones, each as the full index has it.
+    newest = sorted(expected.index.runs, reverse=True)
+    assert shown and shown == set(newest[: len(shown)]) and len(shown) < 60
+    assert not store.loading and state(store.index) == state(expected.index)
+
+
+def test_the_preview_leaves_out_runs_it_sees_only_the_end_of(tmp_path: Path) -> None:
+    trace = tmp_path / "t.ndjson"
+    old, new = saga_run("OLD"), completed_run("NEW")
+    data = ndjson(old[:-3] + new + old[-3:])
+    trace.write_bytes(data)
+    tail = len(ndjson(new + old[-3:])) + 5
+    index = bulk.preview(trace, len(data), tail)
+    assert set(index.runs) == {"NEW"} and index.workflows == {"order-process": 1}
+    assert index.runs["NEW"].status == "completed"
