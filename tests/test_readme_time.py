@@ -19,7 +19,7 @@ def test_the_virtual_clock_example_passes_under_pytest(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": HERE, "PATH": ""},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 passed" in proc.stdout
+    assert "4 passed" in proc.stdout
 
 
 def test_the_durable_time_example_is_valid_python() -> None:

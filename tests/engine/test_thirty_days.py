@@ -1,5 +1,5 @@
-"""A 30-day workflow on a VirtualClock: a sleep, a wait with a timeout, retries with backoff
-and a deadline, run to its end at once (SPEC §10, issue 10), on memory and on SQLite."""
+"""A 30-day workflow on a VirtualClock: a sleep, a wait with a timeout, retries with backoff,
+a deadline and a daily schedule beside it, run to its end at once (SPEC §10, issue 10), on memory and on SQLite."""
 
 from __future__ import annotations
 
@@ -38,14 +38,20 @@ def trial(clock: VirtualClock, log: list[tuple[str, float]]) -> Any:
     )
 
 
+def note_digest(clock: VirtualClock, log: list[tuple[str, float]]) -> None:
+    log.append(("digest", (clock.now() - START.timestamp()) / DAY))
+
+
 def test_thirty_days_at_once(make_engine: EngineFactory) -> None:
     clock = VirtualClock(START)
     sink = MemoryTraceSink()
     engine = make_engine(clock=clock, trace=sink)
     log: list[tuple[str, float]] = []
     flow = trial(clock, log)
+    digest = create_workflow("daily-digest").step("send", lambda ctx: note_digest(clock, log))
 
     async def main() -> None:
+        await engine.schedule(digest, cron="0 9 * * *", id="digest", timezone="Europe/Paris")
         first = await engine.execute(flow, {"user": "ada"}, id="ada")
         assert first.status is RunStatus.SUSPENDED
         await clock.advance(31 * DAY)
@@ -56,9 +62,22 @@ def test_thirty_days_at_once(make_engine: EngineFactory) -> None:
         assert result.outputs["charge"] == "paid"
         assert result.completed_at == START + dt.timedelta(days=30)
         assert result.created_at == START
+        digests = [r for r in await engine.list(name="daily-digest", limit=100)]
+        # 09:00 in Paris is 08:00 UTC in winter: slots come after the schedule is made (at START),
+        # one a day, the last at the end of the 31 days advanced.
+        assert sorted(r.id for r in digests) == [
+            f"digest@{(START + dt.timedelta(days=d)):%Y-%m-%dT%H:%M:%S}Z" for d in range(1, 32)
+        ]
+        assert all(r.status is RunStatus.COMPLETED for r in digests)
 
     asyncio.run(main())
-    assert log == [("welcome", 0), ("remind", 14), ("charge#1", 21), ("charge#2", 22), ("charge#3", 24)]
-    types = [e["type"] for e in sink.events]
+    assert [entry for entry in log if entry[0] != "digest"] == [
+        ("welcome", 0), ("remind", 14), ("charge#1", 21), ("charge#2", 22), ("charge#3", 24),
+    ]  # fmt: skip
+    assert [day for what, day in log if what == "digest"] == list(range(1, 32))
+    ada = [e for e in sink.events if e["workflowId"] == "ada"]
+    types = [e["type"] for e in ada]
     assert types.count("step:retry") == 2 and "signal:timeout" in types and types[-1] == "workflow:error"
-    assert sink.events[-1]["timestamp"] == int((START.timestamp() + 30 * DAY) * 1000)
+    starts = [e for e in sink.events if e["workflowName"] == "daily-digest" and e["type"] == "workflow:start"]
+    assert len(starts) == 31 and all(e["meta"]["schedule"]["id"] == "digest" for e in starts)
+    assert ada[-1]["timestamp"] == int((START.timestamp() + 30 * DAY) * 1000)
