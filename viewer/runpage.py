@@ -2,23 +2,55 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections import OrderedDict
 from typing import Any
 
+from jinja2 import Environment
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
+from . import lanes, values
 from .axis import Axis
+from .lanes import busy_spans
 from .lines import number_or_none
 from .pages import _common, _render, _store
 from .runview import RunView
 from .store import TraceStore
 from .summary import RunSummary
+from .templating import query_string
 from .timeline import fold_run, order_events
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16
+
+
+#: What the viewer cannot know and a signal command needs: left for the user to fill in.
+STORAGE_PLACEHOLDER = "STORAGE_URL"
+WORKFLOW_PLACEHOLDER = "MODULE:ATTRIBUTE"
+
+
+def signal_command(run_id: str, signal: str, trace: str) -> str:
+    """The ``flux runs signal`` command that sends ``signal`` to the run (flux/cli.py),
+    quoted for a POSIX shell; storage and workflow are placeholders."""
+    return (
+        f"flux runs signal {shlex.quote(run_id)} {shlex.quote(signal)} --payload 'null' "
+        f"--storage {STORAGE_PLACEHOLDER} --workflow {WORKFLOW_PLACEHOLDER} --trace {shlex.quote(trace)}"
+    )
+
+
+def replay_position(params: Any, total: int) -> int:
+    """Events folded: ``at`` (or the older ``upto``) while replaying, all when live.
+
+    ``live=1`` wins; a position without ``live`` is a replay (a link or a reload)."""
+    raw = params.get("at", params.get("upto"))
+    if raw is None or params.get("live") == "1":
+        return total
+    try:
+        return max(0, min(int(raw), total))
+    except ValueError:
+        return total
 
 
 class _RunContext:
@@ -28,13 +60,7 @@ class _RunContext:
         events = order_events(store.events(run))
         params = request.query_params
         total = len(events)
-        try:
-            upto = int(params.get("upto", total))
-        except ValueError:
-            upto = total
-        if params.get("live", "1") == "1":
-            upto = total
-        upto = max(0, min(upto, total))
+        upto = replay_position(params, total)
         # A live update fetches the header, the timeline and the step detail:
         # one fold serves all three.
         views: OrderedDict[tuple[int, str, int, int], RunView] = request.app.state.views
@@ -47,28 +73,80 @@ class _RunContext:
             self.view = views[key] = fold_run(run.id, events, upto)
             while len(views) > VIEWS_CACHED:
                 views.popitem(last=False)
+        view = self.view
         stamps = [ts for ev in events if (ts := number_or_none(ev.get("timestamp"))) is not None]
         first = min(stamps) if stamps else None
         last = max(stamps) if stamps else None
-        if upto < total:
-            last_ts = self.view.last_event.get("timestamp") if self.view.last_event else None
+        self.live = upto == total
+        if not self.live:
+            last_ts = view.last_event.get("timestamp") if view.last_event else None
             now = number_or_none(last_ts)
             now = first if now is None else now
-        elif run.terminal or self.view.terminal:
+        elif run.terminal or view.terminal:
             now = last
         else:
             now = time.time() * 1000.0
-        self.axis = Axis(first, last, now)
+        self.now = now if now is not None else time.time() * 1000.0
+        # An open sleep is drawn up to its wake time: the axis reaches it.
+        end = last
+        for row in view.steps:
+            wait = row.wait
+            if wait is not None and wait.end is None and wait.sleep and wait.wake_at is not None:
+                end = max(end or wait.wake_at, wait.wake_at)
+        self.compress = params.get("idle") == "compress"
+        busy = busy_spans(view, self.now) if self.compress else ()
+        self.axis = Axis(first, end, now, busy=busy, compress=self.compress)
         self.step = params.get("step", "")
 
-    def context(self, store: TraceStore) -> dict[str, Any]:
+    def duration(self) -> tuple[float | None, bool]:
+        """The header's duration (ms), from its own start and end, and whether it ticks."""
+        view = self.view
+        if view.started_at is None:
+            return None, False
+        if view.terminal and view.ended_at is not None:
+            return view.ended_at - view.started_at, False
+        return max(self.now - view.started_at, 0.0), self.live
+
+    def context(self, store: TraceStore, request: Request) -> dict[str, Any]:
+        view = self.view
+        duration, ticking = self.duration()
+        row = view.step(self.step) if self.step else None
+        command = None
+        if row is not None and row.status == "suspended" and row.wait is not None and not row.wait.sleep:
+            command = signal_command(view.id, row.wait.signal or row.name, str(store.path))
         return {
             **_common(store),
-            "run": self.view,
+            "run": view,
             "axis": self.axis,
             "selected": self.step,
-            "row": self.view.step(self.step) if self.step else None,
+            "row": row,
+            "live": self.live,
+            "compress": self.compress,
+            "now": self.now,
+            "duration": duration,
+            "ticking": ticking,
+            "signal_command": command,
+            "undo_failed": [c for c in view.compensations if c.status == "compensation_failed"],
+            "lanes": lanes,
+            "values": values,
+            "state": self.state(),
+            "link": self.link,
         }
+
+    def link(self, **changes: str) -> str:
+        """The page's query string with ``changes``: a step link keeps the replay position."""
+        return query_string({**self.state(), **changes})
+
+    def state(self) -> dict[str, str]:
+        """What the page's address holds: the selected step, the replay position, the axis."""
+        out = {}
+        if self.step:
+            out["step"] = self.step
+        if not self.live:
+            out["at"] = str(self.view.upto)
+        if self.compress:
+            out["idle"] = "compress"
+        return out
 
 
 async def _run_response(request: Request, template: str, fragment: bool) -> Response:
@@ -80,7 +158,26 @@ async def _run_response(request: Request, template: str, fragment: bool) -> Resp
         if fragment:
             return _render(request, "_run_missing.html", context)
         return _render(request, "run_missing.html", context, status=404)
-    return _render(request, template, _RunContext(request, store, run).context(store))
+    return _render_clean(request, template, _RunContext(request, store, run).context(store, request))
+
+
+#: Control characters from the trace, shown as the symbols for them (C0, DEL) or as
+#: U+FFFD (C1, among them the terminal's CSI): never sent raw to the page.
+_CONTROLS = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
+_CONTROLS[0x7F] = 0x2421
+_CONTROLS.update({c: 0xFFFD for c in range(0x80, 0xA0)})
+
+
+def clean_text(text: str) -> bytes:
+    """A rendered page as UTF-8: control characters made visible, lone surrogates
+    written as ``\\udXXX`` (a trace is JSON, which may hold them; UTF-8 cannot)."""
+    return text.translate(_CONTROLS).encode("utf-8", "backslashreplace")
+
+
+def _render_clean(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    env: Environment = request.app.state.templates
+    body = clean_text(env.get_template(name).render(context))
+    return HTMLResponse(body, status_code=status)
 
 
 async def run_page(request: Request) -> Response:

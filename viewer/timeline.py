@@ -16,7 +16,7 @@ from flux.events import EventType
 from .folder import Folder
 from .folder import num as _num
 from .folder import text as _text
-from .runview import Attempt, RunView, StepRow, Wait
+from .runview import Attempt, Execution, Frame, Mark, RunView, StepRow, Wait
 from .summary import ERROR_STATUSES
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
@@ -56,18 +56,73 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
     return view
 
 
+#: Frames of a stack shown; the engine writes at most 20.
+MAX_FRAMES = 50
+
+
+def _stack(value: Any) -> list[Frame] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    frames = []
+    for item in value[-MAX_FRAMES:]:
+        if isinstance(item, dict):
+            frames.append(
+                Frame(
+                    _text(item.get("file")) or "?",
+                    _text(item.get("line")) or "?",
+                    _text(item.get("function")) or "?",
+                )
+            )
+    return frames or None
+
+
+def _close(f: Folder, row: StepRow, ev: dict[str, Any], ts: float | None, outcome: str) -> Attempt:
+    """Close the open attempt (or place one from its duration), in this execution."""
+    opened = f.open_attempt(row)
+    attempt = f.close_attempt(row, ev, ts, outcome)
+    if opened is None:
+        attempt.execution = f.view.execution
+    if outcome in ("retry", "error"):
+        attempt.stack = _stack(ev.get("stack"))
+    return attempt
+
+
 def _on_workflow_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    view = f.view
     if "input" in ev:
-        f.view.has_input, f.view.input = True, ev["input"]
-    _on_workflow_resume(f, ev, ts)
+        view.has_input, view.input = True, ev["input"]
+    meta = ev.get("meta")
+    if isinstance(meta, dict):
+        schedule = meta.get("schedule")
+        if isinstance(schedule, dict):
+            view.schedule_id, view.schedule_slot = _text(schedule.get("id")), _text(schedule.get("slot"))
+        view.deadline = _num(meta.get("deadline"))
+    if not view.executions:
+        view.executions.append(Execution(1, ts))
+    _go_on(f, ev)
 
 
-def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _go_on(f: Folder, ev: dict[str, Any]) -> None:
     f.define(ev.get("meta"))
     view = f.view
     view.status = "running"
     view.ended_at = view.duration = None
-    view.error = view.error_type = view.waiting_for = None
+    view.error = view.error_type = view.waiting_for = view.stack = view.error_step = None
+
+
+def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    view = f.view
+    meta = ev.get("meta") if isinstance(ev.get("meta"), dict) else {}
+    reason = _text(meta.get("reason")) or "resume"
+    from_step = _text(meta.get("fromStep"))
+    if not view.executions:
+        view.executions.append(Execution(1, view.started_at))
+    view.executions[-1].end = view.executions[-1].end or ts
+    number = len(view.executions) + 1
+    view.executions.append(Execution(number, ts, reason, from_step))
+    where = f" from {from_step}" if from_step else ""
+    view.marks.append(Mark("resume", ts, reason.replace("_", " "), f"run {number}: {reason}{where}"))
+    _go_on(f, ev)
 
 
 def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -85,37 +140,40 @@ def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
         attempt = row.attempts[-1]
     if type(number) is int:
         attempt.number = number
+    attempt.execution = f.view.execution
     row.status = "running"
 
 
 def _on_step_retry(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "retry")
+    _close(f, row, ev, ts, "retry")
     if "v" not in ev:
         # @gravito/flux writes no step:start for the next attempt: it begins
         # here, backoff included. Flux's own step:start will open it.
-        row.attempts.append(Attempt(len(row.attempts) + 1, ts, implicit=True))
+        row.attempts.append(Attempt(len(row.attempts) + 1, ts, implicit=True, execution=f.view.execution))
     row.status = "retrying"
 
 
 def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "ok")
+    _close(f, row, ev, ts, "ok")
     row.status, row.finished = "completed", True
-    row.error = row.error_type = None
+    row.error = row.error_type = row.stack = None
     if "output" in ev:
         row.has_output, row.output = True, ev["output"]
     if "data" in ev:
         row.changes = f.data_changes(row.index, ev["data"])
+        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
 
 
 def _on_step_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "error")
+    attempt = _close(f, row, ev, ts, "error")
     row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
     if row.wait is not None and row.wait.end is None:
         row.wait.end = ts
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    row.stack = attempt.stack
     f.view.error, f.view.error_type = row.error, row.error_type
     if "v" not in ev:  # @gravito/flux writes no workflow:error
         f.view.status, f.view.ended_at = "failed", ts
@@ -132,10 +190,12 @@ def _on_step_skipped(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_step_suspend(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     if f.open_attempt(row) is not None:
-        f.close_attempt(row, ev, ts, "suspended")
+        _close(f, row, ev, ts, "suspended")
     signal = _text(ev.get("signal"))
     row.status, row.wait = "suspended", Wait(signal, ts, wake_at=_num(ev.get("wakeAt")))
     f.view.status, f.view.waiting_for = "suspended", signal or row.name
+    if "data" in ev:
+        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
 
 
 def _on_signal(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -149,33 +209,67 @@ def _on_signal(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     if f.view.status == "suspended":
         f.view.status = "running"
     f.view.waiting_for = None
+    name = _text(ev.get("signal")) or "signal"
+    f.view.marks.append(Mark("signal", ts, name, f"signal {name} received by {row.name}"))
 
 
 def _on_cancel(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     # The saga's events and a workflow:error with status cancelled follow.
+    reason = _text(ev.get("reason"))
+    f.view.cancel_reason = reason
     if f.view.error is None:
-        f.view.error = _text(ev.get("reason"))
+        f.view.error = reason
+    f.view.marks.append(Mark("cancel", ts, "cancel", f"cancelled: {reason}" if reason else "cancelled"))
 
 
 def _on_step_sleep(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
     if f.open_attempt(row) is not None:
-        f.close_attempt(row, ev, ts, "suspended")
+        _close(f, row, ev, ts, "suspended")
     row.status, row.wait = "suspended", Wait(None, ts, wake_at=_num(ev.get("wakeAt")), sleep=True)
     f.view.status, f.view.waiting_for = "suspended", None
+    if "data" in ev:
+        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
 
 
-def _end_wait(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _end_wait(f: Folder, ev: dict[str, Any], ts: float | None) -> StepRow:
     """A sleep's wake, or a wait's timeout: the wait ends, the step goes on."""
     row = f.row(ev)
     if row.wait is None:
-        row.wait = Wait(_text(ev.get("signal")), ts)
+        row.wait = Wait(_text(ev.get("signal")), ts, sleep=ev.get("type") == EventType.STEP_WAKE)
     row.wait.end = ts
     if row.status == "suspended":
         row.status = "running"
     if f.view.status == "suspended":
         f.view.status = "running"
     f.view.waiting_for = None
+    return row
+
+
+def _on_wake(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    row = _end_wait(f, ev, ts)
+    f.view.marks.append(Mark("wake", ts, "wake", f"{row.name} woke up"))
+
+
+def _on_signal_timeout(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    row = _end_wait(f, ev, ts)
+    wait = row.wait
+    assert wait is not None
+    wait.timed_out = True
+    if wait.wake_at is None:
+        wait.wake_at = _num(ev.get("wakeAt"))
+    name = _text(ev.get("signal")) or wait.signal or "signal"
+    if "error" in ev or "errorType" in ev:
+        wait.timeout_error, wait.timeout_error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+        # The step fails (not retried; the saga follows); a step:error may confirm it.
+        row.status, row.error, row.error_type = "failed", wait.timeout_error, wait.timeout_error_type
+        title = f"{row.name}: no {name} in time: {wait.timeout_error_type or 'error'}"
+    else:
+        row.status, row.finished = "completed", True
+        if "output" in ev:
+            row.has_output, row.output = True, ev["output"]
+        title = f"{row.name}: no {name} in time: went on with its default"
+    f.view.marks.append(Mark("timeout", ts, "timeout", title))
 
 
 def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -196,7 +290,7 @@ def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
 
 def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
-    f.close_attempt(row, ev, ts, "ok")
+    _close(f, row, ev, ts, "ok")
     row.status = "compensated"
     if (step := f.rows.get(row.name)) is not None:
         step.status = "compensated"
@@ -205,8 +299,9 @@ def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
     final = ev.get("status") == "compensation_failed"
-    f.close_attempt(row, ev, ts, "error" if final else "retry")
+    attempt = _close(f, row, ev, ts, "error" if final else "retry")
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    row.stack = attempt.stack
     if final:
         row.status = "compensation_failed"
         if (step := f.rows.get(row.name)) is not None:
@@ -224,6 +319,9 @@ def _finish(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     view.waiting_for = None
     if "data" in ev:
         view.has_data, view.data = True, ev["data"]
+        view.has_latest_data, view.latest_data = True, ev["data"]
+    if view.executions:
+        view.executions[-1].end = ts
 
 
 def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -239,6 +337,8 @@ def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
                 row.status = "cancelled"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    f.view.stack = _stack(ev.get("stack"))
+    f.view.error_step = _text(ev.get("stepName"))
     _finish(f, ev, ts)
 
 
@@ -267,6 +367,6 @@ _HANDLERS: dict[str, _Handler] = {
     EventType.WORKFLOW_COMPLETE: _on_workflow_complete,
     EventType.WORKFLOW_CANCEL: _on_cancel,
     EventType.STEP_SLEEP: _on_step_sleep,
-    EventType.STEP_WAKE: _end_wait,
-    EventType.SIGNAL_TIMEOUT: _end_wait,
+    EventType.STEP_WAKE: _on_wake,
+    EventType.SIGNAL_TIMEOUT: _on_signal_timeout,
 }

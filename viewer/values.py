@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 TAG = "__flux_type__"
@@ -229,5 +229,3 @@ def copy_text(value: Any) -> str:
     """What a value's copy button copies: its one-line Python, cut at ``MAX_COPY``."""
     text = py_repr(value)
     return text if len(text) <= MAX_COPY else text[:MAX_COPY] + "…"
-
-

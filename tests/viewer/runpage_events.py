@@ -63,10 +63,12 @@ class Run:
             errorType="ProviderDown", **more,
         )  # fmt: skip
 
-    def error(self, name: str, attempt: int, duration: float, error: str = "boom", **more: Any) -> Run:
+    def error(
+        self, name: str, attempt: int, duration: float, error: str = "boom", error_type: str = "ProviderDown", **more: Any
+    ) -> Run:
         return self.ev(
             E.STEP_ERROR, **self._step(name), attempt=attempt, duration=duration, error=error,
-            errorType="ProviderDown", **more,
+            errorType=error_type, **more,
         )  # fmt: skip
 
     def suspend(self, name: str, signal: str, **more: Any) -> Run:
@@ -88,7 +90,7 @@ def saga_that_fails_to_undo() -> Run:
     r.at(0).start({"traveler": "Grace Hopper"})
     r.at(0).begin("flight").at(40).done("flight", 40, {"ref": "AIR-9"})
     r.at(40).begin("hotel").at(90).done("hotel", 50, {"ref": "HTL-9"})
-    r.at(90).begin("payment").at(120).error("payment", 1, 30, "card declined", errorType="FatalError")
+    r.at(90).begin("payment").at(120).error("payment", 1, 30, "card declined", "FatalError")
     r.ev(E.WORKFLOW_ROLLBACK_START, status="rolling_back")
     r.at(125).ev(E.STEP_COMPENSATE_ERROR, **r._step("hotel"), attempt=1, duration=5, error="hotel API down",
                  errorType="HotelDown", status="compensation_failed")  # fmt: skip
