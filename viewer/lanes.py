@@ -71,8 +71,31 @@ def ordinal(n: int) -> str:
 
 
 def row_segments(row: StepRow, axis: Axis, view: RunView) -> list[Segment]:
-    """The bars of one step (or compensation) row, in time order."""
-    return list(_row_segments(row, axis, view))
+    """The bars of one step (or compensation) row, in time order; a label that fits
+    neither inside its bar nor beside it without covering another is left to the tooltip."""
+    return unclash(list(_row_segments(row, axis, view)))
+
+
+def _label_span(seg: Segment) -> tuple[float, float]:
+    size = (CHAR_PX * len(seg.label) + PAD_PX) / TRACK_PX * 100.0
+    if seg.out == "right":
+        return seg.left + seg.width, seg.left + seg.width + size
+    return seg.left - size, seg.left
+
+
+def unclash(segments: list[Segment]) -> list[Segment]:
+    taken = [(s.left, s.left + s.width) for s in segments]
+    out: list[Segment] = []
+    for i, seg in enumerate(segments):
+        if seg.out and seg.label:
+            a, b = _label_span(seg)
+            others = [span for j, span in enumerate(taken) if j != i]
+            if any(a < y and x < b for x, y in others):
+                seg = Segment(seg.cls, seg.left, seg.width, "", seg.title, "", seg.attrs)
+            else:
+                taken.append((a, b))
+        out.append(seg)
+    return out
 
 
 def _row_segments(row: StepRow, axis: Axis, view: RunView) -> Iterator[Segment]:
