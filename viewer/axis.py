@@ -59,10 +59,23 @@ class _Piece:
     idle: bool = False
 
 
+#: Round steps past ten seconds, where 1/2/5 × 10^n ms would give ticks like "8 min 20 s".
+_CLOCK_STEPS = [
+    s * 1000.0
+    for s in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 432000, 864000)
+]
+
+
 def nice_step(rough: float) -> float:
-    """The round step (1, 2 or 5 × 10^n ms) nearest above ``rough``."""
+    """The round step nearest above ``rough`` (ms): 1, 2 or 5 × 10^n up to 10 s, then the
+    clock's own (15 s, 30 s, 1 min, 2, 5, 10, 15, 30 min, 1 h, 2, 3, 6, 12 h, 1 d, 2, 5, 10 d)."""
     if rough <= 0 or not math.isfinite(rough):
         return 1.0
+    if rough > 10_000:
+        for step in _CLOCK_STEPS:
+            if step >= rough:
+                return step
+        return nice_step(rough / 86_400_000) * 86_400_000 if rough < 1e300 else rough
     exp = math.floor(math.log10(rough))
     base = 10.0**exp
     for m in (1.0, 2.0, 5.0, 10.0):

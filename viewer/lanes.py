@@ -131,7 +131,7 @@ def _row_segments(row: StepRow, axis: Axis, view: RunView) -> Iterator[Segment]:
     if wait is not None:
         end = wait.end
         open_ = end is None
-        if open_ and wait.sleep and wait.wake_at is not None:
+        if open_ and wait.sleep and wait.wake_at is not None and wait.wake_at > axis.now:
             end = wait.wake_at  # drawn up to its wake time; the time left ticks
         bar = axis.bar(wait.start, end)
         cls = "wait" + (" sleep" if wait.sleep else "") + (" timed-out" if wait.timed_out else "")
@@ -152,8 +152,10 @@ def _row_segments(row: StepRow, axis: Axis, view: RunView) -> Iterator[Segment]:
             title += " — timed out" + (
                 f": {wait.timeout_error_type}" if wait.timeout_error_type else ", went on with its default"
             )
+        elif open_ and wait.wake_at is not None and wait.wake_at <= axis.now:
+            label += f" · due {span_label(axis.now - wait.wake_at)} ago"
         elif open_ and wait.wake_at is not None:
-            label += f" · {span_label(max(wait.wake_at - axis.now, 0.0))} left"
+            label += f" · {span_label(wait.wake_at - axis.now)} left"
             attrs = (("data-countdown", num_attr(wait.wake_at)),)
         elif wait.start is not None and wait.end is not None:
             label += f" · {span_label(wait.end - wait.start)}"

@@ -13,13 +13,14 @@ T0 = 1_796_000_000_000  # 2026-11-30T...Z, epoch ms
 class Run:
     """One run's events: ``at(ms)`` sets the clock (ms after ``T0``), each call appends."""
 
-    def __init__(self, run_id: str, steps: tuple[str, ...], workflow: str = "trip") -> None:
+    def __init__(self, run_id: str, steps: tuple[str, ...], workflow: str = "trip", t0: int = T0) -> None:
         self.run_id, self.workflow, self.steps = run_id, workflow, steps
-        self.t = T0
+        self.t0 = t0
+        self.t = t0
         self.events: list[dict[str, Any]] = []
 
     def at(self, ms: float) -> Run:
-        self.t = T0 + ms
+        self.t = self.t0 + ms
         return self
 
     def ev(self, kind: E, **fields: Any) -> Run:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 from flux.events import EventType as E
 from tests.viewer.conftest import Viewer
@@ -138,15 +139,17 @@ def test_the_signal_command_quotes_what_a_shell_would_read(viewer: Viewer) -> No
 
 
 def test_a_sleep_is_drawn_until_its_wake_time_with_the_time_left(viewer: Viewer) -> None:
-    r = Run("TRIAL-1", ("welcome", "cool_off", "remind"))
+    # a run that is sleeping now: the time left is counted from the wall clock
+    t0 = int(time.time() * 1000) - 31
+    r = Run("TRIAL-1", ("welcome", "cool_off", "remind"), t0=t0)
     r.at(0).start().at(0).begin("welcome").at(30).done("welcome", 30).at(30).begin("cool_off")
-    r.at(31).ev(E.STEP_SLEEP, **r._step("cool_off"), wakeAt=T0 + 3_600_031)
+    r.at(31).ev(E.STEP_SLEEP, **r._step("cool_off"), wakeAt=t0 + 3_600_031)
     viewer.write(r.events)
     timeline = viewer.text("/runs/TRIAL-1/timeline")
     assert re.search(r'class="bar wait sleep[^"]*"', timeline)
-    assert f'data-countdown="{T0 + 3_600_031}"' in timeline
-    # drawn up to its wake time: the axis reaches it
-    assert "1 h" in timeline
+    assert f'data-countdown="{t0 + 3_600_031}"' in timeline
+    assert re.search(r"sleep · (59|60) min left", timeline)
+    assert "1 h" in timeline  # drawn up to its wake time: the axis reaches it
     r.at(3_600_031).ev(E.STEP_WAKE, **r._step("cool_off"))
     r.at(3_600_032).done("cool_off", 0.5)
     viewer.append(r.events[-2:])
