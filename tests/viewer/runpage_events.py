@@ -65,7 +65,13 @@ class Run:
         )  # fmt: skip
 
     def error(
-        self, name: str, attempt: int, duration: float, error: str = "boom", error_type: str = "ProviderDown", **more: Any
+        self,
+        name: str,
+        attempt: int,
+        duration: float,
+        error: str = "boom",
+        error_type: str = "ProviderDown",
+        **more: Any,
     ) -> Run:
         return self.ev(
             E.STEP_ERROR, **self._step(name), attempt=attempt, duration=duration, error=error,

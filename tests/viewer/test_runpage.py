@@ -105,7 +105,7 @@ def test_ids_are_copyable(viewer: Viewer) -> None:
 
 
 def test_hostile_strings_never_become_markup(viewer: Viewer) -> None:
-    evil = '<script>alert(1)</script>"\'><img src=x onerror=alert(2)>\x00\x1b[31m\ud800'
+    evil = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>\x00\x1b[31m\ud800"
     r = Run("EVIL-1", ("a",))
     r.at(0).start({evil: evil, "nested": [{"k": evil}]}).at(0).begin("a")
     r.at(5).retry("a", 1, 5, evil, stack=[{"file": evil, "line": evil, "function": evil}])

@@ -12,7 +12,9 @@ from tests.viewer.runpage_events import Run, retried_by_retry_step, saga_that_fa
 
 
 def _row(timeline: str, step: str) -> str:
-    match = re.search(rf'<div class="trow step[^"]*"\s+data-step="{step}".*?(?=<div class="trow|\Z)', timeline, re.S)
+    match = re.search(
+        rf'<div class="trow step[^"]*"\s+data-step="{step}".*?(?=<div class="trow|\Z)', timeline, re.S
+    )
     assert match, f"no row for {step}"
     return match.group(0)
 
@@ -29,7 +31,11 @@ def test_a_row_for_the_whole_run_comes_first(viewer: Viewer) -> None:
 def test_bars_carry_their_duration(viewer: Viewer) -> None:
     viewer.write(retried_by_retry_step().events)
     row = _row(viewer.text("/runs/INV-1/timeline"), "load")
-    bar = re.search(r'<span class="bar outcome-ok[^>]*title="([^"]*)"[^>]*>(.*?)</span>\s*</span>|<span class="bar outcome-ok[^>]*title="([^"]*)"', row, re.S)
+    bar = re.search(
+        r'<span class="bar outcome-ok[^>]*title="([^"]*)"[^>]*>(.*?)</span>\s*</span>|<span class="bar outcome-ok[^>]*title="([^"]*)"',
+        row,
+        re.S,
+    )
     assert bar, row
     assert "20 ms" in html.unescape(bar.group(0))
 
@@ -38,7 +44,10 @@ def test_back_offs_are_segments_of_their_own(viewer: Viewer) -> None:
     viewer.write(retried_by_retry_step().events)
     row = _row(viewer.text("/runs/INV-1/timeline"), "send")
     backoffs = re.findall(r'<span class="bar backoff[^"]*"[^>]*title="([^"]*)"', row)
-    assert [html.unescape(t) for t in backoffs] == ["back-off before attempt 2: 50 ms", "back-off before attempt 3: 100 ms"]
+    assert [html.unescape(t) for t in backoffs] == [
+        "back-off before attempt 2: 50 ms",
+        "back-off before attempt 3: 100 ms",
+    ]
 
 
 def test_axis_ticks_are_round(viewer: Viewer) -> None:
@@ -60,9 +69,13 @@ def test_attempts_are_numbered_per_execution_and_the_resume_is_marked(viewer: Vi
 
 def test_signals_are_marked_on_the_axis(viewer: Viewer) -> None:
     r = Run("EXP-1", ("approve",))
-    r.at(0).start().at(0).begin("approve").at(1).suspend("approve", "approval").at(900).signal("approve", "approval")
+    r.at(0).start().at(0).begin("approve").at(1).suspend("approve", "approval").at(900).signal(
+        "approve", "approval"
+    )
     viewer.write(r.events)
-    assert re.search(r'class="mark signal[^"]*"[^>]*title="[^"]*approval', viewer.text("/runs/EXP-1/timeline"))
+    assert re.search(
+        r'class="mark signal[^"]*"[^>]*title="[^"]*approval', viewer.text("/runs/EXP-1/timeline")
+    )
 
 
 def test_undo_has_a_colour_of_its_own_and_a_legend_names_it(viewer: Viewer) -> None:
@@ -78,11 +91,15 @@ def test_undo_has_a_colour_of_its_own_and_a_legend_names_it(viewer: Viewer) -> N
 def test_compressing_idle_time_makes_short_steps_wide_next_to_an_hour_long_wait(viewer: Viewer) -> None:
     r = Run("LONG-1", ("a", "wait", "b"))
     r.at(0).start().at(0).begin("a").at(80).done("a", 80).at(80).begin("wait").at(81).suspend("wait", "go")
-    r.at(3_600_081).signal("wait", "go").at(3_600_081).begin("b").at(3_600_181).done("b", 100).complete(3_600_181)
+    r.at(3_600_081).signal("wait", "go").at(3_600_081).begin("b").at(3_600_181).done("b", 100).complete(
+        3_600_181
+    )
     viewer.write(r.events)
 
     def width(timeline: str, step: str) -> float:
-        match = re.search(r'class="bar outcome-ok[^"]*"[^>]*style="left: [\d.]+%; width: ([\d.]+)%', _row(timeline, step))
+        match = re.search(
+            r'class="bar outcome-ok[^"]*"[^>]*style="left: [\d.]+%; width: ([\d.]+)%', _row(timeline, step)
+        )
         assert match
         return float(match.group(1))
 
