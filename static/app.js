@@ -243,6 +243,19 @@
     if (byId("replay-live-field").value === "1") slider.value = timeline.dataset.total;
   });
 
+  // A long run's rows come in chunks as they are scrolled to: an update of the timeline
+  // asks for as many as are shown, so that it does not take them away again.
+  var counting = false;
+  document.addEventListener("htmx:afterSettle", function () {
+    if (counting || !byId("rows-field")) return;
+    counting = true; // once per frame, however many elements one swap settled
+    requestAnimationFrame(function () {
+      counting = false;
+      byId("rows-field").value = String(document.querySelectorAll("#timeline .trow.step:not([data-compensation])").length);
+      markSelected(byId("step-field").value);
+    });
+  });
+
   if (byId("replay-live-field") && byId("replay-live-field").value !== "1") {
     document.body.classList.add("replaying");
   }

@@ -24,6 +24,10 @@ from .timeline import fold_run, order_events
 
 #: Folded run views kept, for the fragments of one update and a replay's steps.
 VIEWS_CACHED = 16
+#: Step rows drawn at first, and then per scroll to the end: a 10,000-step run's page
+#: is not 10,000 rows at once.
+FIRST_ROWS = 200
+MORE_ROWS = 500
 
 
 #: What the viewer cannot know and a signal command needs: left for the user to fill in.
@@ -38,6 +42,13 @@ def signal_command(run_id: str, signal: str, trace: str) -> str:
         f"flux runs signal {shlex.quote(run_id)} {shlex.quote(signal)} --payload 'null' "
         f"--storage {STORAGE_PLACEHOLDER} --workflow {WORKFLOW_PLACEHOLDER} --trace {shlex.quote(trace)}"
     )
+
+
+def _int(raw: Any, default: int) -> int:
+    try:
+        return max(0, int(raw)) if raw is not None else default
+    except ValueError:
+        return default
 
 
 def replay_position(params: Any, total: int) -> int:
@@ -97,6 +108,17 @@ class _RunContext:
         busy = busy_spans(view, self.now) if self.compress else ()
         self.axis = Axis(first, end, now, busy=busy, compress=self.compress)
         self.step = params.get("step", "")
+        self.rows_from = _int(params.get("from"), 0)
+        steps = len(view.steps)
+        if self.rows_from:
+            self.rows_to = min(self.rows_from + MORE_ROWS, steps)
+        else:
+            # as many as the page had (an update keeps what was scrolled to), and the selected one
+            wanted = max(FIRST_ROWS, _int(params.get("rows"), 0))
+            if self.step:
+                index = next((i for i, r in enumerate(view.steps) if r.name == self.step), -1)
+                wanted = max(wanted, index + 1 + FIRST_ROWS // 2)
+            self.rows_to = min(wanted, steps)
 
     def duration(self) -> tuple[float | None, bool]:
         """The header's duration (ms), from its own start and end, and whether it ticks."""
@@ -131,6 +153,8 @@ class _RunContext:
             "values": values,
             "state": self.state(),
             "link": self.link,
+            "rows_from": self.rows_from,
+            "rows_to": self.rows_to,
         }
 
     def link(self, **changes: str) -> str:
@@ -189,7 +213,9 @@ async def run_header(request: Request) -> Response:
 
 
 async def run_timeline(request: Request) -> Response:
-    return await _run_response(request, "_timeline.html", fragment=True)
+    # ``from``: the next rows of a long run, asked for when the user scrolls to them
+    rows = "from" in request.query_params
+    return await _run_response(request, "_timeline_rows.html" if rows else "_timeline.html", fragment=True)
 
 
 async def run_step(request: Request) -> Response:
