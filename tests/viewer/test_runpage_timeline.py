@@ -116,3 +116,23 @@ def test_a_sub_millisecond_step_keeps_a_readable_label(viewer: Viewer) -> None:
     viewer.write(r.events)
     row = _row(viewer.text("/runs/FAST-1/timeline"), "tiny")
     assert re.search(r'<span class="lbl out[^"]*">0\.04 ms</span>', row), row
+
+
+def test_a_long_run_draws_its_rows_in_chunks_as_they_are_scrolled_to(viewer: Viewer) -> None:
+    names = tuple(f"s{i}" for i in range(1000))
+    r = Run("LONG-2", names)
+    r.at(0).start()
+    for i, name in enumerate(names):
+        r.at(i).begin(name).at(i + 1).done(name, 1)
+    viewer.write(r.events)
+    rows = re.compile(r'<div class="trow step[^"]*"\s+data-step="(s\d+)"')
+    page = viewer.text("/runs/LONG-2")
+    assert rows.findall(page) == [f"s{i}" for i in range(200)]
+    assert 'hx-get="/runs/LONG-2/timeline?from=200"' in page and 'hx-trigger="revealed"' in page
+    more = viewer.text("/runs/LONG-2/timeline?from=200")
+    assert rows.findall(more) == [f"s{i}" for i in range(200, 700)]
+    last = viewer.text("/runs/LONG-2/timeline?from=700")
+    assert rows.findall(last)[-1] == "s999" and "more-rows" not in last
+    # an update keeps the rows the page shows, and a selected step is always drawn
+    assert len(rows.findall(viewer.text("/runs/LONG-2/timeline?rows=700"))) == 700
+    assert "s850" in rows.findall(viewer.text("/runs/LONG-2?step=s850"))
