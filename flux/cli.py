@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dev.add_argument("--demo", action="store_true", help="run the bundled example workflows first")
     dev.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+    dev.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this Host name (repeatable; *.example.com for a domain)",
+    )
 
     worker = sub.add_parser("worker", help="claim and execute waiting runs from a shared storage")
     worker.add_argument("workflows", nargs="+", help="the definitions, as module:attribute")
@@ -155,7 +162,12 @@ def _dev(args: argparse.Namespace) -> int:
             f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})"
         ) from None
     return run(  # type: ignore[no-any-return]
-        Path(args.trace), host=args.host, port=args.port, demo=args.demo, open_browser=args.open
+        Path(args.trace),
+        host=args.host,
+        port=args.port,
+        demo=args.demo,
+        open_browser=args.open,
+        allow_hosts=args.allow_host,
     )
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from flux.events import EventType
+
 from .lines import MALFORMED_KEPT, parse_line
 from .trace import TraceIndex
 
@@ -80,6 +82,43 @@ def fold_segment(path: str, start: int, end: int) -> TraceIndex:
     return index
 
 
+#: A large trace's last bytes, folded first: the newest runs show while the rest loads.
+PREVIEW = 2 << 20
+
+
+def preview(path: Path, size: int, tail: int | None = None) -> TraceIndex:
+    """The runs that begin in the last ``tail`` bytes of ``path[:size]``.
+
+    They are complete (their later lines are all after their first), and they
+    are the newest: what the runs page's first page shows. A run seen there only
+    by its last lines began earlier and is left out until the whole file is in.
+    Offsets are into the whole file; line numbers and malformed lines, which
+    would be counted from the wrong place, are not kept.
+    """
+    index = TraceIndex()
+    with open(path, "rb") as f:
+        end = _after_last_newline(f, size)
+        start = max(0, end - (PREVIEW if tail is None else tail))
+        f.seek(start)
+        if start:
+            f.readline()  # to the start of the next line
+            start = min(f.tell(), end)
+        index.consumed = start
+        index.feed(f.read(end - start))
+        kept = {}
+        for run in index.runs.values():
+            f.seek(run.offsets[0])
+            first = parse_line(f.readline().decode("utf-8", "replace").rstrip("\r\n"))
+            if isinstance(first, dict) and first["type"] == EventType.WORKFLOW_START.value:
+                kept[run.id] = run
+    index.runs = kept
+    index.workflows = {}
+    for run in kept.values():
+        index.workflows[run.workflow] = index.workflows.get(run.workflow, 0) + 1
+    index.malformed, index.malformed_count = [], 0
+    return index
+
+
 def merge(base: TraceIndex, part: TraceIndex, read_line: Callable[[int], bytes]) -> None:
     """Append ``part`` (the next segment's index) to ``base``, in place."""
     shift = base.lines
@@ -91,7 +130,8 @@ def merge(base: TraceIndex, part: TraceIndex, read_line: Callable[[int], bytes])
             base.workflows[run.workflow] = base.workflows.get(run.workflow, 0) + 1
             continue
         for offset in run.offsets:
-            ev = parse_line(read_line(offset).decode("utf-8", "replace").rstrip("\r\n"))
+            line = read_line(offset).decode("utf-8", "replace").rstrip("\r\n")
+            ev = parse_line(line)
             if isinstance(ev, dict):
                 base.fold_event(mine, offset, ev)
     for bad in part.malformed:

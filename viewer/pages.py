@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any
 
 from jinja2 import Environment
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from .query import RunOrder, RunsQuery, select
+from .headline import Headline, headline
+from .query import PAGE_SIZES, RunOrder, RunsQuery, select
 from .store import TraceStore
-from .summary import RUN_STATUSES
+from .summary import RUN_STATUSES, RunSummary
 from .templating import query_string
+from .timeline import fold_run, order_events
+
+#: Failed runs' headlines kept for the runs list, each valid while its run is unchanged.
+HEADLINES_CACHED = 2000
+#: Rendered rows of the runs list kept, each valid while its run is unchanged:
+#: a live change then renders one row, not a page of them.
+ROWS_CACHED = 2000
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
@@ -38,18 +48,79 @@ def _common(store: TraceStore) -> dict[str, Any]:
         "malformed": index.malformed,
         "malformed_count": index.malformed_count,
         "pending_bytes": index.pending,
+        "loading": store.loading,
         "now": time.time() * 1000.0,
     }
+
+
+def _headlines(request: Request, store: TraceStore, rows: list[RunSummary]) -> dict[str, Headline]:
+    """The headline of every failed run in ``rows``, folded once per change of the run."""
+    cache: OrderedDict[str, tuple[int, int, Headline | None]] = request.app.state.headlines
+    out: dict[str, Headline] = {}
+    for run in rows:
+        if not run.terminal or run.status == "completed":
+            continue
+        key = (store.epoch, run.events)
+        cached = cache.get(run.id)
+        if cached is not None and cached[:2] == key:
+            head = cached[2]
+            cache.move_to_end(run.id)
+        else:
+            head = headline(fold_run(run.id, order_events(store.events(run))))
+            cache[run.id] = (*key, head)
+            while len(cache) > HEADLINES_CACHED:
+                cache.popitem(last=False)
+        if head is not None:
+            out[run.id] = head
+    return out
+
+
+def _rows(
+    request: Request, store: TraceStore, rows: list[RunSummary], heads: dict[str, Headline]
+) -> list[Markup]:
+    """Each row of the list as HTML, rendered once per change of its run.
+
+    ``Markup`` only wraps the output of the autoescaped ``_run_row.html``: what the
+    trace holds is escaped there. A row holds no clock: a running run's duration
+    is written from ``data-since`` by the page (static/runs.js). Its ``data-v``
+    names the version, so that the page replaces only the rows that changed.
+    """
+    env: Environment = request.app.state.templates
+    template = env.get_template("_run_row.html")
+    cache: OrderedDict[str, tuple[int, int, str, Markup]] = request.app.state.rows
+    now = time.time() * 1000.0
+    out = []
+    for run in rows:
+        cached = cache.get(run.id)
+        if (
+            cached is not None
+            and cached[0] == store.epoch
+            and cached[1] == run.events
+            and cached[2] == run.status
+        ):
+            cache.move_to_end(run.id)
+            out.append(cached[3])
+            continue
+        key = f"{store.epoch}.{run.events}.{run.status}"
+        html = Markup(template.render(run=run, head=heads.get(run.id), now=now, version_key=key))
+        cache[run.id] = (store.epoch, run.events, run.status, html)
+        while len(cache) > ROWS_CACHED:
+            cache.popitem(last=False)
+        out.append(html)
+    return out
 
 
 def _runs_context(request: Request, store: TraceStore) -> dict[str, Any]:
     query = RunsQuery.from_params(request.query_params)
     order: RunOrder = request.app.state.order
-    page = select(order, store.index, query)
+    with store.value_lines() as values:
+        page = select(order, store.index, query, values=values)
     return {
         **_common(store),
         "query": query,
         "page": page,
+        "page_sizes": PAGE_SIZES,
+        "rows": _rows(request, store, page.rows, _headlines(request, store, page.rows)),
         "total_runs": len(store.index.runs),
         "workflows": sorted(store.index.workflows),
         "statuses": RUN_STATUSES,

@@ -1,14 +1,28 @@
-"""The runs page's query: filter by workflow and status, search by id, paginate."""
+"""The runs page's query: filter by workflow and status, search, count, paginate."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-from .summary import RunSummary
+from .lines import parse_line
+from .summary import RUN_STATUSES, RunSummary
 from .trace import TraceIndex
 
+#: The lines holding a run's input and its final data (None where it has none).
+ValueLines = Callable[[RunSummary], tuple[str | None, str | None]]
+
 PER_PAGE = 100
+#: The page sizes the runs page offers; any other asked for is clamped to this range.
+PAGE_SIZES = (25, 50, 100, 200, 500)
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True)
@@ -17,18 +31,19 @@ class RunsQuery:
     status: str = ""
     q: str = ""
     page: int = 1
+    per_page: int = PER_PAGE
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> RunsQuery:
-        try:
-            page = max(1, int(params.get("page", "1")))
-        except ValueError:
-            page = 1
+        # Page numbers of thousands of digits are still just "the last page".
+        page = max(1, _int(params.get("page", "1")[:12], 1))
+        per_page = min(max(_int(params.get("per_page", "")[:6], PER_PAGE), PAGE_SIZES[0]), PAGE_SIZES[-1])
         return cls(
             workflow=params.get("workflow", ""),
             status=params.get("status", ""),
             q=params.get("q", "").strip(),
             page=page,
+            per_page=per_page,
         )
 
     def params(self, **override: object) -> dict[str, object]:
@@ -36,6 +51,7 @@ class RunsQuery:
             "workflow": self.workflow,
             "status": self.status,
             "q": self.q,
+            "per_page": self.per_page if self.per_page != PER_PAGE else "",
             "page": self.page if self.page > 1 else "",
         }
         out.update(override)
@@ -48,6 +64,11 @@ class RunsPage:
     matched: int
     page: int
     pages: int
+    #: Runs per status among those the workflow filter and the search let through
+    #: (the status filter aside: the chips show what choosing one would give).
+    counts: dict[str, int] = field(default_factory=dict)
+    #: Runs the workflow filter and the search let through.
+    counted: int = 0
 
 
 class RunOrder:
@@ -59,6 +80,29 @@ class RunOrder:
         self._index: TraceIndex | None = None
         self._version = -1
         self._runs: list[RunSummary] = []
+        # The last search: its index, needle and, per run, the event count at
+        # which it was checked and whether it matched. A live change then
+        # re-checks only the runs that changed.
+        self._searched: tuple[TraceIndex | None, str] = (None, "")
+        self._matches: dict[str, tuple[int, bool]] = {}
+
+    def search(
+        self, index: TraceIndex, needle: str, runs: list[RunSummary], values: ValueLines | None
+    ) -> list[RunSummary]:
+        if self._searched != (index, needle):
+            self._searched, self._matches = (index, needle), {}
+        seen = self._matches
+        out = []
+        for r in runs:
+            known = seen.get(r.id)
+            if known is not None and known[0] == r.events:
+                hit = known[1]
+            else:
+                hit = matches(r, needle, values)
+                seen[r.id] = (r.events, hit)
+            if hit:
+                out.append(r)
+        return out
 
     def get(self, index: TraceIndex) -> list[RunSummary]:
         if index is not self._index or index.order_version != self._version:
@@ -69,18 +113,53 @@ class RunOrder:
         return self._runs
 
 
-def select(order: RunOrder, index: TraceIndex, query: RunsQuery, per_page: int = PER_PAGE) -> RunsPage:
+def _in_values(line: str | None, key: str, needle: str) -> bool:
+    # The raw line first (cheap), then, only when it holds the needle, the
+    # value itself: a search for "type" must not match every line's keys.
+    if line is None or needle not in line.lower():
+        return False
+    ev = parse_line(line)
+    if not isinstance(ev, dict) or key not in ev:
+        return False
+    try:
+        text = json.dumps(ev[key], ensure_ascii=False)
+    except (TypeError, ValueError):
+        return False
+    return needle in text.lower()
+
+
+def matches(run: RunSummary, needle: str, values: ValueLines | None = None) -> bool:
+    """Whether ``needle`` (lower case) is in the run's id, workflow, error, or, read
+    through ``values``, its input or final data."""
+    for text in (run.id, run.workflow, run.error, run.error_type):
+        if text is not None and needle in text.lower():
+            return True
+    if values is None:
+        return False
+    input_line, data_line = values(run)
+    return _in_values(input_line, "input", needle) or _in_values(data_line, "data", needle)
+
+
+def select(
+    order: RunOrder,
+    index: TraceIndex,
+    query: RunsQuery,
+    per_page: int | None = None,
+    values: ValueLines | None = None,
+) -> RunsPage:
+    size = per_page or query.per_page
     runs = order.get(index)
-    if query.workflow or query.status or query.q:
-        needle = query.q.lower()
-        runs = [
-            r
-            for r in runs
-            if (not query.workflow or r.workflow == query.workflow)
-            and (not query.status or r.status == query.status)
-            and (not needle or needle in r.id.lower())
-        ]
-    pages = max(1, -(-len(runs) // per_page))
+    if query.workflow:
+        runs = [r for r in runs if r.workflow == query.workflow]
+    if query.q:
+        runs = order.search(index, query.q.lower(), runs, values)
+    counts = dict.fromkeys(RUN_STATUSES, 0)
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    counted = len(runs)
+    if query.status:
+        runs = [r for r in runs if r.status == query.status]
+    pages = max(1, -(-len(runs) // size))
     page = min(query.page, pages)
-    start = (page - 1) * per_page
-    return RunsPage(runs[start : start + per_page], len(runs), page, pages)
+    start = (page - 1) * size
+    return RunsPage(runs[start : start + size], len(runs), page, pages, counts, counted)

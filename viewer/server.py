@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import sys
 import webbrowser
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 try:
     import uvicorn
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,13 +22,15 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("flux dev needs the viewer extra: pip install 'gravito-flux[viewer]'") from exc
 
 from . import pages, sse
+from .connections import REQUEST_TIMEOUT_S, deadline_protocol
+from .hosts import HostCheck, allowed_hosts, is_loopback
 from .hub import Hub
 from .query import RunOrder
 from .store import TraceStore
 from .tailer import tail
 from .templating import asset_dir, make_env
 
-LOOPBACK_NAMES = ["localhost", "127.0.0.1", "::1", "[::1]"]
+__all__ = ["create_app", "is_loopback", "run"]
 
 # Nothing from the trace can run as script even if an escape were missed:
 # scripts only from our own static files. Styles allow inline attributes for
@@ -65,20 +65,19 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+class _App(Starlette):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's own error middleware, so that a 500 carries the
+        # security headers too.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(trace: Path, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
     """The dashboard for the trace at ``trace``; it need not exist yet.
 
-    ``allowed_hosts`` guards against DNS rebinding, which would let a web page
-    read the trace through the browser; it defaults to loopback names only.
+    ``hosts``, the Host names it answers (see ``viewer.hosts``), guards against
+    DNS rebinding, which would let a web page read the trace through the
+    browser; it defaults to loopback names only.
     """
     store = TraceStore(Path(trace))
     hub = Hub()
@@ -107,15 +106,15 @@ def create_app(trace: Path, allowed_hosts: list[str] | None = None) -> Starlette
         Route("/runs/{run_id:path}", pages.run_page),
         Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
     ]
-    middleware = [
-        Middleware(SecurityHeaders),
-        Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOOPBACK_NAMES),
-    ]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    allowed = frozenset(hosts) if hosts is not None else allowed_hosts("127.0.0.1")
+    middleware = [Middleware(HostCheck, allowed=allowed)]
+    app = _App(routes=routes, middleware=middleware, lifespan=lifespan)
     app.state.store = store
     app.state.hub = hub
     app.state.order = RunOrder()
     app.state.views = OrderedDict()
+    app.state.headlines = OrderedDict()
+    app.state.rows = OrderedDict()
     app.state.templates = make_env()
     return app
 
@@ -178,14 +177,36 @@ async def _serve(server: _Server, host: str, open_browser: bool) -> None:
     await task
 
 
+def make_server(app: Starlette, host: str, port: int, request_timeout: float = REQUEST_TIMEOUT_S) -> _Server:
+    """A uvicorn server for ``app``; connections idle or half-sent for
+    ``request_timeout`` seconds are closed (``viewer.connections``)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        timeout_keep_alive=max(1, int(request_timeout)),
+        http=deadline_protocol(request_timeout),
+        lifespan="on",
+    )
+    return _Server(config, app.state.hub)
+
+
 def run(
     trace: Path,
     host: str = "127.0.0.1",
     port: int = 4280,
     demo: bool = False,
     open_browser: bool = False,
+    allow_hosts: Sequence[str] = (),
 ) -> int:
-    """Serve the dashboard until interrupted; blocking. Returns an exit code."""
+    """Serve the dashboard until interrupted; blocking. Returns an exit code.
+
+    ``allow_hosts``: Host names to answer besides the bound address, loopback
+    and, off loopback, the machine's own names and addresses.
+    """
     trace = Path(trace)
     if demo:
         from .demo import run_demo
@@ -195,21 +216,10 @@ def run(
         except NotImplementedError:
             print("flux dev: --demo is not available in this build", file=sys.stderr)
             return 2
-    allowed = None
     if not is_loopback(host):
         _warn_exposed(host)
-        allowed = ["*"]
-    app = create_app(trace, allowed_hosts=allowed)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-        lifespan="on",
-    )
-    server = _Server(config, app.state.hub)
+    app = create_app(trace, hosts=allowed_hosts(host, allow_hosts))
+    server = make_server(app, host, port)
     try:
         asyncio.run(_serve(server, host, open_browser))
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ never creates, writes or locks anything: the viewer is read-only.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bulk
+from .lines import parse_line
 from .summary import RunSummary
 from .trace import TraceIndex
 
@@ -29,6 +30,9 @@ log = logging.getLogger("viewer")
 CHUNK = 4 << 20
 #: Leading bytes remembered to notice a file rewritten in place to the same size.
 PREFIX = 256
+#: Bytes folded between two yields while a large file's first load runs beside
+#: the requests that its preview answers: small, so that they wait little.
+FIRST_LOAD_CHUNK = 1 << 20
 #: Runs whose parsed events are kept for the run page and its fragments.
 CACHED_RUNS = 4
 
@@ -53,6 +57,9 @@ class TraceStore:
         #: Bumped on every reset: run events cached before it are void.
         self.epoch = 0
         self.listeners: list[Callable[[Change], None]] = []
+        #: A large file's first load is under way: ``index`` holds only its
+        #: newest runs (``bulk.preview``) and pages do not wait for the rest.
+        self.loading = False
         self._identity: tuple[int, int] | None = None
         self._prefix = b""
         self._lock = asyncio.Lock()
@@ -64,6 +71,8 @@ class TraceStore:
         return self.index.consumed + self.index.pending
 
     async def sync(self) -> None:
+        if self.loading:
+            return  # the first load holds the lock; the preview answers meanwhile
         async with self._lock:
             await self._sync()
 
@@ -102,10 +111,12 @@ class TraceStore:
         # changed under a request. Yielding between chunks keeps the server
         # responsive while a large file loads.
         try:
-            for chunk in self._chunks():
+            for chunk in self._chunks(self.offset):
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
                 delta = self.index.feed(chunk)
+                for run_id, at, ev in delta.events:
+                    self._keep_event(run_id, at, ev)
                 if delta:
                     self._publish(Change(self.version + 1, frozenset(delta.runs)))
                 if len(chunk) == CHUNK:
@@ -115,38 +126,48 @@ class TraceStore:
         else:
             self.error = None
 
-    def _chunks(self, end: int | None = None) -> Iterator[bytes]:
+    def _chunks(self, start: int, end: int | None = None, size: int = CHUNK) -> Iterator[bytes]:
         with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            left = -1 if end is None else end - self.offset
-            while left and (chunk := f.read(CHUNK if left < 0 else min(CHUNK, left))):
+            f.seek(start)
+            left = -1 if end is None else end - start
+            while left and (chunk := f.read(size if left < 0 else min(size, left))):
                 left -= len(chunk) if left > 0 else 0
                 yield chunk
 
     async def _first_load(self, size: int) -> None:
-        """Fold a large file on several cores (see ``viewer.bulk``). Whatever a
-        worker fails to do is left to the ordinary sequential read."""
+        """Fold a large file on several cores (see ``viewer.bulk``), its newest
+        runs first. Whatever a worker fails to do is left to the ordinary
+        sequential read."""
         try:
             parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1)
         except OSError:
             return
         workers = [asyncio.ensure_future(bulk.fold_in_worker(self.path, a, b)) for a, b in parts[1:]]
+        full = TraceIndex()
         try:
-            for chunk in self._chunks(parts[0][1]):
+            self.index, self.loading = bulk.preview(self.path, size), True
+            self._publish(Change(self.version + 1, frozenset(self.index.runs)))
+            await asyncio.sleep(0)  # let the first requests have the preview
+            for chunk in self._chunks(0, parts[0][1], FIRST_LOAD_CHUNK):
                 if len(self._prefix) < PREFIX:
                     self._prefix = (self._prefix + chunk)[:PREFIX]
-                self.index.feed(chunk)
+                full.feed(chunk)
                 await asyncio.sleep(0)
-            self._merge(await asyncio.gather(*workers, return_exceptions=True))
+            self._merge(full, await asyncio.gather(*workers, return_exceptions=True))
         except OSError as exc:
             log.warning("reading %s failed (%s); reading on in one process", self.path, exc)
         finally:
             for worker in workers:
                 worker.cancel()
+            # The preview's runs are the whole index's too, with the same
+            # offsets; cached events stay valid, but a fresh start is simpler.
+            self.index, self.loading = full, False
+            self._cache.clear()
+            self.epoch += 1
         if self.index.runs:
             self._publish(Change(self.version + 1, frozenset(self.index.runs)))
 
-    def _merge(self, parts: list[TraceIndex | BaseException]) -> None:
+    def _merge(self, full: TraceIndex, parts: list[TraceIndex | BaseException]) -> None:
         # Parts merge in file order. After a failed one, the ordinary
         # sequential read takes over from where the merge stopped.
         with open(self.path, "rb") as f:
@@ -159,7 +180,7 @@ class TraceStore:
                 if not isinstance(part, TraceIndex):
                     log.warning("a loader process failed (%r); reading on in one process", part)
                     return
-                bulk.merge(self.index, part, read_line)
+                bulk.merge(full, part, read_line)
 
     def _reset(self) -> None:
         self.index = TraceIndex()
@@ -173,14 +194,41 @@ class TraceStore:
         for listener in self.listeners:
             listener(change)
 
+    @contextlib.contextmanager
+    def value_lines(self) -> Iterator[Callable[[RunSummary], tuple[str | None, str | None]]]:
+        """A reader of the lines that hold a run's input and final data, for search.
+
+        One open file for a whole search; a line that cannot be read is None.
+        """
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below, after the search
+        except OSError:
+            yield lambda run: (None, None)
+            return
+
+        def line(run: RunSummary, at: int) -> str | None:
+            if not 0 <= at < len(run.offsets):
+                return None
+            try:
+                f.seek(run.offsets[at])
+                return f.readline().decode("utf-8", "replace")
+            except OSError:
+                return None
+
+        try:
+            yield lambda run: (line(run, run.input_at), line(run, run.data_at))
+        finally:
+            f.close()
+
     def run(self, run_id: str) -> RunSummary | None:
         return self.index.runs.get(run_id)
 
     def events(self, run: RunSummary) -> list[dict[str, Any]]:
         """The run's events in file order, parsed from the lines the index points at.
 
-        Lines are re-read on demand (only the new ones when the run is cached),
-        so the index itself never holds parsed events.
+        Lines are read on demand; the index holds no parsed events. A run read
+        here is then cached, and the index hands over its new lines' events as
+        it parses them (``TraceIndex.keep``): a line is read and parsed once.
         """
         cached = self._cache.get(run.id)
         if cached is not None and cached[0] == self.epoch and cached[1] <= len(run.offsets):
@@ -194,7 +242,16 @@ class TraceStore:
         self._cache[run.id] = (self.epoch, seen, events)
         while len(self._cache) > CACHED_RUNS:
             self._cache.popitem(last=False)
+        self.index.keep = set(self._cache)
         return events
+
+    def _keep_event(self, run_id: str, at: int, ev: dict[str, Any]) -> None:
+        # One read, one parse: a cached run's new line, parsed by the index,
+        # joins its events here instead of being read again by the page.
+        cached = self._cache.get(run_id)
+        if cached is not None and cached[0] == self.epoch and cached[1] == at:
+            cached[2].append(ev)
+            self._cache[run_id] = (self.epoch, at + 1, cached[2])
 
     def _read_lines(self, run: RunSummary, start: int) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -202,12 +259,13 @@ class TraceStore:
             with open(self.path, "rb") as f:
                 for offset in run.offsets[start:]:
                     f.seek(offset)
-                    try:
-                        ev = json.loads(f.readline())
-                    except ValueError:
-                        continue  # the file changed under us; the next sync resets
-                    if isinstance(ev, dict) and str(ev.get("workflowId")) == run.id:
+                    # The index's own parser: a line it folded reads the same here.
+                    ev = parse_line(f.readline().decode("utf-8", "replace").rstrip("\r\n"))
+                    if isinstance(ev, dict) and ev["workflowId"] == run.id:
                         out.append(ev)
+                    # else the file changed under us, or the line holds a number
+                    # no float holds (NaN, 1e999: the index let it by, harmless
+                    # there); the next sync resets in the first case.
         except OSError:
             pass
         return out

@@ -20,6 +20,7 @@ class RunSummary:
     """What the runs page shows about one run, folded from its events."""
 
     __slots__ = (
+        "data_at",
         "done",
         "duration",
         "ended_at",
@@ -27,9 +28,11 @@ class RunSummary:
         "error_type",
         "first_line",
         "id",
+        "input_at",
         "last_seq",
         "meta_steps",
         "offsets",
+        "retries",
         "seen",
         "started_at",
         "status",
@@ -53,6 +56,13 @@ class RunSummary:
         self.error_type: str | None = None
         self.waiting_for: str | None = None
         self.last_seq = 0
+        #: Failed attempts that were tried again (``step:retry`` events).
+        self.retries = 0
+        #: Which of ``offsets`` hold the run's input and its final data, for
+        #: search (``viewer.query``), or -1. Positions, not text: small ints
+        #: cost nothing, fifty thousand runs' lines would cost tens of megabytes.
+        self.input_at = -1
+        self.data_at = -1
         self.first_line = first_line
         self.offsets = array("Q")
 
@@ -63,7 +73,7 @@ class RunSummary:
         seen = None if self.seen is None else tuple(self.seen)
         state: tuple[Any, ...] = (self.status, self.started_at, self.ended_at, self.duration)
         state += (self.meta_steps, tuple(self.done), seen, self.error, self.error_type)
-        state += (self.waiting_for, self.last_seq)
+        state += (self.waiting_for, self.last_seq, self.retries, self.input_at, self.data_at)
         return _restore_run, (self.id, self.workflow, self.first_line, state, self.offsets.tobytes())
 
     @property
@@ -92,7 +102,8 @@ def _restore_run(
 ) -> RunSummary:
     run = RunSummary(run_id, workflow, first_line)
     (run.status, run.started_at, run.ended_at, run.duration, run.meta_steps, done, seen) = state[:7]
-    (run.error, run.error_type, run.waiting_for, run.last_seq) = state[7:]
+    (run.error, run.error_type, run.waiting_for, run.last_seq, run.retries) = state[7:12]
+    (run.input_at, run.data_at) = state[12:]
     run.done = set(done)
     run.seen = None if seen is None else set(seen)
     run.offsets.frombytes(offsets)

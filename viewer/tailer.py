@@ -19,10 +19,12 @@ from .store import TraceStore
 
 log = logging.getLogger("viewer")
 
-#: A low debounce: the rust watcher waits this long for more changes before
-#: reporting, which sits directly on the append-to-screen latency.
-DEBOUNCE_MS = 10
-STEP_MS = 10
+#: The rust watcher reports once no new change came for STEP_MS, or at the
+#: latest after DEBOUNCE_MS of changes: the first sits directly on the
+#: append-to-screen latency, the second bounds how often a steady stream of
+#: appends is synced (a burst is still one sync, one notification).
+DEBOUNCE_MS = 25
+STEP_MS = 2
 #: Even with no change reported, look at the file this often: a missed
 #: notification (network file systems, some containers) then costs a second.
 RESCAN_MS = 1000

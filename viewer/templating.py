@@ -7,6 +7,7 @@ write: autoescape is always on and no filter here returns ``Markup``.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,16 @@ def pretty_json(value: Any) -> str:
         return repr(value)
 
 
+#: Where an id or a name may wrap: after a separator, never inside a token.
+_WRAP_AFTER = re.compile(r"(?<=[-_/.:@#|+=,; ])")
+
+
+def tokens(text: Any) -> list[str]:
+    """``order-process/42`` -> ``["order-", "process/", "42"]``: a template puts a
+    ``<wbr>`` after each, so that a long id wraps between its parts."""
+    return [t for t in _WRAP_AFTER.split(str(text)) if t]
+
+
 def run_url(run_id: str, suffix: str = "") -> str:
     # Ids may hold "/", "?" or "#": one percent-encoded path segment.
     return "/runs/" + quote(run_id, safe="") + suffix
@@ -88,5 +99,6 @@ def make_env() -> Environment:
         pretty_json=pretty_json,
         run_url=run_url,
         qs=query_string,
+        tokens=tokens,
     )
     return env

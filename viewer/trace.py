@@ -18,7 +18,18 @@ from typing import Any
 
 from flux.events import EventType
 
-from .lines import MALFORMED_KEPT, SNIPPET, Malformed, number_or_none, parse_line, scan, text_or_none
+from .lines import (
+    HUGE_INT_DIGITS,
+    MALFORMED_KEPT,
+    SNIPPET,
+    Malformed,
+    fast_loads,
+    number_or_none,
+    parse_line,
+    scan,
+    text_or_none,
+    unrepresentable,
+)
 from .summary import ERROR_STATUSES, RunSummary
 
 # Plain strings, compared once per line on the hot path.
@@ -43,11 +54,15 @@ _FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 @dataclass
 class Delta:
-    """What one ``feed`` changed: the ids of runs touched, new malformed lines."""
+    """What one ``feed`` changed: the ids of runs touched, new malformed lines, and
+    the parsed events of the runs in ``TraceIndex.keep`` (run id, the event's
+    position among the run's offsets, the event), so that their reader need not
+    read and parse the lines again."""
 
     runs: set[str] = field(default_factory=set)
     new_runs: int = 0
     malformed: int = 0
+    events: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.runs) or self.malformed > 0
@@ -72,6 +87,8 @@ class TraceIndex:
         #: Bumped whenever the order of the runs list may have changed.
         self.order_version = 0
         self._pending = b""
+        #: Runs whose parsed events each ``feed`` hands back in its ``Delta``.
+        self.keep: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -116,6 +133,9 @@ class TraceIndex:
         changed = delta.runs
         scan_one = scan
         finished, start_ = _FINISHED, _START
+        huge = HUGE_INT_DIGITS
+        loads = fast_loads
+        keep = self.keep
         offset = self.consumed
         lineno = self.lines
         for line, size in zip(lines, sizes, strict=True):
@@ -124,14 +144,22 @@ class TraceIndex:
             offset += size + 1
             lineno += 1
             try:
-                ev, end = scan_one(line, 0)
-                ok = end == n and type(ev) is dict
+                if loads is not None:
+                    ev = loads(line)
+                    ok = type(ev) is dict
+                else:
+                    ev, end = scan_one(line, 0)
+                    ok = end == n and type(ev) is dict
             except (StopIteration, ValueError, RecursionError):
                 ok = False
             if ok:
                 wid = ev.get("workflowId")
                 typ = ev.get("type")
                 ok = type(wid) is str and type(typ) is str
+                # Only a line this long can hold an integer past float range,
+                # which orjson refuses itself.
+                if ok and n >= huge and loads is None:
+                    ok = unrepresentable(ev) is None
             if not ok:
                 if not line.strip():
                     continue
@@ -148,6 +176,8 @@ class TraceIndex:
                 delta.new_runs += 1
             run.offsets.append(start)
             changed.add(wid)
+            if keep and wid in keep:
+                delta.events.append((wid, len(run.offsets) - 1, ev))
             if typ in finished:
                 name = ev.get("stepName")
                 if type(name) is str:
@@ -206,6 +236,7 @@ class TraceIndex:
             self._fold(run, ev, typ)
 
     def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
+        # The event's line is the run's last offset (appended by the caller).
         # Flux numbers each run's events; a status event that reaches the file
         # after a later one (two processes, two buffers) must not roll the
         # status back. Lines without ``seq`` (@gravito/flux) are in file order,
@@ -223,9 +254,12 @@ class TraceIndex:
             self.order_version += 1
 
         if typ == _RETRY:
+            run.retries += 1
             if run.seen is not None and type(name := ev.get("stepName")) is str:
                 run.seen.add(name)
         elif typ in (_WORKFLOW_START, _RESUME):
+            if "input" in ev:
+                run.input_at = len(run.offsets) - 1
             if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
                 self._rename(run, ev["workflowName"])
             meta = ev.get("meta")
@@ -276,7 +310,11 @@ class TraceIndex:
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
             run.waiting_for = None
+            if "data" in ev:
+                run.data_at = len(run.offsets) - 1
         elif typ == _WORKFLOW_COMPLETE:
+            if "data" in ev:
+                run.data_at = len(run.offsets) - 1
             run.status = "completed"
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))

@@ -137,3 +137,44 @@ def test_a_failed_worker_leaves_the_rest_to_the_sequential_read(
 def test_small_files_use_no_worker() -> None:
     assert bulk.workers_for(1 << 20) == 0
     assert bulk.workers_for(bulk.BULK_MIN * 100) <= bulk.MAX_SEGMENTS - 1
+
+
+def test_the_newest_runs_answer_while_the_rest_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = tmp_path / "t.ndjson"
+    events: list[Any] = []
+    for i in range(60):
+        events += saga_run(f"S{i:02d}", t0=1000.0 * i)
+    data = ndjson(events)
+    trace.write_bytes(data)
+    expected = TraceStore(trace)
+    asyncio.run(expected.sync())
+    seen: list[tuple[bool, set[str]]] = []
+    real = bulk.fold_in_worker
+    store = TraceStore(trace)
+
+    async def watching(path: Path, start: int, end: int) -> TraceIndex:
+        await store.sync()  # a page's request: answered at once, from the preview
+        seen.append((store.loading, set(store.index.runs)))
+        return await real(path, start, end)
+
+    monkeypatch.setattr(bulk, "workers_for", lambda size: 1)
+    monkeypatch.setattr(bulk, "fold_in_worker", watching)
+    monkeypatch.setattr(bulk, "PREVIEW", len(data) // 6)
+    asyncio.run(store.sync())
+    ((loading, shown),) = seen
+    assert loading
+    # Whole runs only, the newest ones, each as the full index has it.
+    newest = sorted(expected.index.runs, reverse=True)
+    assert shown and shown == set(newest[: len(shown)]) and len(shown) < 60
+    assert not store.loading and state(store.index) == state(expected.index)
+
+
+def test_the_preview_leaves_out_runs_it_sees_only_the_end_of(tmp_path: Path) -> None:
+    trace = tmp_path / "t.ndjson"
+    old, new = saga_run("OLD"), completed_run("NEW")
+    data = ndjson(old[:-3] + new + old[-3:])
+    trace.write_bytes(data)
+    tail = len(ndjson(new + old[-3:])) + 5
+    index = bulk.preview(trace, len(data), tail)
+    assert set(index.runs) == {"NEW"} and index.workflows == {"order-process": 1}
+    assert index.runs["NEW"].status == "completed"

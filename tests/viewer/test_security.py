@@ -172,3 +172,17 @@ def test_the_viewer_writes_nothing(tmp_path: Path) -> None:
         after = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
     assert before == after
     assert sorted(os.listdir(folder)) == ["trace.ndjson"]
+
+
+def test_a_500_carries_the_security_headers(trace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("viewer.pages._runs_context", broken)
+    app = create_app(trace)
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        response = client.get("/")
+    assert response.status_code == 500
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"

@@ -71,15 +71,18 @@ def test_a_port_in_use_is_an_error_exit(tmp_path: Path, capsys: pytest.CaptureFi
 def test_main_mirrors_the_flux_dev_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[object, ...]] = []
 
-    def fake_run(trace: Path, host: str, port: int, demo: bool, open_browser: bool) -> int:
-        calls.append((trace, host, port, demo, open_browser))
+    def fake_run(
+        trace: Path, host: str, port: int, demo: bool, open_browser: bool, allow_hosts: list[str]
+    ) -> int:
+        calls.append((trace, host, port, demo, open_browser, allow_hosts))
         return 0
 
     monkeypatch.setattr("viewer.__main__.run", fake_run)
-    assert main(["--trace", "x.ndjson", "--port", "0", "--host", "::1", "--demo", "--open"]) == 0
-    assert calls == [(Path("x.ndjson"), "::1", 0, True, True)]
+    argv = ["--trace", "x.ndjson", "--port", "0", "--host", "::1", "--demo", "--open"]
+    assert main([*argv, "--allow-host", "a.example", "--allow-host", "b"]) == 0
+    assert calls == [(Path("x.ndjson"), "::1", 0, True, True, ["a.example", "b"])]
     main([])
-    assert calls[-1] == (Path(".flux/trace.ndjson"), "127.0.0.1", 4280, False, False)
+    assert calls[-1] == (Path(".flux/trace.ndjson"), "127.0.0.1", 4280, False, False, [])
 
 
 def test_python_m_viewer_has_help() -> None:

@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.viewer.factory import RunWriter, completed_run, ndjson, saga_run
 from viewer.store import Change, TraceStore
 
@@ -169,5 +171,32 @@ def test_integer_timestamps_of_any_size_never_break_the_store(tmp_path: Path) ->
     store = synced(TraceStore(trace))
     run = store.index.runs["T"]
     assert run.status == "completed" and run.started_at == events[0]["timestamp"]
-    assert store.index.malformed_count <= 1  # the 5,000-digit line, if anything
-    assert 5 <= run.events <= 6
+    # Both skipped and counted, the same way on every page.
+    assert store.index.malformed_count == 2
+    assert [bad.reason for bad in store.index.malformed] == [
+        "timestamp: an integer out of range",
+        "invalid JSON: an integer too long to read (over 4,300 digits)",
+    ]
+    assert run.events == 4
+
+
+def test_a_cached_runs_new_lines_are_read_and_parsed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = tmp_path / "trace.ndjson"
+    events = saga_run("R")
+    trace.write_bytes(ndjson(events[:5]) + ndjson(completed_run("OTHER")))
+    store = synced(TraceStore(trace))
+    assert [ev["seq"] for ev in store.events(store.index.runs["R"])] == [1, 2, 3, 4, 5]
+    reads: list[int] = []
+    real = store._read_lines
+    monkeypatch.setattr(store, "_read_lines", lambda run, start: reads.append(start) or real(run, start))
+    with open(trace, "ab") as f:
+        f.write(ndjson(events[5:9]) + ndjson(completed_run("THIRD")))
+    synced(store)
+    assert [ev["seq"] for ev in store.events(store.index.runs["R"])] == list(range(1, 10))
+    assert reads == []  # handed over by the index as it parsed them
+    fresh = synced(TraceStore(trace))
+    assert store.events(store.index.runs["R"]) == fresh.events(fresh.index.runs["R"])
+    store.events(store.index.runs["OTHER"])
+    assert reads == [0]  # not cached before: read from the file
