@@ -216,19 +216,7 @@
   }
   setInterval(tick, 1000);
 
-  // The topbar's "live" mark follows the server-sent events connection.
-  function setLive(state, title) {
-    var mark = byId("live");
-    if (!mark) return;
-    mark.className = "live " + state;
-    mark.title = "live updates: " + title;
-  }
-  document.addEventListener("htmx:sseOpen", function () {
-    setLive("on", "connected");
-  });
-  document.addEventListener("htmx:sseError", function () {
-    setLive("off", "disconnected, retrying");
-  });
+  // The topbar's live mark is runs.js's (it says "disconnected" in words).
 
   // A timeline fragment says how many events the run has now: grow the
   // slider, and keep it at the end while following live. While replaying,

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, Response
 
 from . import lanes, values
 from .axis import Axis
+from .headline import headline
 from .lanes import busy_spans
 from .lines import number_or_none
 from .pages import _common, _render, _store
@@ -148,7 +149,7 @@ class _RunContext:
             "duration": duration,
             "ticking": ticking,
             "signal_command": command,
-            "undo_failed": [c for c in view.compensations if c.status == "compensation_failed"],
+            "headline": headline(view),
             "lanes": lanes,
             "values": values,
             "state": self.state(),

@@ -196,3 +196,16 @@ def test_a_cancelled_run_and_a_deadline_exceeded_run_say_so(viewer: Viewer) -> N
     assert "customer asked" in _text(cancelled, "run-error")
     exceeded = viewer.text("/runs/D-1")
     assert "deadline exceeded" in _text(exceeded, "run-error").lower()
+
+
+def test_the_failure_headline_comes_first_and_links_each_part_to_its_row(viewer: Viewer) -> None:
+    viewer.write(saga_that_fails_to_undo().events)
+    page = viewer.text("/runs/TRIP-9")
+    head = page[page.index('id="run-headline"') :]
+    head = head[: head.index("</div>")]
+    assert page.index('id="run-headline"') < page.index('class="io"') < page.index('id="timeline"')
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", head)).split())
+    assert "payment failed on attempt 1" in text and "FatalError : card declined" in text
+    assert "Undone: flight" in text and "Failed to undo: hotel — HotelDown : hotel API down" in text
+    links = re.findall(r'data-step-select="([^"]+)"', head)
+    assert links == ["payment", "flight", "hotel"]
