@@ -141,7 +141,8 @@ def measure(browser: Any, url: str, run_id: str, steps: int) -> dict[str, float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--steps", type=int, default=10_000)
     parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose viewer to serve")
     args = parser.parse_args()
@@ -162,12 +163,15 @@ def main() -> None:
     print(f"viewer_run: {args.root.resolve()}")
     for name, m in (("100 steps", small), (f"{args.steps:,} steps", big)):
         print(
-            f"  {name:>13}: HTML {m['served']:.0f} ms ({m['size']:.0f} KiB), rendered in Chromium {m['render']:.0f} ms; "
-            f"scrolled to its last row in {m['through'] / 1000:.1f} s: frames p50 {m['p50']:.1f} / p95 {m['p95']:.1f} / "
-            f"max {m['max']:.0f} ms, {m['janky']:.0f} of {m['frames']:.0f} over 50 ms"
+            f"  {name:>13}: HTML {m['served']:.0f} ms ({m['size']:.0f} KiB), "
+            f"rendered in Chromium {m['render']:.0f} ms; "
+            f"scrolled to its last row in {m['through'] / 1000:.1f} s: "
+            f"frames p50 {m['p50']:.1f} / p95 {m['p95']:.1f} / max {m['max']:.0f} ms, "
+            f"{m['janky']:.0f} of {m['frames']:.0f} over 50 ms"
         )
     print(
-        f"  ratio big/small: HTML {big['served'] / small['served']:.1f}x, render {big['render'] / small['render']:.1f}x, "
+        f"  ratio big/small: HTML {big['served'] / small['served']:.1f}x, "
+        f"render {big['render'] / small['render']:.1f}x, "
         f"scroll p95 {big['p95'] / max(small['p95'], 0.1):.1f}x"
     )
 

@@ -60,10 +60,27 @@ class _Piece:
 
 
 #: Round steps past ten seconds, where 1/2/5 × 10^n ms would give ticks like "8 min 20 s".
-_CLOCK_STEPS = [
-    s * 1000.0
-    for s in (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 432000, 864000)
-]
+_CLOCK_S = (
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    432000,
+    864000,
+)
+_CLOCK_STEPS = [s * 1000.0 for s in _CLOCK_S]
 
 
 def nice_step(rough: float) -> float:

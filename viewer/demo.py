@@ -30,6 +30,7 @@ from typing import Any
 
 from flux import FluxEngine, FluxResult, FluxSilentLogger, JsonFileTraceSink, Workflow
 
+
 @dataclass(frozen=True)
 class Scenario:
     """One part of the demo: an example module (``examples/<stem>.py``) whose
@@ -138,7 +139,7 @@ def step_ms(workflow: str, step: str, compensate: bool = False) -> float:
     """How long a paced step takes, from its names: a stable spread within ``PACE_MS``."""
     low, high = PACE_MS
     spread = zlib.crc32(f"{workflow}/{step}/{compensate}".encode()) % 1000 / 1000.0
-    ms = low + (high - low) * spread**1.5  # most steps quick, a few slow
+    ms = float(low + (high - low) * spread**1.5)  # most steps quick, a few slow
     return ms / 2 if compensate else ms
 
 

@@ -103,12 +103,18 @@ def _row_segments(row: StepRow, axis: Axis, view: RunView) -> Iterator[Segment]:
     several = len(row.attempts) > 1
     previous: Attempt | None = None
     for a in row.attempts:
-        if previous is not None and previous.execution == a.execution and previous.outcome == "retry":
-            if previous.end is not None and a.start is not None and a.start > previous.end:
-                gap = a.start - previous.end
-                bar = axis.bar(previous.end, a.start)
-                words = f"back-off before attempt {a.number}: {span_label(gap)}"
-                yield _placed("backoff", bar.left, bar.width, f"back-off {span_label(gap)}", words)
+        if (
+            previous is not None
+            and previous.execution == a.execution
+            and previous.outcome == "retry"
+            and previous.end is not None
+            and a.start is not None
+            and a.start > previous.end
+        ):
+            gap = a.start - previous.end
+            bar = axis.bar(previous.end, a.start)
+            words = f"back-off before attempt {a.number}: {span_label(gap)}"
+            yield _placed("backoff", bar.left, bar.width, f"back-off {span_label(gap)}", words)
         first_of_execution = previous is not None and previous.execution != a.execution
         previous = a
         bar = axis.bar(a.start, a.end)
@@ -125,8 +131,8 @@ def _row_segments(row: StepRow, axis: Axis, view: RunView) -> Iterator[Segment]:
             title += f" — {a.error_type + ': ' if a.error_type else ''}{a.error}"
         cls = f"{'undo ' if row.compensation else ''}outcome-{a.outcome}{' open' if bar.open else ''}"
         cls += " first-of-run" if first_of_execution else ""
-        attrs = (("data-execution", str(a.execution)), ("data-attempt", str(a.number)))
-        yield _placed(cls, bar.left, bar.width, label, title, attrs)
+        numbers = (("data-execution", str(a.execution)), ("data-attempt", str(a.number)))
+        yield _placed(cls, bar.left, bar.width, label, title, numbers)
     wait = row.wait
     if wait is not None:
         end = wait.end

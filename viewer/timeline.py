@@ -112,7 +112,8 @@ def _go_on(f: Folder, ev: dict[str, Any]) -> None:
 
 def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     view = f.view
-    meta = ev.get("meta") if isinstance(ev.get("meta"), dict) else {}
+    raw = ev.get("meta")
+    meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
     reason = _text(meta.get("reason")) or "resume"
     from_step = _text(meta.get("fromStep"))
     if not view.executions:

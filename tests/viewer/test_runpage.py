@@ -123,7 +123,10 @@ def test_a_suspended_step_shows_the_command_that_sends_its_signal(viewer: Viewer
     r.at(6).suspend("approve", "approval")
     viewer.write(r.events)
     detail = html.unescape(viewer.text("/runs/EXP-3/step?step=approve"))
-    command = f"flux runs signal EXP-3 approval --payload 'null' --storage STORAGE_URL --workflow MODULE:ATTRIBUTE --trace {viewer.trace}"
+    command = (
+        "flux runs signal EXP-3 approval --payload 'null' --storage STORAGE_URL --workflow MODULE:ATTRIBUTE "
+        f"--trace {viewer.trace}"
+    )
     assert command in detail
 
 
