@@ -188,3 +188,20 @@ def test_the_failure_is_linked_to_its_row(server: Server, page: Any, tmp_path: P
     page.locator("#run-headline a[data-step-select]").first.click()
     expect(page.locator("#step-detail .detail")).to_have_attribute("data-step", "send")
     expect(page.locator("#step-detail .stack li.frame").first).to_contain_text("/app/smtp.py:12")
+
+
+def test_compressing_idle_time_is_a_toggle_kept_in_the_address(server: Server, page: Any) -> None:
+    r = Run("IDLE-1", ("a", "wait", "b"))
+    r.at(0).start().at(0).begin("a").at(80).done("a", 80).at(80).begin("wait").at(81).suspend("wait", "go")
+    r.at(3_600_081).signal("wait", "go").at(3_600_081).begin("b").at(3_600_181).done("b", 100)
+    r.complete(3_600_181)
+    write(server, r)
+    page.goto(server.url + "/runs/IDLE-1")
+    expect(page.locator("#timeline .axis-break")).to_have_count(0)
+    page.locator("#idle-toggle").check()
+    expect(page.locator("#timeline .axis-break")).to_have_count(1)
+    expect(page.locator("#timeline .axis-break")).to_contain_text("1 h")
+    page.wait_for_url("**/runs/IDLE-1?idle=compress")
+    page.reload()
+    expect(page.locator("#idle-toggle")).to_be_checked()
+    expect(page.locator("#timeline .axis-break")).to_have_count(1)
