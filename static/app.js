@@ -128,17 +128,18 @@
   }
 
   document.addEventListener("click", function (event) {
-    var el = event.target.closest && event.target.closest("button, a[data-step-select]");
+    // a step's link in the timeline, or in the header (the failure headline)
+    var el = event.target.closest && event.target.closest("button, a[data-step-select], a[data-goto-step]");
     if (!el) return;
     var slider = byId("replay-slider");
     if (el.classList.contains("copy")) copy(el);
     else if (el.id === "replay-prev" && slider) moveTo(Number(slider.value) - 1);
     else if (el.id === "replay-next" && slider) moveTo(Number(slider.value) + 1);
     else if (el.id === "replay-live" && slider) moveTo(Number(slider.max));
-    else if (el.hasAttribute("data-step-select")) {
+    else if (el.hasAttribute("data-step-select") || el.hasAttribute("data-goto-step")) {
       if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
-      selectStep(el.getAttribute("data-step-select"), true);
+      selectStep(el.getAttribute("data-step-select") || el.getAttribute("data-goto-step"), true);
     }
   });
 

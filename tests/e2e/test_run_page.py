@@ -185,7 +185,7 @@ def test_the_run_page_stacks_at_a_phones_width(server: Server, context_of: Any) 
 def test_the_failure_is_linked_to_its_row(server: Server, page: Any, tmp_path: Path) -> None:
     write(server, retried_by_retry_step())
     page.goto(server.url + "/runs/INV-1?at=10")
-    page.locator("#run-headline a[data-step-select]").first.click()
+    page.locator("#run-headline a[data-goto-step]").first.click()
     expect(page.locator("#step-detail .detail")).to_have_attribute("data-step", "send")
     expect(page.locator("#step-detail .stack li.frame").first).to_contain_text("/app/smtp.py:12")
 

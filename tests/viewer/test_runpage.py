@@ -210,5 +210,5 @@ def test_the_failure_headline_comes_first_and_links_each_part_to_its_row(viewer:
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", head)).split())
     assert "payment failed on attempt 1" in text and "FatalError : card declined" in text
     assert "Undone: flight" in text and "Failed to undo: hotel — HotelDown : hotel API down" in text
-    links = re.findall(r'data-step-select="([^"]+)"', head)
+    links = re.findall(r'data-goto-step="([^"]+)"', head)
     assert links == ["payment", "flight", "hotel"]
