@@ -61,6 +61,17 @@ class Headline:
         return self.error_type or self.error or ""
 
     @property
+    def undo_text(self) -> str:
+        """``undone: fetch; failed to undo: hotel (RuntimeError)``, or empty."""
+        parts = []
+        if self.undone:
+            parts.append("undone: " + ", ".join(self.undone))
+        for undo in self.not_undone:
+            why = undo.error_type or undo.error
+            parts.append(f"failed to undo: {undo.step}" + (f" ({why})" if why else ""))
+        return "; ".join(parts)
+
+    @property
     def text(self) -> str:
         """One line: ``payment failed (attempt 3 of 3): TimeoutError: gateway; undone: fetch;
         failed to undo: hotel (RuntimeError: no such booking)``."""
@@ -69,11 +80,8 @@ class Headline:
         if self.attempt_text:
             head += f" ({self.attempt_text})"
         parts = [head + (f": {self.error_text}" if self.error_text else "")]
-        if self.undone:
-            parts.append("undone: " + ", ".join(self.undone))
-        for undo in self.not_undone:
-            why = undo.error_type or undo.error
-            parts.append(f"failed to undo: {undo.step}" + (f" ({why})" if why else ""))
+        if self.undo_text:
+            parts.append(self.undo_text)
         return "; ".join(parts)
 
 

@@ -10,8 +10,9 @@ from .lines import parse_line
 from .summary import RUN_STATUSES, RunSummary
 from .trace import TraceIndex
 
-#: The lines holding a run's input and its final data (None where it has none).
-ValueLines = Callable[[RunSummary], tuple[str | None, str | None]]
+#: The lines (bytes, newline excluded) holding a run's input and its final data
+#: (None where it has none).
+ValueLines = Callable[[RunSummary], tuple[bytes | None, bytes | None]]
 
 PER_PAGE = 100
 #: The page sizes the runs page offers; any other asked for is clamped to this range.
@@ -89,19 +90,24 @@ class RunOrder:
     def search(
         self, index: TraceIndex, needle: str, runs: list[RunSummary], values: ValueLines | None
     ) -> list[RunSummary]:
-        if self._searched != (index, needle):
-            self._searched, self._matches = (index, needle), {}
-        seen = self._matches
+        last_index, last_needle = self._searched
+        known = self._matches
+        # Typing narrows a search: a run unchanged since it failed to match
+        # "gra" cannot match "grace". So each keystroke re-reads only the runs
+        # that matched the last one (and runs that changed).
+        narrowing = last_index is index and last_needle in needle
+        seen: dict[str, tuple[int, bool]] = known if needle == last_needle and narrowing else {}
         out = []
         for r in runs:
-            known = seen.get(r.id)
-            if known is not None and known[0] == r.events:
-                hit = known[1]
+            before = known.get(r.id) if narrowing else None
+            if before is not None and before[0] == r.events and (needle == last_needle or not before[1]):
+                hit = before[1]
             else:
                 hit = matches(r, needle, values)
-                seen[r.id] = (r.events, hit)
+            seen[r.id] = (r.events, hit)
             if hit:
                 out.append(r)
+        self._searched, self._matches = (index, needle), seen
         return out
 
     def get(self, index: TraceIndex) -> list[RunSummary]:
@@ -113,19 +119,28 @@ class RunOrder:
         return self._runs
 
 
-def _in_values(line: str | None, key: str, needle: str) -> bool:
-    # The raw line first (cheap), then, only when it holds the needle, the
-    # value itself: a search for "type" must not match every line's keys.
-    if line is None or needle not in line.lower():
+def _in_values(line: bytes | None, key: str, needle: str) -> bool:
+    # The raw line first (cheap: bytes, lowered as ASCII), then, only when it
+    # holds the needle, the value itself: a search for "type" must not match
+    # every line's keys.
+    if line is None:
         return False
-    ev = parse_line(line)
+    if needle.isascii():
+        if needle.encode() not in line.lower():
+            return False
+        text = line.decode("utf-8", "replace")
+    else:
+        text = line.decode("utf-8", "replace")
+        if needle not in text.lower():
+            return False
+    ev = parse_line(text)
     if not isinstance(ev, dict) or key not in ev:
         return False
     try:
-        text = json.dumps(ev[key], ensure_ascii=False)
+        value = json.dumps(ev[key], ensure_ascii=False)
     except (TypeError, ValueError):
         return False
-    return needle in text.lower()
+    return needle in value.lower()
 
 
 def matches(run: RunSummary, needle: str, values: ValueLines | None = None) -> bool:

@@ -60,6 +60,7 @@ class TraceStore:
         #: A large file's first load is under way: ``index`` holds only its
         #: newest runs (``bulk.preview``) and pages do not wait for the rest.
         self.loading = False
+        self._loaded = asyncio.Event()
         self._identity: tuple[int, int] | None = None
         self._prefix = b""
         self._lock = asyncio.Lock()
@@ -139,13 +140,14 @@ class TraceStore:
         runs first. Whatever a worker fails to do is left to the ordinary
         sequential read."""
         try:
-            parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1)
+            parts = bulk.segments(self.path, size, bulk.workers_for(size) + 1, bulk.FIRST_SHARE)
         except OSError:
             return
         workers = [asyncio.ensure_future(bulk.fold_in_worker(self.path, a, b)) for a, b in parts[1:]]
         full = TraceIndex()
         try:
             self.index, self.loading = bulk.preview(self.path, size), True
+            self._loaded.clear()
             self._publish(Change(self.version + 1, frozenset(self.index.runs)))
             await asyncio.sleep(0)  # let the first requests have the preview
             for chunk in self._chunks(0, parts[0][1], FIRST_LOAD_CHUNK):
@@ -162,6 +164,7 @@ class TraceStore:
             # The preview's runs are the whole index's too, with the same
             # offsets; cached events stay valid, but a fresh start is simpler.
             self.index, self.loading = full, False
+            self._loaded.set()
             self._cache.clear()
             self.epoch += 1
         if self.index.runs:
@@ -195,10 +198,11 @@ class TraceStore:
             listener(change)
 
     @contextlib.contextmanager
-    def value_lines(self) -> Iterator[Callable[[RunSummary], tuple[str | None, str | None]]]:
+    def value_lines(self) -> Iterator[Callable[[RunSummary], tuple[bytes | None, bytes | None]]]:
         """A reader of the lines that hold a run's input and final data, for search.
 
         One open file for a whole search; a line that cannot be read is None.
+        (Mapping the file instead measured slower: a fault per page touched.)
         """
         try:
             f = open(self.path, "rb")  # noqa: SIM115 - closed below, after the search
@@ -206,12 +210,12 @@ class TraceStore:
             yield lambda run: (None, None)
             return
 
-        def line(run: RunSummary, at: int) -> str | None:
+        def line(run: RunSummary, at: int) -> bytes | None:
             if not 0 <= at < len(run.offsets):
                 return None
             try:
                 f.seek(run.offsets[at])
-                return f.readline().decode("utf-8", "replace")
+                return f.readline().rstrip(b"\r\n")
             except OSError:
                 return None
 
@@ -222,6 +226,15 @@ class TraceStore:
 
     def run(self, run_id: str) -> RunSummary | None:
         return self.index.runs.get(run_id)
+
+    async def find(self, run_id: str) -> RunSummary | None:
+        """``run``, but a run the preview of a loading file does not hold (an
+        older one) is looked up once the whole index is in, not reported missing."""
+        run = self.index.runs.get(run_id)
+        while run is None and self.loading:
+            await self._loaded.wait()
+            run = self.index.runs.get(run_id)
+        return run
 
     def events(self, run: RunSummary) -> list[dict[str, Any]]:
         """The run's events in file order, parsed from the lines the index points at.

@@ -61,6 +61,11 @@ def test_segments_are_whole_lines_and_skip_the_unfinished_one(tmp_path: Path) ->
     assert parts[0][0] == 0 and parts[-1][1] == data.rfind(b"\n") + 1
     for (_, end), (start, _) in itertools.pairwise(parts):
         assert end == start and data[start - 1 : start] == b"\n"
+    # The server's own first segment larger than a worker's, by about FIRST_SHARE.
+    weighted = bulk.segments(trace, len(data), 3, first=2.0)
+    sizes = [b - a for a, b in weighted]
+    assert weighted[0][0] == 0 and weighted[-1][1] == parts[-1][1]
+    assert sizes[0] > 1.5 * max(sizes[1:])
 
 
 @pytest.mark.parametrize("count", [2, 3, 4, 7])
@@ -151,16 +156,24 @@ def test_the_newest_runs_answer_while_the_rest_loads(tmp_path: Path, monkeypatch
     seen: list[tuple[bool, set[str]]] = []
     real = bulk.fold_in_worker
     store = TraceStore(trace)
+    found: list[asyncio.Task[Any]] = []
 
     async def watching(path: Path, start: int, end: int) -> TraceIndex:
         await store.sync()  # a page's request: answered at once, from the preview
         seen.append((store.loading, set(store.index.runs)))
+        # A run page for an older run waits for the whole index, not a 404.
+        found.append(asyncio.create_task(store.find("S00")))
         return await real(path, start, end)
+
+    async def load() -> Any:
+        await store.sync()
+        return await found[0]
 
     monkeypatch.setattr(bulk, "workers_for", lambda size: 1)
     monkeypatch.setattr(bulk, "fold_in_worker", watching)
     monkeypatch.setattr(bulk, "PREVIEW", len(data) // 6)
-    asyncio.run(store.sync())
+    older = asyncio.run(load())
+    assert older is not None and older.id == "S00"
     ((loading, shown),) = seen
     assert loading
     # Whole runs only, the newest ones, each as the full index has it.

@@ -7,7 +7,8 @@ import re
 from tests.viewer.conftest import Viewer
 from tests.viewer.factory import T0, RunWriter, completed_run, saga_run
 from tests.viewer.test_headline import retried_to_death, rollback_failed
-from viewer.query import PAGE_SIZES, RunsQuery
+from viewer.query import PAGE_SIZES, RunsQuery, select
+from viewer.summary import RunSummary
 from viewer.templating import tokens
 
 
@@ -113,3 +114,33 @@ def test_hostile_ids_and_names_stay_text_in_the_tokens(viewer: Viewer) -> None:
     viewer.write([w.start(), w.fail("<script>", "<b>")])
     page = viewer.text("/")
     assert "<script>" not in page and "&lt;script&gt;-<wbr>a/<wbr>b" in page
+
+
+def test_typing_narrows_the_search_without_reading_every_run_again(viewer: Viewer) -> None:
+    events = []
+    for i in range(20):
+        w = RunWriter(f"R{i:02d}", "billing", t0=T0 + i * 1000)
+        events += [w.start({"customer": "grace" if i % 5 == 0 else "alan"}), w.finish({})]
+    viewer.write(events)
+    viewer.text("/")  # the store syncs
+    store = viewer.client.app.state.store
+    order = viewer.client.app.state.order
+    read: list[str] = []
+
+    def values(run: RunSummary) -> tuple[bytes | None, bytes | None]:
+        read.append(run.id)
+        with store.value_lines() as real:
+            return real(run)
+
+    def search(q: str) -> list[str]:
+        read.clear()
+        return [r.id for r in select(order, store.index, RunsQuery(q=q), values=values).rows]
+
+    assert search("gr") == ["R15", "R10", "R05", "R00"] and len(read) == 20
+    assert search("grace") == ["R15", "R10", "R05", "R00"] and sorted(read) == ["R00", "R05", "R10", "R15"]
+    assert search("grace") == ["R15", "R10", "R05", "R00"] and read == []
+    w = RunWriter("R99", "billing", t0=T0 + 99_000)
+    viewer.append([w.start({"customer": "grace hopper"})])
+    viewer.text("/")  # the store syncs
+    assert search("grace")[0] == "R99" and read == ["R99"]
+    assert len(search("a")) == 21  # wider again: everything is read
