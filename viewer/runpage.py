@@ -177,7 +177,7 @@ class _RunContext:
 async def _run_response(request: Request, template: str, fragment: bool) -> Response:
     store = await _store(request)
     run_id = request.path_params["run_id"]
-    run = store.run(run_id)
+    run = await store.find(run_id)  # a run an early, partial index does not hold yet is waited for
     if run is None:
         context = {**_common(store), "run_id": run_id}
         if fragment:
