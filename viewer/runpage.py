@@ -28,7 +28,7 @@ VIEWS_CACHED = 16
 #: Step rows drawn at first, and then per scroll to the end: a 10,000-step run's page
 #: is not 10,000 rows at once.
 FIRST_ROWS = 200
-MORE_ROWS = 500
+MORE_ROWS = 250
 
 
 #: What the viewer cannot know and a signal command needs: left for the user to fill in.
