@@ -13,11 +13,13 @@ from typing import Any
 
 from flux.events import EventType
 
+from . import waits
 from .folder import Folder
 from .folder import num as _num
 from .folder import text as _text
-from .runview import Attempt, Execution, Frame, Mark, RunView, StepRow, Wait
+from .runview import Attempt, Execution, Mark, RunView, StepRow
 from .summary import ERROR_STATUSES
+from .waits import close, stack
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
 #: attempt and its next one.
@@ -54,37 +56,6 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
             handler(folder, ev, ts)
     view.last_event = events[k - 1] if k else None
     return view
-
-
-#: Frames of a stack shown; the engine writes at most 20.
-MAX_FRAMES = 50
-
-
-def _stack(value: Any) -> list[Frame] | None:
-    if not isinstance(value, list) or not value:
-        return None
-    frames = []
-    for item in value[-MAX_FRAMES:]:
-        if isinstance(item, dict):
-            frames.append(
-                Frame(
-                    _text(item.get("file")) or "?",
-                    _text(item.get("line")) or "?",
-                    _text(item.get("function")) or "?",
-                )
-            )
-    return frames or None
-
-
-def _close(f: Folder, row: StepRow, ev: dict[str, Any], ts: float | None, outcome: str) -> Attempt:
-    """Close the open attempt (or place one from its duration), in this execution."""
-    opened = f.open_attempt(row)
-    attempt = f.close_attempt(row, ev, ts, outcome)
-    if opened is None:
-        attempt.execution = f.view.execution
-    if outcome in ("retry", "error"):
-        attempt.stack = _stack(ev.get("stack"))
-    return attempt
 
 
 def _on_workflow_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -147,7 +118,7 @@ def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _on_step_retry(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    _close(f, row, ev, ts, "retry")
+    close(f, row, ev, ts, "retry")
     if "v" not in ev:
         # @gravito/flux writes no step:start for the next attempt: it begins
         # here, backoff included. Flux's own step:start will open it.
@@ -157,7 +128,7 @@ def _on_step_retry(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    _close(f, row, ev, ts, "ok")
+    close(f, row, ev, ts, "ok")
     row.status, row.finished = "completed", True
     row.error = row.error_type = row.stack = None
     if "output" in ev:
@@ -169,7 +140,7 @@ def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _on_step_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    attempt = _close(f, row, ev, ts, "error")
+    attempt = close(f, row, ev, ts, "error")
     row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
     if row.wait is not None and row.wait.end is None:
         row.wait.end = ts
@@ -186,91 +157,6 @@ def _on_step_skipped(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     if attempt is not None:  # @gravito/flux starts a step before skipping it
         row.attempts.pop()
     row.status, row.skipped_at, row.finished = "skipped", ts, True
-
-
-def _on_step_suspend(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if f.open_attempt(row) is not None:
-        _close(f, row, ev, ts, "suspended")
-    signal = _text(ev.get("signal"))
-    row.status, row.wait = "suspended", Wait(signal, ts, wake_at=_num(ev.get("wakeAt")))
-    f.view.status, f.view.waiting_for = "suspended", signal or row.name
-    if "data" in ev:
-        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
-
-
-def _on_signal(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if row.wait is None:
-        row.wait = Wait(_text(ev.get("signal")), ts)
-    row.wait.end = ts
-    row.status, row.finished = "completed", True
-    if "output" in ev:
-        row.has_output, row.output = True, ev["output"]
-    if f.view.status == "suspended":
-        f.view.status = "running"
-    f.view.waiting_for = None
-    name = _text(ev.get("signal")) or "signal"
-    f.view.marks.append(Mark("signal", ts, name, f"signal {name} received by {row.name}"))
-
-
-def _on_cancel(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    # The saga's events and a workflow:error with status cancelled follow.
-    reason = _text(ev.get("reason"))
-    f.view.cancel_reason = reason
-    if f.view.error is None:
-        f.view.error = reason
-    f.view.marks.append(Mark("cancel", ts, "cancel", f"cancelled: {reason}" if reason else "cancelled"))
-
-
-def _on_step_sleep(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if f.open_attempt(row) is not None:
-        _close(f, row, ev, ts, "suspended")
-    row.status, row.wait = "suspended", Wait(None, ts, wake_at=_num(ev.get("wakeAt")), sleep=True)
-    f.view.status, f.view.waiting_for = "suspended", None
-    if "data" in ev:
-        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
-
-
-def _end_wait(f: Folder, ev: dict[str, Any], ts: float | None) -> StepRow:
-    """A sleep's wake, or a wait's timeout: the wait ends, the step goes on."""
-    row = f.row(ev)
-    if row.wait is None:
-        row.wait = Wait(_text(ev.get("signal")), ts, sleep=ev.get("type") == EventType.STEP_WAKE)
-    row.wait.end = ts
-    if row.status == "suspended":
-        row.status = "running"
-    if f.view.status == "suspended":
-        f.view.status = "running"
-    f.view.waiting_for = None
-    return row
-
-
-def _on_wake(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = _end_wait(f, ev, ts)
-    f.view.marks.append(Mark("wake", ts, "wake", f"{row.name} woke up"))
-
-
-def _on_signal_timeout(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = _end_wait(f, ev, ts)
-    wait = row.wait
-    assert wait is not None
-    wait.timed_out = True
-    if wait.wake_at is None:
-        wait.wake_at = _num(ev.get("wakeAt"))
-    name = _text(ev.get("signal")) or wait.signal or "signal"
-    if "error" in ev or "errorType" in ev:
-        wait.timeout_error, wait.timeout_error_type = _text(ev.get("error")), _text(ev.get("errorType"))
-        # The step fails (not retried; the saga follows); a step:error may confirm it.
-        row.status, row.error, row.error_type = "failed", wait.timeout_error, wait.timeout_error_type
-        title = f"{row.name}: no {name} in time: {wait.timeout_error_type or 'error'}"
-    else:
-        row.status, row.finished = "completed", True
-        if "output" in ev:
-            row.has_output, row.output = True, ev["output"]
-        title = f"{row.name}: no {name} in time: went on with its default"
-    f.view.marks.append(Mark("timeout", ts, "timeout", title))
 
 
 def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -291,7 +177,7 @@ def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
 
 def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
-    _close(f, row, ev, ts, "ok")
+    close(f, row, ev, ts, "ok")
     row.status = "compensated"
     if (step := f.rows.get(row.name)) is not None:
         step.status = "compensated"
@@ -300,7 +186,7 @@ def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
     final = ev.get("status") == "compensation_failed"
-    attempt = _close(f, row, ev, ts, "error" if final else "retry")
+    attempt = close(f, row, ev, ts, "error" if final else "retry")
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     row.stack = attempt.stack
     if final:
@@ -338,7 +224,7 @@ def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
                 row.status = "cancelled"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
-    f.view.stack = _stack(ev.get("stack"))
+    f.view.stack = stack(ev.get("stack"))
     f.view.error_step = _text(ev.get("stepName"))
     _finish(f, ev, ts)
 
@@ -358,16 +244,16 @@ _HANDLERS: dict[str, _Handler] = {
     EventType.STEP_COMPLETE: _on_step_complete,
     EventType.STEP_ERROR: _on_step_error,
     EventType.STEP_SKIPPED: _on_step_skipped,
-    EventType.STEP_SUSPEND: _on_step_suspend,
-    EventType.SIGNAL_RECEIVED: _on_signal,
+    EventType.STEP_SUSPEND: waits.on_step_suspend,
+    EventType.SIGNAL_RECEIVED: waits.on_signal,
     EventType.WORKFLOW_ROLLBACK_START: _on_rollback_start,
     EventType.STEP_COMPENSATE: _on_compensate,
     EventType.STEP_COMPENSATE_ERROR: _on_compensate_error,
     EventType.WORKFLOW_ROLLBACK_COMPLETE: _on_rollback_complete,
     EventType.WORKFLOW_ERROR: _on_workflow_error,
     EventType.WORKFLOW_COMPLETE: _on_workflow_complete,
-    EventType.WORKFLOW_CANCEL: _on_cancel,
-    EventType.STEP_SLEEP: _on_step_sleep,
-    EventType.STEP_WAKE: _on_wake,
-    EventType.SIGNAL_TIMEOUT: _on_signal_timeout,
+    EventType.WORKFLOW_CANCEL: waits.on_cancel,
+    EventType.STEP_SLEEP: waits.on_step_sleep,
+    EventType.STEP_WAKE: waits.on_wake,
+    EventType.SIGNAL_TIMEOUT: waits.on_signal_timeout,
 }
