@@ -19,7 +19,7 @@ MIN_WIDTH = 0.4
 #: A gap is idle when longer than this share of the time that is not (compressed).
 IDLE_SHARE = 0.25
 #: Width of one compressed gap, in percent; all of them together take at most MAX_BREAKS.
-BREAK_WIDTH = 4.0
+BREAK_WIDTH = 6.0
 MAX_BREAKS = 30.0
 #: Most intervals between ticks across the axis.
 TICKS = 8
@@ -248,6 +248,7 @@ class Axis:
                 Tick(round(self.pos(self.start + k * step), 3), k * step, offset_label(k * step))
                 for k in range(n + 1)
             ]
+        breaks = self.breaks()
         ticks: list[Tick] = []
         for p in self.pieces:
             if p.idle or p.x1 - p.x0 < 1.0:
@@ -259,7 +260,8 @@ class Axis:
             k = math.ceil((p.t0 - origin) / step - 1e-9) * step
             while origin + k <= p.t1 + 1e-9:
                 left = round(self.pos(origin + k), 3)
-                if not ticks or left - ticks[-1].left >= 8.0:
+                clear = all(not (b.left - 7.0 < left < b.left + b.width + 1.0) for b in breaks)
+                if clear and (not ticks or left - ticks[-1].left >= 8.0):
                     if origin == self.start:
                         label = offset_label(k)
                     else:
