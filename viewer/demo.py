@@ -16,28 +16,49 @@ Files the examples produce (thumbnails, reports) go to ``<trace folder>/demo/`` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import inspect
 import sys
 import threading
+import zlib
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from flux import FluxEngine, FluxResult, FluxSilentLogger, JsonFileTraceSink
+from flux import FluxEngine, FluxResult, FluxSilentLogger, JsonFileTraceSink, Workflow
 
-#: The example modules, in the order the demo runs them.
-EXAMPLES = (
-    "order_fulfillment",
-    "event_routing",
-    "multi_node",
-    "report_generation",
-    "image_processing",
-    "travel_booking",
-    "retry_failed_step",
-    "approval",
-)
+
+@dataclass(frozen=True)
+class Scenario:
+    """One part of the demo: an example module (``examples/<stem>.py``) whose
+    ``run(engine, ...)`` the demo calls. Add a scenario to show something more."""
+
+    stem: str
+    #: Its steps take realistic times (tens to hundreds of ms), so that timelines show
+    #: something: the example's own handlers are instantaneous.
+    paced: bool = True
+
+
+#: The demo, in the order it reports its parts (they run at the same time).
+SCENARIOS: list[Scenario] = [
+    Scenario("order_fulfillment"),
+    Scenario("event_routing"),
+    Scenario("multi_node"),
+    Scenario("report_generation"),
+    Scenario("image_processing"),
+    Scenario("travel_booking"),
+    Scenario("retry_failed_step"),
+    Scenario("approval"),
+]
+
+#: The example modules the demo runs.
+EXAMPLES = tuple(s.stem for s in SCENARIOS)
+
+#: How long a paced step takes: between these (ms), the same for a step at every demo.
+PACE_MS = (15, 160)
 
 #: Examples that need a package outside the standard library: module -> (import, install).
 NEEDS = {"image_processing": ("PIL", "pillow")}
@@ -114,26 +135,75 @@ def _fresh_database(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+def step_ms(workflow: str, step: str, compensate: bool = False) -> float:
+    """How long a paced step takes, from its names: a stable spread within ``PACE_MS``."""
+    low, high = PACE_MS
+    spread = zlib.crc32(f"{workflow}/{step}/{compensate}".encode()) % 1000 / 1000.0
+    ms = float(low + (high - low) * spread**1.5)  # most steps quick, a few slow
+    return ms / 2 if compensate else ms
+
+
+def _paced(fn: Any, is_async: bool, seconds: float) -> Any:
+    """``fn`` made to take ``seconds`` more, as an async handler (sync ones run inline on
+    the demo's loop, as they would without a timeout)."""
+    if is_async:
+
+        async def paced_async(ctx: Any) -> Any:
+            await asyncio.sleep(seconds)
+            return await fn(ctx)
+
+        return paced_async
+
+    async def paced_sync(ctx: Any) -> Any:
+        await asyncio.sleep(seconds)
+        result = fn(ctx)
+        return await result if inspect.isawaitable(result) else result
+
+    return paced_sync
+
+
+def pace(flow: Workflow[Any]) -> None:
+    """Make ``flow``'s steps and compensations take realistic times (in place: the
+    example's ``run`` uses this very definition)."""
+    steps = []
+    for step in flow.steps:
+        changes: dict[str, Any] = {
+            "handler": _paced(step.handler, step.is_async, step_ms(flow.name, step.name) / 1000.0),
+            "is_async": True,
+        }
+        if step.compensate is not None:
+            ms = step_ms(flow.name, step.name, compensate=True)
+            changes["compensate"] = _paced(step.compensate, step.compensate_is_async, ms / 1000.0)
+            changes["compensate_is_async"] = True
+        steps.append(dataclasses.replace(step, **changes))
+    flow._steps = tuple(steps)
+
+
+async def _run_scenario(engine: FluxEngine, scenario: Scenario, out: Path) -> str:
+    stem = scenario.stem
+    needed = NEEDS.get(stem)
+    if needed is not None and importlib.util.find_spec(needed[0]) is None:
+        return f"  {stem:<20} skipped: needs {needed[0]} (pip install {needed[1]})"
+    module = load_example(examples_dir() / f"{stem}.py")
+    if scenario.paced:
+        for value in list(vars(module).values()):
+            if isinstance(value, Workflow):
+                pace(value)
+    results = await module.run(engine, **_run_kwargs(module, out))
+    return _summary(results)
+
+
 async def _run_all(out: Path) -> list[str]:
-    folder = examples_dir()
     engine = FluxEngine(
         storage=_fresh_database(out / "workflows.db"),
         trace=JsonFileTraceSink(out / "trace.ndjson", reset=True),
         logger=FluxSilentLogger(),
     )
-    lines = []
     try:
-        for stem in EXAMPLES:
-            needed = NEEDS.get(stem)
-            if needed is not None and importlib.util.find_spec(needed[0]) is None:
-                lines.append(f"  {stem:<20} skipped: needs {needed[0]} (pip install {needed[1]})")
-                continue
-            module = load_example(folder / f"{stem}.py")
-            results = await module.run(engine, **_run_kwargs(module, out))
-            lines.append(_summary(results))
+        # at the same time: paced steps wait, and the demo takes as long as its longest part
+        return list(await asyncio.gather(*(_run_scenario(engine, s, out) for s in SCENARIOS)))
     finally:
         await engine.close()  # flushes the trace
-    return lines
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, list[str]]) -> list[str]:

@@ -23,6 +23,10 @@ class Attempt:
     duration: float | None = None
     #: Opened by a retry rather than by a ``step:start`` of its own.
     implicit: bool = False
+    #: Which execution of the run it belongs to: 1, then one more per ``workflow:resume``.
+    execution: int = 1
+    #: The handler's frames when it failed, innermost last (SPEC §6).
+    stack: list[Frame] | None = None
 
 
 @dataclass(eq=False)
@@ -36,6 +40,40 @@ class Wait:
     wake_at: float | None = None
     #: A durable sleep (``step:sleep``) rather than a wait for a signal.
     sleep: bool = False
+    #: A wait whose timeout passed (``signal:timeout``), and what the timeout did.
+    timed_out: bool = False
+    timeout_error: str | None = None
+    timeout_error_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Frame:
+    file: str
+    line: str
+    function: str
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Something that happened to the whole run at one moment, marked on the axis:
+    ``kind`` is ``resume``, ``signal``, ``timeout``, ``wake`` or ``cancel``."""
+
+    kind: str
+    at: float | None
+    label: str
+    title: str
+
+
+@dataclass(eq=False)
+class Execution:
+    """One go of the run: its start, then one per ``workflow:resume`` (``reason``:
+    resume, retry_step, recover; ``from_step`` where it went on)."""
+
+    number: int
+    start: float | None
+    reason: str = "start"
+    from_step: str | None = None
+    end: float | None = None
 
 
 @dataclass(eq=False)
@@ -53,6 +91,7 @@ class StepRow:
     changes: list[Change] | None = None
     error: str | None = None
     error_type: str | None = None
+    stack: list[Frame] | None = None
     #: Set on compensation rows: the step whose effect was undone.
     compensation: bool = False
     #: Completed or skipped at some point (a later compensation does not undo it).
@@ -75,6 +114,19 @@ class RunView:
     error: str | None = None
     error_type: str | None = None
     waiting_for: str | None = None
+    stack: list[Frame] | None = None
+    #: The step named by the run's ``workflow:error``.
+    error_step: str | None = None
+    #: ``ctx.data`` as of the last step that recorded it (what replay shows mid-run).
+    has_latest_data: bool = False
+    latest_data: Any = None
+    #: ``meta.schedule`` of a run a schedule started, and ``meta.deadline`` (epoch ms).
+    schedule_id: str | None = None
+    schedule_slot: str | None = None
+    deadline: float | None = None
+    cancel_reason: str | None = None
+    executions: list[Execution] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
     compensations: list[StepRow] = field(default_factory=list)
     #: Events folded (the replay position) and events in the run.
@@ -89,6 +141,33 @@ class RunView:
     @property
     def steps_done(self) -> int:
         return sum(1 for row in self.steps if row.finished)
+
+    @property
+    def execution(self) -> int:
+        return len(self.executions) or 1
+
+    def step_counts(self) -> list[tuple[str, int]]:
+        """How many steps are in each state, as the header words them, in a fixed order:
+        a rolled-back run's steps do not read as progress."""
+        words = {
+            "completed": "completed",
+            "skipped": "skipped",
+            "running": "running",
+            "retrying": "retrying",
+            "suspended": "waiting",
+            "failed": "failed",
+            "cancelled": "cancelled",
+            "compensating": "undoing",
+            "compensated": "undone",
+            "compensation_failed": "failed to undo",
+            "pending": "not run",
+        }
+        counts: dict[str, int] = {}
+        for row in self.steps:
+            word = words.get(row.status, row.status)
+            counts[word] = counts.get(word, 0) + 1
+        order = list(words.values())
+        return sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
 
     def step(self, name: str) -> StepRow | None:
         for row in self.steps:

@@ -13,11 +13,13 @@ from typing import Any
 
 from flux.events import EventType
 
+from . import waits
 from .folder import Folder
 from .folder import num as _num
 from .folder import text as _text
-from .runview import Attempt, RunView, StepRow, Wait
+from .runview import Attempt, Execution, Mark, RunView, StepRow
 from .summary import ERROR_STATUSES
+from .waits import close, stack
 
 #: Row states the page shows that are not a stored ``StepStatus``: a step between a failed
 #: attempt and its next one.
@@ -57,17 +59,42 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
 
 
 def _on_workflow_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    view = f.view
     if "input" in ev:
-        f.view.has_input, f.view.input = True, ev["input"]
-    _on_workflow_resume(f, ev, ts)
+        view.has_input, view.input = True, ev["input"]
+    meta = ev.get("meta")
+    if isinstance(meta, dict):
+        schedule = meta.get("schedule")
+        if isinstance(schedule, dict):
+            view.schedule_id, view.schedule_slot = _text(schedule.get("id")), _text(schedule.get("slot"))
+        view.deadline = _num(meta.get("deadline"))
+    if not view.executions:
+        view.executions.append(Execution(1, ts))
+    _go_on(f, ev)
 
 
-def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+def _go_on(f: Folder, ev: dict[str, Any]) -> None:
     f.define(ev.get("meta"))
     view = f.view
     view.status = "running"
     view.ended_at = view.duration = None
-    view.error = view.error_type = view.waiting_for = None
+    view.error = view.error_type = view.waiting_for = view.stack = view.error_step = None
+
+
+def _on_workflow_resume(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    view = f.view
+    raw = ev.get("meta")
+    meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    reason = _text(meta.get("reason")) or "resume"
+    from_step = _text(meta.get("fromStep"))
+    if not view.executions:
+        view.executions.append(Execution(1, view.started_at))
+    view.executions[-1].end = view.executions[-1].end or ts
+    number = len(view.executions) + 1
+    view.executions.append(Execution(number, ts, reason, from_step))
+    where = f" from {from_step}" if from_step else ""
+    view.marks.append(Mark("resume", ts, reason.replace("_", " "), f"run {number}: {reason}{where}"))
+    _go_on(f, ev)
 
 
 def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -85,37 +112,40 @@ def _on_step_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
         attempt = row.attempts[-1]
     if type(number) is int:
         attempt.number = number
+    attempt.execution = f.view.execution
     row.status = "running"
 
 
 def _on_step_retry(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "retry")
+    close(f, row, ev, ts, "retry")
     if "v" not in ev:
         # @gravito/flux writes no step:start for the next attempt: it begins
         # here, backoff included. Flux's own step:start will open it.
-        row.attempts.append(Attempt(len(row.attempts) + 1, ts, implicit=True))
+        row.attempts.append(Attempt(len(row.attempts) + 1, ts, implicit=True, execution=f.view.execution))
     row.status = "retrying"
 
 
 def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "ok")
+    close(f, row, ev, ts, "ok")
     row.status, row.finished = "completed", True
-    row.error = row.error_type = None
+    row.error = row.error_type = row.stack = None
     if "output" in ev:
         row.has_output, row.output = True, ev["output"]
     if "data" in ev:
         row.changes = f.data_changes(row.index, ev["data"])
+        f.view.has_latest_data, f.view.latest_data = True, ev["data"]
 
 
 def _on_step_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    f.close_attempt(row, ev, ts, "error")
+    attempt = close(f, row, ev, ts, "error")
     row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
     if row.wait is not None and row.wait.end is None:
         row.wait.end = ts
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    row.stack = attempt.stack
     f.view.error, f.view.error_type = row.error, row.error_type
     if "v" not in ev:  # @gravito/flux writes no workflow:error
         f.view.status, f.view.ended_at = "failed", ts
@@ -127,55 +157,6 @@ def _on_step_skipped(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     if attempt is not None:  # @gravito/flux starts a step before skipping it
         row.attempts.pop()
     row.status, row.skipped_at, row.finished = "skipped", ts, True
-
-
-def _on_step_suspend(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if f.open_attempt(row) is not None:
-        f.close_attempt(row, ev, ts, "suspended")
-    signal = _text(ev.get("signal"))
-    row.status, row.wait = "suspended", Wait(signal, ts, wake_at=_num(ev.get("wakeAt")))
-    f.view.status, f.view.waiting_for = "suspended", signal or row.name
-
-
-def _on_signal(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if row.wait is None:
-        row.wait = Wait(_text(ev.get("signal")), ts)
-    row.wait.end = ts
-    row.status, row.finished = "completed", True
-    if "output" in ev:
-        row.has_output, row.output = True, ev["output"]
-    if f.view.status == "suspended":
-        f.view.status = "running"
-    f.view.waiting_for = None
-
-
-def _on_cancel(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    # The saga's events and a workflow:error with status cancelled follow.
-    if f.view.error is None:
-        f.view.error = _text(ev.get("reason"))
-
-
-def _on_step_sleep(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    row = f.row(ev)
-    if f.open_attempt(row) is not None:
-        f.close_attempt(row, ev, ts, "suspended")
-    row.status, row.wait = "suspended", Wait(None, ts, wake_at=_num(ev.get("wakeAt")), sleep=True)
-    f.view.status, f.view.waiting_for = "suspended", None
-
-
-def _end_wait(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
-    """A sleep's wake, or a wait's timeout: the wait ends, the step goes on."""
-    row = f.row(ev)
-    if row.wait is None:
-        row.wait = Wait(_text(ev.get("signal")), ts)
-    row.wait.end = ts
-    if row.status == "suspended":
-        row.status = "running"
-    if f.view.status == "suspended":
-        f.view.status = "running"
-    f.view.waiting_for = None
 
 
 def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -196,7 +177,7 @@ def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
 
 def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
-    f.close_attempt(row, ev, ts, "ok")
+    close(f, row, ev, ts, "ok")
     row.status = "compensated"
     if (step := f.rows.get(row.name)) is not None:
         step.status = "compensated"
@@ -205,8 +186,9 @@ def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = _compensation_row(f, ev)
     final = ev.get("status") == "compensation_failed"
-    f.close_attempt(row, ev, ts, "error" if final else "retry")
+    attempt = close(f, row, ev, ts, "error" if final else "retry")
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    row.stack = attempt.stack
     if final:
         row.status = "compensation_failed"
         if (step := f.rows.get(row.name)) is not None:
@@ -224,6 +206,9 @@ def _finish(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     view.waiting_for = None
     if "data" in ev:
         view.has_data, view.data = True, ev["data"]
+        view.has_latest_data, view.latest_data = True, ev["data"]
+    if view.executions:
+        view.executions[-1].end = ts
 
 
 def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -239,6 +224,8 @@ def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
                 row.status = "cancelled"
     if "error" in ev:
         f.view.error, f.view.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
+    f.view.stack = stack(ev.get("stack"))
+    f.view.error_step = _text(ev.get("stepName"))
     _finish(f, ev, ts)
 
 
@@ -257,16 +244,16 @@ _HANDLERS: dict[str, _Handler] = {
     EventType.STEP_COMPLETE: _on_step_complete,
     EventType.STEP_ERROR: _on_step_error,
     EventType.STEP_SKIPPED: _on_step_skipped,
-    EventType.STEP_SUSPEND: _on_step_suspend,
-    EventType.SIGNAL_RECEIVED: _on_signal,
+    EventType.STEP_SUSPEND: waits.on_step_suspend,
+    EventType.SIGNAL_RECEIVED: waits.on_signal,
     EventType.WORKFLOW_ROLLBACK_START: _on_rollback_start,
     EventType.STEP_COMPENSATE: _on_compensate,
     EventType.STEP_COMPENSATE_ERROR: _on_compensate_error,
     EventType.WORKFLOW_ROLLBACK_COMPLETE: _on_rollback_complete,
     EventType.WORKFLOW_ERROR: _on_workflow_error,
     EventType.WORKFLOW_COMPLETE: _on_workflow_complete,
-    EventType.WORKFLOW_CANCEL: _on_cancel,
-    EventType.STEP_SLEEP: _on_step_sleep,
-    EventType.STEP_WAKE: _end_wait,
-    EventType.SIGNAL_TIMEOUT: _end_wait,
+    EventType.WORKFLOW_CANCEL: waits.on_cancel,
+    EventType.STEP_SLEEP: waits.on_step_sleep,
+    EventType.STEP_WAKE: waits.on_wake,
+    EventType.SIGNAL_TIMEOUT: waits.on_signal_timeout,
 }

@@ -197,5 +197,5 @@ def test_the_run_page_draws_a_sleep(viewer: Viewer) -> None:
     viewer.write(sleeping_run("Z-9", wake=False))
     page = viewer.text("/runs/Z-9")
     assert 'class="badge status-suspended"' in page
-    assert 'title="sleeping until ' in page and ">sleep</span>" in page
-    assert "Slept until" in viewer.text("/runs/Z-9/step?step=cool")
+    assert 'title="sleeping until ' in page and ">sleep · " in page  # with the time left (dash-run)
+    assert "Sleeping until" in viewer.text("/runs/Z-9/step?step=cool")
