@@ -9,7 +9,9 @@ a line per workflow. The user's own trace file is never opened.
 
 Together they leave retries, skipped branches, saga rollbacks (one that fails), a run
 that waits for a signal (``EXP-3-demo``, which ``flux runs signal`` can approve, as the
-demo prints), a signal that completed a run, and a ``retry_step`` in the file.
+demo prints), a signal that completed a run, a ``retry_step``, two trials asleep for eleven
+days (durable sleeps, a wait with a timeout ahead), and a run started by a schedule (the
+schedule ``digest-demo`` stays stored, for ``flux schedules list``).
 Files the examples produce (thumbnails, reports) go to ``<trace folder>/demo/`` too.
 """
 
@@ -52,6 +54,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("travel_booking"),
     Scenario("retry_failed_step"),
     Scenario("approval"),
+    Scenario("trial_reminders"),
+    Scenario("scheduled_digest"),
 ]
 
 #: The example modules the demo runs.

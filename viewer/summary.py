@@ -37,6 +37,7 @@ class RunSummary:
         "started_at",
         "status",
         "waiting_for",
+        "wake_at",
         "workflow",
     )
 
@@ -55,6 +56,8 @@ class RunSummary:
         self.error: str | None = None
         self.error_type: str | None = None
         self.waiting_for: str | None = None
+        #: When a suspended run wakes (a sleep's end or a wait's timeout), epoch ms, or None.
+        self.wake_at: float | None = None
         self.last_seq = 0
         #: Failed attempts that were tried again (``step:retry`` events).
         self.retries = 0
@@ -73,7 +76,7 @@ class RunSummary:
         seen = None if self.seen is None else tuple(self.seen)
         state: tuple[Any, ...] = (self.status, self.started_at, self.ended_at, self.duration)
         state += (self.meta_steps, tuple(self.done), seen, self.error, self.error_type)
-        state += (self.waiting_for, self.last_seq, self.retries, self.input_at, self.data_at)
+        state += (self.waiting_for, self.last_seq, self.retries, self.input_at, self.data_at, self.wake_at)
         return _restore_run, (self.id, self.workflow, self.first_line, state, self.offsets.tobytes())
 
     @property
@@ -103,7 +106,7 @@ def _restore_run(
     run = RunSummary(run_id, workflow, first_line)
     (run.status, run.started_at, run.ended_at, run.duration, run.meta_steps, done, seen) = state[:7]
     (run.error, run.error_type, run.waiting_for, run.last_seq, run.retries) = state[7:12]
-    (run.input_at, run.data_at) = state[12:]
+    (run.input_at, run.data_at, run.wake_at) = state[12:]
     run.done = set(done)
     run.seen = None if seen is None else set(seen)
     run.offsets.frombytes(offsets)

@@ -269,7 +269,7 @@ class TraceIndex:
             if current:
                 run.status = "running"
                 run.ended_at = run.duration = None
-                run.error = run.error_type = run.waiting_for = None
+                run.error = run.error_type = run.waiting_for = run.wake_at = None
         elif not current:
             return
         elif typ == _STEP_ERROR:
@@ -282,19 +282,21 @@ class TraceIndex:
         elif typ == _SUSPEND:
             run.status = "suspended"
             run.waiting_for = text_or_none(ev.get("signal")) or text_or_none(ev.get("stepName"))
+            run.wake_at = number_or_none(ev.get("wakeAt"))
         elif typ == _SLEEP:
             run.status = "suspended"
             run.waiting_for = None
+            run.wake_at = number_or_none(ev.get("wakeAt"))
         elif typ in (_WAKE, _SIGNAL_TIMEOUT):
             if run.status == "suspended":
                 run.status = "running"
-            run.waiting_for = None
+            run.waiting_for = run.wake_at = None
         elif typ == _SIGNAL:
             if type(name := ev.get("stepName")) is str:
                 run.done.add(name)
             if run.status == "suspended":
                 run.status = "running"
-            run.waiting_for = None
+            run.waiting_for = run.wake_at = None
         elif typ == _ROLLBACK_START:
             run.status = "rolling_back"
         elif typ == _ROLLBACK_COMPLETE:
@@ -309,7 +311,7 @@ class TraceIndex:
                 run.error_type = text_or_none(ev.get("errorType"))
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
-            run.waiting_for = None
+            run.waiting_for = run.wake_at = None
             if "data" in ev:
                 run.data_at = len(run.offsets) - 1
         elif typ == _WORKFLOW_COMPLETE:
@@ -318,4 +320,4 @@ class TraceIndex:
             run.status = "completed"
             run.ended_at = ts
             run.duration = number_or_none(ev.get("duration"))
-            run.error = run.error_type = run.waiting_for = None
+            run.error = run.error_type = run.waiting_for = run.wake_at = None

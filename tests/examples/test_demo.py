@@ -38,8 +38,15 @@ def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest
         "workflow:resume",
         "workflow:complete",
         "workflow:error",
+        "step:sleep",
     ):
         assert types[kind] >= 1, f"no {kind} in the demo trace: {types}"
+    # Trials are left asleep for days; a run was started by a schedule.
+    sleeps = [e for e in events if e["type"] == "step:sleep"]
+    assert {e["workflowId"] for e in sleeps} == {"trial-ada-demo", "trial-bob-demo"}
+    assert all(int(str(e["wakeAt"])) - int(str(e["timestamp"])) > 86400_000 for e in sleeps)
+    scheduled = [e for e in events if e["type"] == "workflow:start" and "schedule" in e["meta"]]  # type: ignore[operator]
+    assert len(scheduled) == 1 and scheduled[0]["meta"]["schedule"]["id"] == "digest-now-demo"  # type: ignore[index]
     ends = Counter(e["status"] for e in events if e["type"] == "workflow:rollback_complete")
     assert ends["rolled_back"] >= 1
     assert ends["rollback_failed"] >= 1
@@ -61,6 +68,8 @@ def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest
         "travel-booking",
         "invoice-delivery",
         "expense-approval",
+        "trial-reminders",
+        "daily-digest",
     }
     if importlib.util.find_spec("PIL") is not None:
         expected.add("image-processing")

@@ -135,6 +135,7 @@ def test_every_example_is_covered() -> None:
             "order_fulfillment",
             "report_generation",
             "retry_failed_step",
+            "scheduled_digest",
             "travel_booking",
             "trial_reminders",
         ]
@@ -199,6 +200,10 @@ SCRIPTS: dict[str, tuple[list[str], set[str]]] = {
             "fourteen days passed on a VirtualClock",
         ],
         {"step:sleep", "step:wake", "step:suspend", "signal:received", "signal:timeout", "workflow:complete"},
+    ),
+    "scheduled_digest": (
+        ["@2026-", "completed: digest sent: 17 orders, 1 refund", "a week of mornings passed on a VirtualClock"],
+        {"workflow:start", "workflow:complete"},
     ),
     "retry_failed_step": (
         [

@@ -144,3 +144,30 @@ def test_typing_narrows_the_search_without_reading_every_run_again(viewer: Viewe
     viewer.text("/")  # the store syncs
     assert search("grace")[0] == "R99" and read == ["R99"]
     assert len(search("a")) == 21  # wider again: everything is read
+
+
+def test_a_sleeping_run_and_a_wait_with_a_timeout_say_until_when(viewer: Viewer) -> None:
+    from flux.events import EventType as E
+
+    nap = RunWriter("NAP", "trial", (("welcome", False), ("trial", False)))
+    wait = RunWriter("ASK", "approval", (("ask", False),), t0=T0 + 5000)
+    woken = RunWriter("UP", "trial", (("trial", False),), t0=T0 + 9000)
+    viewer.write(
+        [
+            nap.start({}),
+            nap.event(E.STEP_START.value, stepName="trial", stepIndex=1, attempt=1),
+            nap.event(E.STEP_SLEEP.value, stepName="trial", stepIndex=1, wakeAt=T0 + 86_400_000),
+            wait.start({}),
+            wait.event(
+                E.STEP_SUSPEND.value, stepName="ask", stepIndex=0, signal="approval", wakeAt=T0 + 3_600_000
+            ),
+            woken.start({}),
+            woken.event(E.STEP_SLEEP.value, stepName="trial", stepIndex=0, wakeAt=T0 + 9100),
+            woken.event(E.STEP_WAKE.value, stepName="trial", stepIndex=0),
+        ]
+    )
+    page = viewer.text("/")
+    assert "asleep until" in row(page, "NAP") and f'data-ms="{T0 + 86_400_000:.0f}"' in row(page, "NAP")
+    asking = row(page, "ASK")
+    assert "for approval" in asking and "times out <time" in asking
+    assert "until" not in row(page, "UP")
