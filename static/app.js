@@ -53,7 +53,7 @@
 
   function moveTo(value) {
     if (!setPosition(value)) return;
-    trigger(["run-header", "timeline", "step-detail"], "replay");
+    trigger(["run-live"], "replay");
     remember(false);
   }
 
@@ -82,7 +82,7 @@
     if (idle) idle.checked = params.get("idle") === "compress";
     byId("step-field").value = params.get("step") || "";
     markSelected(params.get("step") || "");
-    trigger(["run-header", "timeline", "step-detail"], "replay");
+    trigger(["run-live"], "replay");
   });
 
   document.addEventListener("input", function (event) {
@@ -91,7 +91,7 @@
 
   document.addEventListener("change", function (event) {
     if (event.target && event.target.id === "idle-toggle") {
-      trigger(["timeline"], "replay");
+      trigger(["run-live"], "replay");
       remember(false);
     }
   });
@@ -222,7 +222,7 @@
   // A timeline fragment says how many events the run has now: grow the
   // slider, and keep it at the end while following live. While replaying,
   // the user's position stands.
-  document.addEventListener("htmx:afterSwap", function (event) {
+  function timelineSwapped(event) {
     var target = event.detail && event.detail.target;
     if (!target || target.id !== "timeline") return;
     var timeline = target.querySelector(".timeline");
@@ -230,7 +230,9 @@
     if (!timeline || !slider) return;
     slider.max = timeline.dataset.total;
     if (byId("replay-live-field").value === "1") slider.value = timeline.dataset.total;
-  });
+  }
+  document.addEventListener("htmx:afterSwap", timelineSwapped);
+  document.addEventListener("htmx:oobAfterSwap", timelineSwapped); // the live request's swaps
 
   // A long run's rows come in chunks as they are scrolled to: an update of the timeline
   // asks for as many as are shown, so that it does not take them away again.

@@ -173,3 +173,9 @@ async def run_step(request: Request) -> Response:
     from . import runpage
 
     return await runpage.run_step(request)
+
+
+async def run_live(request: Request) -> Response:
+    from . import runpage
+
+    return await runpage.run_live(request)

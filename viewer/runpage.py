@@ -219,5 +219,10 @@ async def run_timeline(request: Request) -> Response:
     return await _run_response(request, "_timeline_rows.html" if rows else "_timeline.html", fragment=True)
 
 
+async def run_live(request: Request) -> Response:
+    """What a change (or a replay move) redraws, in one response: header, timeline, step."""
+    return await _run_response(request, "_run_live.html", fragment=True)
+
+
 async def run_step(request: Request) -> Response:
     return await _run_response(request, "_step_detail.html", fragment=True)

@@ -103,6 +103,7 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
         Route("/runs/{run_id:path}/header", pages.run_header),
         Route("/runs/{run_id:path}/timeline", pages.run_timeline),
         Route("/runs/{run_id:path}/step", pages.run_step),
+        Route("/runs/{run_id:path}/live", pages.run_live),
         Route("/runs/{run_id:path}", pages.run_page),
         Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
     ]

@@ -205,3 +205,24 @@ def test_compressing_idle_time_is_a_toggle_kept_in_the_address(server: Server, p
     page.reload()
     expect(page.locator("#idle-toggle")).to_be_checked()
     expect(page.locator("#timeline .axis-break")).to_have_count(1)
+
+
+def test_a_change_to_the_run_redraws_the_page_in_one_request(server: Server, page: Any) -> None:
+    r = Run("LIVE-1", ("a", "b"))
+    r.at(0).start().at(0).begin("a")
+    write(server, r)
+    page.goto(server.url + "/runs/LIVE-1")
+    status = page.locator("#run-status")
+    expect(status).to_have_attribute("data-status", "running")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/runs/LIVE-1" in request.url else None)
+    more = Run("LIVE-1", ("a", "b"))
+    more.events = []
+    more.at(10).done("a", 10).at(10).begin("b").at(20).done("b", 10).at(20).complete(20)
+    for seq, ev in enumerate(more.events, start=len(r.events) + 1):
+        ev["seq"] = seq
+    write(server, more)
+    expect(status).to_have_attribute("data-status", "completed")  # header
+    expect(page.locator("#timeline .trow.step[data-step='b']")).to_have_count(1)  # timeline
+    # however many events the change brought, each redraw was one request for all three parts
+    assert asked and all(url.split("?")[0].endswith("/runs/LIVE-1/live") for url in asked), asked
