@@ -91,6 +91,9 @@ def make_env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # The templates are part of the package: checking their files for changes at every
+        # include (a stat per step row of a long run) is wasted work.
+        auto_reload=False,
     )
     env.filters.update(
         time=fmt_time,
