@@ -89,6 +89,9 @@ _V3_TIMERS = (
     "CREATE INDEX flux_runs_due ON flux_runs (due_at) WHERE due_at IS NOT NULL",
 )
 
+#: Retention (`prune`): runs found by state and age (their last change), oldest first.
+_V4_RETENTION = ("CREATE INDEX flux_runs_age ON flux_runs (status, updated_at)",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -103,6 +106,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "durable time: wake times, deadlines, due runs", common=_V3_TIMERS),
+    Migration(4, "retention: runs by state and age", common=_V4_RETENTION),
 )
 
 #: The schema version this code writes and understands.

@@ -492,7 +492,35 @@ class PostgresStorage:
                 self._beat_conn.close()
                 self._beat_conn = None
 
+    # ------------------------------------------------------------------ retention (h/lean)
 
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        values = [RunStatus(s).value for s in statuses]
+        if not values:
+            return 0
+        size = max(1, int(batch))
+
+        def prune_batch(conn: psycopg.Connection[Any]) -> int:
+            cur = conn.execute(_PRUNE, (values, before, size))
+            return cur.rowcount
+
+        removed = 0
+        while True:  # one statement, one short transaction, per batch
+            count = await self._call(prune_batch, "pruning runs", retry=True)
+            removed += count
+            if count < size:
+                return removed
+
+
+#: One batch of `prune`: the runs by the index on (status, updated_at) of migration 4, locked
+#: (a run another transaction holds is skipped: it is being changed), with their steps.
+_PRUNE = """
+    WITH doomed AS (
+        SELECT id FROM flux_runs WHERE status = ANY(%s) AND updated_at < %s
+        LIMIT %s FOR UPDATE SKIP LOCKED
+    ), steps AS (DELETE FROM flux_steps WHERE run_id IN (SELECT id FROM doomed))
+    DELETE FROM flux_runs WHERE id IN (SELECT id FROM doomed)
+"""
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
 _HEARTBEAT_CANCEL = "cancel_reason"
 _HEARTBEAT = (

@@ -492,7 +492,37 @@ class SQLiteStorage:
                 self._beat_conn.close()
                 self._beat_conn = None
 
+    # ------------------------------------------------------------------ retention (h/lean)
 
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        values = tuple(RunStatus(s).value for s in statuses)
+        if not values:
+            return 0
+        size = max(1, min(int(batch), 500))  # within SQLite's limit of parameters
+        pick = _PRUNE_PICK.format(marks=", ".join("?" * len(values)))
+
+        def prune_batch(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute(pick, (*values, before, size))]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                conn.execute(f"DELETE FROM flux_steps WHERE run_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM flux_runs WHERE id IN ({marks})", ids)
+                for run_id in ids:
+                    self._known.pop(run_id, None)
+            return len(ids)
+
+        removed = 0
+        while True:  # one short transaction per batch: other writers get in between
+            count = self._write("pruning runs", prune_batch)
+            removed += count
+            if count < size:
+                return removed
+
+
+#: Runs to prune, by the index on (status, updated_at) of migration 4.
+_PRUNE_PICK = (
+    "SELECT id FROM flux_runs INDEXED BY flux_runs_age WHERE status IN ({marks}) AND updated_at < ? LIMIT ?"
+)
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
 _HEARTBEAT_CANCEL = "cancel_reason"
 _HEARTBEAT_OLD = "UPDATE flux_runs SET lease_expires_at=? WHERE lease_owner=? AND id IN ({marks})"
