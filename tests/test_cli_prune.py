@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from flux import Flux, FluxEngine, FluxError, SQLiteStorage, create_workflow
-from flux.testing import VirtualClock
 from flux.cli import main
+from flux.testing import VirtualClock
 
 done = create_workflow("prune-done").step("a", lambda ctx: 1).step("b", lambda ctx: 2)
 broken = create_workflow("prune-broken").step("a", lambda ctx: 1 / 0, retries=0)
