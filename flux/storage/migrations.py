@@ -91,6 +91,16 @@ _V3_TIMERS = (
 
 #: Retention (`prune`): runs found by state and age (their last change), oldest first.
 _V4_RETENTION = ("CREATE INDEX flux_runs_age ON flux_runs (status, updated_at)",)
+#: Compact storage (SQLite): a step saved on the fast path carries the run's data after it
+#: (`run_data`); once the next step's row carries a newer one, the older is never read
+#: again, so a large one is dropped (a small one is left: dropping it would cost a write).
+_V4_SQLITE_RUN_DATA = (
+    """CREATE TRIGGER flux_steps_drop_run_data AFTER INSERT ON flux_steps
+    WHEN NEW.run_data IS NOT NULL AND NEW.idx > 0 BEGIN
+        UPDATE flux_steps SET run_data = NULL
+        WHERE run_id = NEW.run_id AND idx = NEW.idx - 1 AND length(run_data) >= 2048;
+    END""",
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
@@ -106,7 +116,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(3, "durable time: wake times, deadlines, due runs", common=_V3_TIMERS),
-    Migration(4, "retention: runs by state and age", common=_V4_RETENTION),
+    Migration(
+        4,
+        "retention: runs by state and age; compact storage of big data",
+        common=_V4_RETENTION,
+        sqlite=_V4_SQLITE_RUN_DATA,
+    ),
 )
 
 #: The schema version this code writes and understands.

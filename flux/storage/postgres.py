@@ -30,7 +30,8 @@ from ._rows import (
     run_from_values,
     run_values,
     started_steps,
-    step_values,
+    steps_values,
+    stored_before,
 )
 from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
@@ -65,8 +66,8 @@ _UPSERT_STEPS = f"""
 def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecord]) -> list[list[Any]]:
     """The step rows as parallel arrays, for `unnest`."""
     cols: list[list[Any]] = [[] for _ in range(STEP_WIDTH)]
-    for i in indexes:
-        for col, value in zip(cols, step_values(run_id, i, steps[i]), strict=True):
+    for row in steps_values(run_id, indexes, steps):
+        for col, value in zip(cols, row, strict=True):
             col.append(value)
     return cols
 
@@ -276,6 +277,7 @@ class PostgresStorage:
             # The common case, one finished step: a single-row upsert plans and runs fastest.
             i = steps[0]
             st = run.steps[i]
+            before = stored_before(st, run.steps[i - 1] if i else None)
             sql = f"""
                 WITH run AS ({update})
                 INSERT INTO flux_steps ({STEP_COLUMNS})
@@ -294,7 +296,7 @@ class PostgresStorage:
                 st.output_json,
                 to_column(st.error),
                 to_column(st.error_type),
-                st.data_before,
+                before,
                 to_column(st.waiting_for),
                 st.compensation_attempts,
                 st.compensated_at,

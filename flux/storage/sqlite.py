@@ -24,6 +24,7 @@ from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
+from ._compact import MARK, against, decode
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -81,18 +82,31 @@ _LOG_STEP = (
 )
 
 
-def _step_row(run_id: str, idx: int, s: StepRecord, run: RunRecord | None = None) -> tuple[Any, ...]:
-    extra = (run.data_json, run.seq, run.updated_at, run.rev) if run else (None, None, None, 0)
-    return (*step_values(run_id, idx, s), *extra)
+def _step_row(
+    run_id: str, idx: int, steps: Sequence[StepRecord], run: RunRecord | None = None
+) -> tuple[Any, ...]:
+    s = steps[idx]
+    # The data after the step, stored against the data before it (`_compact`).
+    extra = (
+        (against(run.data_json, s.data_before), run.seq, run.updated_at, run.rev)
+        if run
+        else (None, None, None, 0)
+    )
+    return (*step_values(run_id, idx, s, steps[idx - 1] if idx else None), *extra)
 
 
 def _run_from_rows(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> RunRecord:
     """A run from its row and its step rows, with the data of the newest write of either."""
     run = run_from_values(row, step_rows)
     run.rev = row[RUN_WIDTH]
+    newest = None
     for r in step_rows:
         if r[STEP_WIDTH + 3] > run.rev:
+            newest = r
             run.data_json, run.seq, run.updated_at, run.rev = r[STEP_WIDTH : STEP_WIDTH + 4]
+    if newest is not None and run.data_json.startswith(MARK):
+        base = run.steps[newest[1]].data_before if newest[1] < len(run.steps) else None
+        run.data_json = decode(run.data_json, base) or "{}"
     return run
 
 
@@ -250,7 +264,7 @@ class SQLiteStorage:
         def insert(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount != 1:
                 return False
-            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in started])
+            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps) for i in started])
             return True
 
         what = f"creating run '{run.id}'"
@@ -268,7 +282,7 @@ class SQLiteStorage:
         # Only a lease holder is sure that nobody else changed the run since its last write.
         if owner is not None and len(steps) == 1 and self._known.get(run.id) == state:
             i = steps[0]
-            row = _step_row(run.id, i, run.steps[i], run)
+            row = _step_row(run.id, i, run.steps, run)
             if self._write_one(f"saving run '{run.id}'", _LOG_STEP, (*row, run.id, owner)) != 1:
                 self._known.pop(run.id, None)
                 raise LeaseLostError(
@@ -297,7 +311,7 @@ class SQLiteStorage:
                     else f"run '{run.id}' is not stored"
                 )
             if steps:
-                conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
+                conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps) for i in steps])
             if shrunk:
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
