@@ -70,7 +70,8 @@ def stored_bytes_postgres(url: str, run_id: str) -> tuple[int, int]:
 
     with psycopg.connect(url) as conn:
         run_bytes = conn.execute(
-            "SELECT octet_length(data) + octet_length(input) + octet_length(shape) FROM flux_runs WHERE id=%s",
+            "SELECT octet_length(data) + octet_length(input) + octet_length(shape) "
+            "FROM flux_runs WHERE id=%s",
             (run_id,),
         ).fetchone()
         steps = conn.execute(
