@@ -14,14 +14,16 @@ the same in both (tests/engine/test_fast_extra.py compares them over hostile val
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
+_dumps: Callable[[Any], bytes] | None
 try:
-    import orjson
+    from orjson import dumps as _dumps
 except ImportError:  # the extra is not installed
-    orjson = None
+    _dumps = None
 
-AVAILABLE = orjson is not None
+AVAILABLE = _dumps is not None
 _SCALARS = frozenset({str, int, bool, type(None)})
 _CONTAINERS = frozenset({dict, list, tuple})
 _MAX_DEPTH = 200  # orjson's own limit is 255; deeper values (and cycles) take the other path
@@ -50,9 +52,9 @@ def _plain(value: Any) -> bool:
 def encode(value: Any) -> str | None:
     """The JSON text of `value` as `json` (compact, `ensure_ascii=False`) writes it, or None
     if this path cannot be sure of it (the caller then encodes with the standard library)."""
-    if orjson is None or not _plain(value):
+    if _dumps is None or not _plain(value):
         return None
     try:
-        return orjson.dumps(value).decode()
+        return _dumps(value).decode()
     except (TypeError, ValueError):  # orjson.JSONEncodeError: surrogates, big ints, depth, keys
         return None

@@ -21,11 +21,13 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import SerializationError
-from .fast_json import AVAILABLE as _FAST
+from .fast_json import AVAILABLE
 from .fast_json import encode as _fast_encode
 from .value_check import MAX_DEPTH, find_problem
 
 TAG = "__flux_type__"
+#: Whether `dumps` tries orjson first (the `fast` extra, when installed; tests turn it off).
+_FAST: bool = AVAILABLE
 
 
 def _default(value: Any) -> Any:
