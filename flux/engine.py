@@ -481,7 +481,13 @@ class FluxEngine:
         Done by the storage in bounded batches, by an index."""
         seconds = retention.age_seconds(older_than)
         wanted = retention.statuses(status)
-        return await self.storage.prune(self.clock.now() - seconds, wanted)
+        prune = getattr(self.storage, "prune", None)
+        if prune is None:  # a user's storage written before retention existed
+            raise FluxError(
+                f"prune: {type(self.storage).__name__} has no prune() method (see WorkflowStorage)"
+            )
+        removed: int = await prune(self.clock.now() - seconds, wanted)
+        return removed
 
     prune_sync = twin(prune)
 

@@ -113,3 +113,13 @@ def test_cli_refuses_a_bad_duration_or_status(
     assert words in err and "\x1b" not in err
     with FluxEngine(storage=url) as engine:
         assert len(ids(engine)) == 4
+
+
+def test_a_storage_without_prune_gets_a_clear_error() -> None:
+    from flux import MemoryStorage
+
+    class Old(MemoryStorage):
+        prune = None  # type: ignore[assignment]  # a storage written before retention existed
+
+    with FluxEngine(storage=Old())  # type: ignore[arg-type] as engine, pytest.raises(FluxError, match="Old has no prune"):
+        engine.prune_sync(older_than=1)
