@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,5 +122,6 @@ def test_a_storage_without_prune_gets_a_clear_error() -> None:
     class Old(MemoryStorage):
         prune = None  # type: ignore[assignment]  # a storage written before retention existed
 
-    with FluxEngine(storage=Old())  # type: ignore[arg-type] as engine, pytest.raises(FluxError, match="Old has no prune"):
+    old: Any = Old()
+    with FluxEngine(storage=old) as engine, pytest.raises(FluxError, match="Old has no prune"):
         engine.prune_sync(older_than=1)
