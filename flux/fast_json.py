@@ -44,15 +44,16 @@ def _plain(value: Any) -> bool:
             continue
         if t not in containers or depth >= _MAX_DEPTH:
             return False
-        items = v.values() if t is dict else v
-        stack.extend((x, depth + 1) for x in items)
+        depth += 1
+        for x in v.values() if t is dict else v:
+            stack.append((x, depth))
     return True
 
 
 def encode(value: Any) -> str | None:
     """The JSON text of `value` as `json` (compact, `ensure_ascii=False`) writes it, or None
     if this path cannot be sure of it (the caller then encodes with the standard library)."""
-    if _dumps is None or not _plain(value):
+    if _dumps is None or (type(value) not in _SCALARS and not _plain(value)):
         return None
     try:
         return _dumps(value).decode()
