@@ -93,10 +93,12 @@ _V3_TIMERS = (
 _V4_RETENTION = ("CREATE INDEX flux_runs_age ON flux_runs (status, updated_at)",)
 #: Compact storage (SQLite): a step saved on the fast path carries the run's data after it
 #: (`run_data`); once the next step's row carries a newer one, the older is never read
-#: again, so a large one is dropped (a small one is left: dropping it would cost a write).
+#: again, so a large one is dropped. Only while the data is large (the new row's is in the
+#: compact form, or large itself): with small data the trigger costs nothing but its test.
 _V4_SQLITE_RUN_DATA = (
     """CREATE TRIGGER flux_steps_drop_run_data AFTER INSERT ON flux_steps
-    WHEN NEW.run_data IS NOT NULL AND NEW.idx > 0 BEGIN
+    WHEN NEW.run_data IS NOT NULL AND NEW.idx > 0
+        AND (substr(NEW.run_data, 1, 1) = '~' OR length(NEW.run_data) >= 2048) BEGIN
         UPDATE flux_steps SET run_data = NULL
         WHERE run_id = NEW.run_id AND idx = NEW.idx - 1 AND length(run_data) >= 2048;
     END""",
