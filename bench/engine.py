@@ -23,7 +23,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flux import FluxEngine, FluxSilentLogger, JsonFileTraceSink, WorkflowContext, create_workflow, fast_json
-from flux import serialization as ser
 
 STEPS = 10
 
@@ -88,7 +87,7 @@ async def main() -> None:
         for _ in range(args.repeat):
             figures["plain loop"].append(await plain_loop(args.runs))
             for fast in modes:
-                ser._FAST = fast
+                fast_json.ENABLED = fast
                 tag = ", orjson" if fast else ""
                 engine = FluxEngine(logger=FluxSilentLogger())
                 figures[f"flux{tag}"].append(await flux_loop(args.runs, engine))
@@ -97,7 +96,7 @@ async def main() -> None:
                 engine = FluxEngine(logger=FluxSilentLogger(), trace=sink)
                 figures[f"flux + trace{tag}"].append(await flux_loop(args.runs, engine))
                 await engine.close()
-            ser._FAST = fast_json.AVAILABLE
+            fast_json.ENABLED = fast_json.AVAILABLE
     base = statistics.median(figures["plain loop"])
     print(f"10-step workflow, {args.runs} runs x {args.repeat} rounds, MemoryStorage (median)")
     print(f"{'':<22}{'µs/step':>10}{'x plain':>10}")

@@ -24,6 +24,9 @@ except ImportError:  # the extra is not installed
     _dumps = None
 
 AVAILABLE = _dumps is not None
+#: Whether `serialization.dumps` and the trace sink try this path first (tests and
+#: bench/engine.py turn it off to compare).
+ENABLED = AVAILABLE
 _SCALARS = frozenset({str, int, bool, type(None)})
 _CONTAINERS = frozenset({dict, list, tuple})
 _MAX_DEPTH = 200  # orjson's own limit is 255; deeper values (and cycles) take the other path

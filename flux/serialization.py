@@ -20,14 +20,11 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from . import fast_json
 from .errors import SerializationError
-from .fast_json import AVAILABLE
-from .fast_json import encode as _fast_encode
 from .value_check import MAX_DEPTH, find_problem
 
 TAG = "__flux_type__"
-#: Whether `dumps` tries orjson first (the `fast` extra, when installed; tests turn it off).
-_FAST: bool = AVAILABLE
 
 
 def _default(value: Any) -> Any:
@@ -76,7 +73,7 @@ def dumps(value: Any, *, path: str, step: str | None = None) -> str:
     The encoder runs in C; the walk that names a problem runs only when it raised, or when
     a cheap look at the text says a check is needed: a key that an int, float, bool or None
     could have become (two keys may then collide), or non-ASCII text (a lone surrogate)."""
-    fast = _fast_encode(value) if _FAST else None
+    fast = fast_json.encode(value) if fast_json.ENABLED else None
     if fast is not None and _QUOTED_TAG not in fast:
         return fast  # only plain JSON values with string keys: nothing to check (fast_json)
     try:
