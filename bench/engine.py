@@ -5,7 +5,8 @@
 A 10-step workflow of trivial handlers (5 sync, 5 async, alternating) runs one run after
 another; the plain loop calls the same ten handlers in the same event loop. Prints the
 median over `--repeat` rounds of µs per step for: the plain loop, Flux without a trace
-sink, and Flux with `JsonFileTraceSink`; and the ratio of each to the plain loop.
+sink, and Flux with `JsonFileTraceSink`; and the ratio of each to the plain loop. With the
+`fast` extra (orjson) installed, Flux is measured with it and without it in each round.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flux import FluxEngine, FluxSilentLogger, JsonFileTraceSink, WorkflowContext, create_workflow
+from flux import FluxEngine, FluxSilentLogger, JsonFileTraceSink, WorkflowContext, create_workflow, fast_json
 
 STEPS = 10
 
@@ -77,22 +78,31 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     figures: dict[str, list[float]] = {"plain loop": [], "flux": [], "flux + trace": []}
+    # With the `fast` extra installed, each round also runs Flux with orjson turned off.
+    modes = [True, False] if fast_json.AVAILABLE else [False]
+    for fast in modes:
+        if fast:
+            figures["flux, orjson"], figures["flux + trace, orjson"] = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeat):
             figures["plain loop"].append(await plain_loop(args.runs))
-            engine = FluxEngine(logger=FluxSilentLogger())
-            figures["flux"].append(await flux_loop(args.runs, engine))
-            await engine.close()
-            sink = JsonFileTraceSink(Path(tmp) / "trace.ndjson", reset=True)
-            engine = FluxEngine(logger=FluxSilentLogger(), trace=sink)
-            figures["flux + trace"].append(await flux_loop(args.runs, engine))
-            await engine.close()
+            for fast in modes:
+                fast_json.ENABLED = fast
+                tag = ", orjson" if fast else ""
+                engine = FluxEngine(logger=FluxSilentLogger())
+                figures[f"flux{tag}"].append(await flux_loop(args.runs, engine))
+                await engine.close()
+                sink = JsonFileTraceSink(Path(tmp) / "trace.ndjson", reset=True)
+                engine = FluxEngine(logger=FluxSilentLogger(), trace=sink)
+                figures[f"flux + trace{tag}"].append(await flux_loop(args.runs, engine))
+                await engine.close()
+            fast_json.ENABLED = fast_json.AVAILABLE
     base = statistics.median(figures["plain loop"])
     print(f"10-step workflow, {args.runs} runs x {args.repeat} rounds, MemoryStorage (median)")
-    print(f"{'':<14}{'µs/step':>10}{'x plain':>10}")
+    print(f"{'':<22}{'µs/step':>10}{'x plain':>10}")
     for name, values in figures.items():
         med = statistics.median(values)
-        print(f"{name:<14}{med:>10.2f}{med / base:>10.1f}")
+        print(f"{name:<22}{med:>10.2f}{med / base:>10.1f}")
 
 
 if __name__ == "__main__":

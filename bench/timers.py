@@ -196,7 +196,10 @@ def main() -> None:
             url = f"sqlite:///{folder}/w{workers}.db"
             show(f"SQLite, {workers} worker(s)", wake_runs(url, args.runs, workers))
         if not args.no_sqlite:
-            print(f"{args.spread_runs:,} runs waking evenly over {args.spread:g} s: the latency itself", flush=True)
+            print(
+                f"{args.spread_runs:,} runs waking evenly over {args.spread:g} s: the latency itself",
+                flush=True,
+            )
             spread = wake_runs(f"sqlite:///{folder}/spread.db", args.spread_runs, 1, args.spread)
             show("SQLite, 1 worker, spread", spread)
             idle = idle_cost(f"sqlite:///{folder}/idle.db")

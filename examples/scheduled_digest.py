@@ -32,7 +32,14 @@ try:
 except ModuleNotFoundError:  # a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flux import FluxConsoleLogger, FluxEngine, FluxResult, JsonFileTraceSink, WorkflowContext, create_workflow
+from flux import (
+    FluxConsoleLogger,
+    FluxEngine,
+    FluxResult,
+    JsonFileTraceSink,
+    WorkflowContext,
+    create_workflow,
+)
 from flux.testing import VirtualClock
 
 TRACE_PATH = os.environ.get("FLUX_TRACE", "./.flux/trace.ndjson")

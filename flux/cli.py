@@ -22,6 +22,7 @@ from .engine import FluxEngine
 from .errors import FluxError
 from .logger import FluxSilentLogger
 from .result import FluxResult
+from .retention import parse_age
 from .status import RunStatus
 from .text import printable, printable_json
 
@@ -131,6 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--workflow", required=True, help="the definition, as module:attribute")
     signal.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
     cli_schedules.add_parser(sub, storage_help)
+    prune = actions.add_parser("prune", help="delete old runs (default: finished ones) and print how many")
+    add_storage(prune)
+    prune.add_argument(
+        "--older-than", required=True, help="age since the last change: 30d, 12h, 90m, 45s, 2w"
+    )
+    prune.add_argument("--status", action="append", choices=[s.value for s in RunStatus],
+                       help="only runs in this state (repeatable; default: the finished states)")  # fmt: skip
     return parser
 
 
@@ -222,6 +230,8 @@ async def _runs(args: argparse.Namespace) -> int:
                 print(printable_json(json.dumps(_detail(result), ensure_ascii=False, indent=2)))
             else:
                 _print_run(result)
+        elif args.action == "prune":
+            print(await engine.prune(parse_age(args.older_than), args.status))
         elif args.action == "cancel":
             flow = load_workflow(args.workflow) if args.workflow else None
             result = await engine.cancel(args.id, args.reason, flow=flow)

@@ -8,10 +8,11 @@ import inspect
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import scheduler
+from . import retention, scheduler
 from . import serialization as ser
 from .attempts import Attempts
 from .backoff import DEFAULT_BACKOFF, Backoff
@@ -500,6 +501,27 @@ class FluxEngine:
                 ) from None
         runs = await self.storage.list_runs(name=name, status=statuses, limit=limit, offset=offset)
         return [self._result(r) for r in runs]
+
+    # ------------------------------------------------------------------ retention (h/lean)
+
+    async def prune(
+        self, older_than: timedelta | float, status: RunStatus | str | Iterable[RunStatus | str] | None = None
+    ) -> int:
+        """Remove the runs whose last change is older than `older_than` (a timedelta or
+        seconds) and that are in `status` (default: the finished states; a pending, running
+        or suspended run only when named), with their steps; return how many were removed.
+        Done by the storage in bounded batches, by an index."""
+        seconds = retention.age_seconds(older_than)
+        wanted = retention.statuses(status)
+        prune = getattr(self.storage, "prune", None)
+        if prune is None:  # a user's storage written before retention existed
+            raise FluxError(
+                f"prune: {type(self.storage).__name__} has no prune() method (see WorkflowStorage)"
+            )
+        removed: int = await prune(self.clock.now() - seconds, wanted)
+        return removed
+
+    prune_sync = twin(prune)
 
     async def close(self) -> None:
         if self._closed:

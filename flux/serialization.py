@@ -20,6 +20,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from . import fast_json
 from .errors import SerializationError
 from .value_check import MAX_DEPTH, find_problem
 
@@ -72,6 +73,9 @@ def dumps(value: Any, *, path: str, step: str | None = None) -> str:
     The encoder runs in C; the walk that names a problem runs only when it raised, or when
     a cheap look at the text says a check is needed: a key that an int, float, bool or None
     could have become (two keys may then collide), or non-ASCII text (a lone surrogate)."""
+    fast = fast_json.encode(value) if fast_json.ENABLED else None
+    if fast is not None and _QUOTED_TAG not in fast:
+        return fast  # only plain JSON values with string keys: nothing to check (fast_json)
     try:
         text = _encoder.encode(value)
         # The tag key in the text is usually a value of ours; if a user's dict holds it, escape.

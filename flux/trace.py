@@ -12,6 +12,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from . import fast_json
+
 TraceEvent = dict[str, Any]
 
 _log = logging.getLogger("flux")
@@ -78,6 +80,11 @@ class JsonFileTraceSink:
         self._append(head[:-1] + "".join(f',"{key}":{text}' for key, text in raw.items()) + "}\n")
 
     def _encode(self, event: TraceEvent) -> str:
+        # orjson, when the `fast` extra is installed, for the events it writes byte for byte
+        # as this encoder does (plain JSON values); the others go through this encoder.
+        fast = fast_json.encode(event) if fast_json.ENABLED else None
+        if fast is not None:
+            return fast
         try:
             return self._encoder.encode(event)
         except Exception as exc:  # an int past the text limit, a cycle, a __str__ that raises

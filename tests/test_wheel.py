@@ -72,7 +72,7 @@ def test_the_metadata_publishes_user_extras_and_no_dev_tools(wheel: Path) -> Non
     text = archive.read(f"gravito_flux-{flux.__version__}.dist-info/METADATA").decode()
     meta = email.parser.Parser().parsestr(text)
     assert meta["Version"] == flux.__version__  # written once, in flux/__init__.py
-    extras = {"viewer", "postgres", "kafka", "otel", "fastapi", "all"}
+    extras = {"viewer", "postgres", "kafka", "otel", "fastapi", "fast", "all"}
     assert set(meta.get_all("Provides-Extra") or []) == extras
     requires = " ".join(meta.get_all("Requires-Dist") or [])
     for tool in ("ruff", "mypy", "pyright", "hatchling", "playwright", "pytest"):

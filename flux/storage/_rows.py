@@ -9,6 +9,7 @@ from typing import Any
 
 from ..records import Lease, RunRecord, StepRecord
 from ..status import RunStatus, StepStatus
+from ._compact import MARK, MIN_SIZE, against, before_base, decode
 from ._text import from_column, to_column
 
 RUN_COLUMNS = (
@@ -38,12 +39,23 @@ def run_values(run: RunRecord) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def step_values(run_id: str, idx: int, s: StepRecord) -> tuple[Any, ...]:
+def step_values(run_id: str, idx: int, s: StepRecord, prev: StepRecord | None = None) -> tuple[Any, ...]:
+    """The row of step `idx`; `prev` is step `idx - 1` (its `data_before` is the base of
+    this one's compact form, see `_compact`)."""
+    before = stored_before(s, prev)
     return (
         run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
-        s.output_json, to_column(s.error), to_column(s.error_type), s.data_before, to_column(s.waiting_for),
+        s.output_json, to_column(s.error), to_column(s.error_type), before, to_column(s.waiting_for),
         s.compensation_attempts, s.compensated_at, s.crashes,
     )  # fmt: skip
+
+
+def stored_before(s: StepRecord, prev: StepRecord | None) -> str | None:
+    """The `data_before` column of step `s`, whose previous step is `prev`."""
+    before = s.data_before
+    if before is not None and len(before) >= MIN_SIZE:
+        return against(before, before_base(prev))
+    return before
 
 
 def step_from_values(r: Sequence[Any]) -> StepRecord:
@@ -63,9 +75,14 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
      identity, wake_at, timer, deadline, _due_at, schedule) = row[:RUN_WIDTH]  # fmt: skip
     shape = json.loads(shape_json)
     steps = [StepRecord(step_name, kind) for step_name, kind in shape]
+    compact = False
     for r in step_rows:
         if r[1] < len(steps):
-            steps[r[1]] = step_from_values(r)
+            steps[r[1]] = step = step_from_values(r)
+            compact = compact or (step.data_before is not None and step.data_before.startswith(MARK))
+    if compact:  # in order: each is read against the one before it, itself read already
+        for i, step in enumerate(steps):
+            step.data_before = decode(step.data_before, steps[i - 1].data_before if i else None)
     return RunRecord(
         id=id_, name=name, status=RunStatus(status), input_json=input_, data_json=data,
         shape=shape, version=version, steps=steps, error=from_column(error),
@@ -76,6 +93,11 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
         lease=Lease(owner, host or "", pid or 0, expires or 0.0, identity or "") if owner else None,
         schedule=tuple(json.loads(schedule)) if schedule else None,
     )  # fmt: skip
+
+
+def steps_values(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecord]) -> list[tuple[Any, ...]]:
+    """The rows of the steps at `indexes`, each with the step before it as its base."""
+    return [step_values(run_id, i, steps[i], steps[i - 1] if i else None) for i in indexes]
 
 
 def started_steps(run: RunRecord) -> list[int]:

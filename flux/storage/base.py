@@ -89,6 +89,12 @@ class WorkflowStorage(Protocol):
         unchanged."""
         ...
 
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        """Remove the runs in `statuses` whose last change (`updated_at`) is before `before`,
+        with their steps, `batch` runs per transaction (so that no lock is held long), found
+        by an index. Returns how many runs were removed. A run changed meanwhile is kept."""
+        ...
+
     def heartbeat_sync(self, owner: str, run_ids: Sequence[str], expires_at: float) -> dict[str, str | None]:
         """Extend to `expires_at` the leases that `owner` still holds among `run_ids`.
 

@@ -207,3 +207,12 @@ class MemoryStorage:
         if last_slot is not None:
             stored.last_slot = last_slot
         return True
+
+    # ------------------------------------------------------------------ retention (h/lean)
+
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        wanted = frozenset(statuses)
+        doomed = [r.id for r in self._runs.values() if r.status in wanted and r.updated_at < before]
+        for run_id in doomed:  # no lock to bound here: the dict is the process's own
+            del self._runs[run_id]  # its stale entry in `_due` is dropped when met
+        return len(doomed)

@@ -101,6 +101,21 @@ _V3_TIMERS = (
     "CREATE INDEX flux_runs_due ON flux_runs (due_at) WHERE due_at IS NOT NULL",
 )
 
+#: Retention (`prune`): runs found by state and age (their last change), oldest first.
+_V4_RETENTION = ("CREATE INDEX flux_runs_age ON flux_runs (status, updated_at)",)
+#: Compact storage (SQLite): a step saved on the fast path carries the run's data after it
+#: (`run_data`); once the next step's row carries a newer one, the older is never read
+#: again, so a large one is dropped. Only while the data is large (the new row's is in the
+#: compact form, or large itself): with small data the trigger costs nothing but its test.
+_V4_SQLITE_RUN_DATA = (
+    """CREATE TRIGGER flux_steps_drop_run_data AFTER INSERT ON flux_steps
+    WHEN NEW.run_data IS NOT NULL AND NEW.idx > 0
+        AND (substr(NEW.run_data, 1, 1) = '~' OR length(NEW.run_data) >= 2048) BEGIN
+        UPDATE flux_steps SET run_data = NULL
+        WHERE run_id = NEW.run_id AND idx = NEW.idx - 1 AND length(run_data) >= 2048;
+    END""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -118,6 +133,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         3,
         "durable time: wake times, deadlines, due runs; schedules and the slot of a scheduled run",
         common=_V3_TIMERS + _V3_SCHEDULES,
+    ),
+    Migration(
+        4,
+        "retention: runs by state and age; compact storage of big data",
+        common=_V4_RETENTION,
+        sqlite=_V4_SQLITE_RUN_DATA,
     ),
 )
 

@@ -31,7 +31,8 @@ from ._rows import (
     run_from_values,
     run_values,
     started_steps,
-    step_values,
+    steps_values,
+    stored_before,
 )
 from ._schedules import SCHEDULE_COLUMNS, SCHEDULE_WIDTH, schedule_from_values, schedule_values
 from ._text import from_column, to_column
@@ -67,8 +68,8 @@ _UPSERT_STEPS = f"""
 def _step_columns(run_id: str, indexes: Sequence[int], steps: Sequence[StepRecord]) -> list[list[Any]]:
     """The step rows as parallel arrays, for `unnest`."""
     cols: list[list[Any]] = [[] for _ in range(STEP_WIDTH)]
-    for i in indexes:
-        for col, value in zip(cols, step_values(run_id, i, steps[i]), strict=True):
+    for row in steps_values(run_id, indexes, steps):
+        for col, value in zip(cols, row, strict=True):
             col.append(value)
     return cols
 
@@ -278,6 +279,7 @@ class PostgresStorage:
             # The common case, one finished step: a single-row upsert plans and runs fastest.
             i = steps[0]
             st = run.steps[i]
+            before = stored_before(st, run.steps[i - 1] if i else None)
             sql = f"""
                 WITH run AS ({update})
                 INSERT INTO flux_steps ({STEP_COLUMNS})
@@ -296,7 +298,7 @@ class PostgresStorage:
                 st.output_json,
                 to_column(st.error),
                 to_column(st.error_type),
-                st.data_before,
+                before,
                 to_column(st.waiting_for),
                 st.compensation_attempts,
                 st.compensated_at,
@@ -554,7 +556,35 @@ class PostgresStorage:
         what = f"advancing schedule '{schedule_id}'"
         return bool(await self._call(lambda conn: conn.execute(sql, params).rowcount == 1, what))
 
+    # ------------------------------------------------------------------ retention (h/lean)
 
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        values = [RunStatus(s).value for s in statuses]
+        if not values:
+            return 0
+        size = max(1, int(batch))
+
+        def prune_batch(conn: psycopg.Connection[Any]) -> int:
+            cur = conn.execute(_PRUNE, (values, before, size))
+            return cur.rowcount
+
+        removed = 0
+        while True:  # one statement, one short transaction, per batch
+            count = await self._call(prune_batch, "pruning runs", retry=True)
+            removed += count
+            if count < size:
+                return removed
+
+
+#: One batch of `prune`: the runs by the index on (status, updated_at) of migration 4, locked
+#: (a run another transaction holds is skipped: it is being changed), with their steps.
+_PRUNE = """
+    WITH doomed AS (
+        SELECT id FROM flux_runs WHERE status = ANY(%s) AND updated_at < %s
+        LIMIT %s FOR UPDATE SKIP LOCKED
+    ), steps AS (DELETE FROM flux_steps WHERE run_id IN (SELECT id FROM doomed))
+    DELETE FROM flux_runs WHERE id IN (SELECT id FROM doomed)
+"""
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
 _HEARTBEAT_CANCEL = "cancel_reason"
 _HEARTBEAT = (

@@ -25,6 +25,7 @@ from ..records import Lease, RunRecord, StepRecord
 from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
+from ._compact import MARK, against, decode
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -83,18 +84,31 @@ _LOG_STEP = (
 )
 
 
-def _step_row(run_id: str, idx: int, s: StepRecord, run: RunRecord | None = None) -> tuple[Any, ...]:
-    extra = (run.data_json, run.seq, run.updated_at, run.rev) if run else (None, None, None, 0)
-    return (*step_values(run_id, idx, s), *extra)
+def _step_row(
+    run_id: str, idx: int, steps: Sequence[StepRecord], run: RunRecord | None = None
+) -> tuple[Any, ...]:
+    s = steps[idx]
+    # The data after the step, stored against the data before it (`_compact`).
+    extra = (
+        (against(run.data_json, s.data_before), run.seq, run.updated_at, run.rev)
+        if run
+        else (None, None, None, 0)
+    )
+    return (*step_values(run_id, idx, s, steps[idx - 1] if idx else None), *extra)
 
 
 def _run_from_rows(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> RunRecord:
     """A run from its row and its step rows, with the data of the newest write of either."""
     run = run_from_values(row, step_rows)
     run.rev = row[RUN_WIDTH]
+    newest = None
     for r in step_rows:
         if r[STEP_WIDTH + 3] > run.rev:
+            newest = r
             run.data_json, run.seq, run.updated_at, run.rev = r[STEP_WIDTH : STEP_WIDTH + 4]
+    if newest is not None and run.data_json.startswith(MARK):
+        base = run.steps[newest[1]].data_before if newest[1] < len(run.steps) else None
+        run.data_json = decode(run.data_json, base) or "{}"
     return run
 
 
@@ -252,7 +266,7 @@ class SQLiteStorage:
         def insert(conn: sqlite3.Connection) -> bool:
             if conn.execute(sql, params).rowcount != 1:
                 return False
-            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in started])
+            conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps) for i in started])
             return True
 
         what = f"creating run '{run.id}'"
@@ -270,7 +284,7 @@ class SQLiteStorage:
         # Only a lease holder is sure that nobody else changed the run since its last write.
         if owner is not None and len(steps) == 1 and self._known.get(run.id) == state:
             i = steps[0]
-            row = _step_row(run.id, i, run.steps[i], run)
+            row = _step_row(run.id, i, run.steps, run)
             if self._write_one(f"saving run '{run.id}'", _LOG_STEP, (*row, run.id, owner)) != 1:
                 self._known.pop(run.id, None)
                 raise LeaseLostError(
@@ -299,7 +313,7 @@ class SQLiteStorage:
                     else f"run '{run.id}' is not stored"
                 )
             if steps:
-                conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps[i]) for i in steps])
+                conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps) for i in steps])
             if shrunk:
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
@@ -547,7 +561,37 @@ class SQLiteStorage:
         params = (next_due, last_slot, schedule_id, expected)
         return self._write_one(f"advancing schedule '{schedule_id}'", sql, params) == 1
 
+    # ------------------------------------------------------------------ retention (h/lean)
 
+    async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
+        values = tuple(RunStatus(s).value for s in statuses)
+        if not values:
+            return 0
+        size = max(1, min(int(batch), 500))  # within SQLite's limit of parameters
+        pick = _PRUNE_PICK.format(marks=", ".join("?" * len(values)))
+
+        def prune_batch(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute(pick, (*values, before, size))]
+            if ids:
+                marks = ", ".join("?" * len(ids))
+                conn.execute(f"DELETE FROM flux_steps WHERE run_id IN ({marks})", ids)
+                conn.execute(f"DELETE FROM flux_runs WHERE id IN ({marks})", ids)
+                for run_id in ids:
+                    self._known.pop(run_id, None)
+            return len(ids)
+
+        removed = 0
+        while True:  # one short transaction per batch: other writers get in between
+            count = self._write("pruning runs", prune_batch)
+            removed += count
+            if count < size:
+                return removed
+
+
+#: Runs to prune, by the index on (status, updated_at) of migration 4.
+_PRUNE_PICK = (
+    "SELECT id FROM flux_runs INDEXED BY flux_runs_age WHERE status IN ({marks}) AND updated_at < ? LIMIT ?"
+)
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
 _HEARTBEAT_CANCEL = "cancel_reason"
 _HEARTBEAT_OLD = "UPDATE flux_runs SET lease_expires_at=? WHERE lease_owner=? AND id IN ({marks})"

@@ -202,7 +202,11 @@ SCRIPTS: dict[str, tuple[list[str], set[str]]] = {
         {"step:sleep", "step:wake", "step:suspend", "signal:received", "signal:timeout", "workflow:complete"},
     ),
     "scheduled_digest": (
-        ["@2026-", "completed: digest sent: 17 orders, 1 refund", "a week of mornings passed on a VirtualClock"],
+        [
+            "@2026-",
+            "completed: digest sent: 17 orders, 1 refund",
+            "a week of mornings passed on a VirtualClock",
+        ],
         {"workflow:start", "workflow:complete"},
     ),
     "retry_failed_step": (
