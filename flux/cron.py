@@ -234,9 +234,10 @@ def _item(item: str, whole: str, name: str, low: int, high: int, names: tuple[st
     if slash:
         if not step_text.isdecimal() or not step_text.isascii():
             raise ScheduleError(f"{where}: step {step_text!r} is not a number")
-        step = int(step_text)
+        step = int(step_text) if len(step_text) < 20 else high + 1  # int() refuses 4,300+ digits
         if step < 1 or step > high:
-            raise ScheduleError(f"{where}: step {step} out of range 1-{high}")
+            text = step_text if len(step_text) <= 24 else step_text[:20] + "..."
+            raise ScheduleError(f"{where}: step {text} out of range 1-{high}")
     if body == "*":
         start, end = low, high
     elif "-" in body:
