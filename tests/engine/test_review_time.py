@@ -1,0 +1,92 @@
+"""Adversarial review of durable time and schedules (issue 10): each test here failed on the
+code as it landed, and names the defect it guards against."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from flux import Flux, FluxEngine, RunStatus, ScheduleError, WorkflowDefinitionError, create_workflow
+from flux.cron import parse_cron
+from flux.testing import VirtualClock
+
+EngineFactory = Callable[..., FluxEngine]
+START = dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.timezone.utc)
+
+
+# ------------------------------------------------------------ sleep_until past the year 9999
+
+
+def test_sleep_until_a_moment_past_the_year_9999_utc_is_a_clear_error(make_engine: EngineFactory) -> None:
+    """`datetime(9999, 12, 31, 23, 59)` five hours west of UTC is in the year 10000 in UTC:
+    it crashed the machine with `ValueError: year 10000 is out of range`, leaving the run
+    `running` with nobody driving it."""
+    late = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    with pytest.raises(WorkflowDefinitionError, match="year 9999"):
+        Flux.sleep_until(late)
+    engine = make_engine(clock=VirtualClock(START))
+    flow = create_workflow("far-future").step("s", lambda ctx: Flux.sleep_until(late), retries=0)
+
+    async def main() -> None:
+        result = await engine.execute(flow, id="r")
+        assert result.status is RunStatus.FAILED
+        assert "sleep_until" in str(result.error)
+
+    asyncio.run(main())
+
+
+def test_sleep_until_the_last_minute_of_9999_utc_is_stored() -> None:
+    last = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone.utc)
+    assert Flux.sleep_until(last).until == last.timestamp()
+
+
+# ------------------------------------------------------------ cron: a step too long to read
+
+
+def test_a_cron_step_of_thousands_of_digits_is_a_schedule_error_naming_the_field() -> None:
+    """`int()` of more than 4,300 digits raises ValueError: it escaped as that, not as a
+    ScheduleError naming the field."""
+    with pytest.raises(ScheduleError, match="minute field"):
+        parse_cron("*/" + "9" * 5000 + " * * * *")
+
+
+# ------------------------------------------------------------ a worker and in-process sleeps
+
+
+def test_a_worker_sleeping_one_run_in_process_does_not_make_another_due_run_late(tmp_path: Any) -> None:
+    """`work()` drove each claimed run to its end before claiming the next, and a sleep
+    within `inline_sleep` was slept in-process: while run A slept 3 s, run B, due 0.3 s in,
+    waited for A's wake time. A worker must store the short sleep and take B when due."""
+    url = f"sqlite:///{tmp_path / 'flux.db'}"
+    woke: dict[str, float] = {}
+    slow = (
+        create_workflow("slow")
+        .step("s", lambda ctx: Flux.sleep(3))
+        .step("e", lambda ctx: woke.setdefault("slow", time.time()))
+    )
+    quick = (
+        create_workflow("quick")
+        .step("s", lambda ctx: Flux.sleep(0.3))
+        .step("e", lambda ctx: woke.setdefault("quick", time.time()))
+    )
+
+    async def main() -> None:
+        setup = FluxEngine(storage=url, inline_sleep=0)
+        await setup.execute(quick, id="q")  # stored suspended, due in 0.3 s
+        await setup.start(slow, id="s")  # pending: the worker takes it first
+        await setup.close()
+        worker = FluxEngine(storage=url)
+        try:
+            await worker.work([slow, quick], stop=lambda: len(woke) == 2, poll=0.05)
+            slow_run = await worker.get("s")
+            assert slow_run.status is RunStatus.COMPLETED
+        finally:
+            await worker.close()
+
+    asyncio.run(main())
+    assert woke["quick"] < woke["slow"], "the quick run waited for the slow run's in-process sleep"
