@@ -90,3 +90,44 @@ def test_a_worker_sleeping_one_run_in_process_does_not_make_another_due_run_late
 
     asyncio.run(main())
     assert woke["quick"] < woke["slow"], "the quick run waited for the slow run's in-process sleep"
+
+
+# ------------------------------------------------------------ flux schedules add
+
+
+FLOWS = "from flux import create_workflow\n\ntick = create_workflow('cli-tick').step('a', lambda ctx: 1)\n"
+
+
+@pytest.fixture
+def cli_url(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    import sys
+
+    (tmp_path / "review_time_flows.py").write_text(FLOWS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "review_time_flows", raising=False)
+    return f"sqlite:///{tmp_path / 'flux.db'}"
+
+
+def test_schedules_add_with_an_input_of_5000_digits_is_a_usage_error(
+    cli_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`json.loads` of an int past 4,300 digits raises ValueError, not JSONDecodeError: it
+    escaped as a traceback."""
+    from flux.cli import main
+
+    args = ["schedules", "add", "--storage", cli_url, "--workflow", "review_time_flows:tick", "--every", "60"]
+    assert main([*args, "--input", "1" * 5000]) != 0
+    err = capsys.readouterr().err
+    assert "--input" in err and "Traceback" not in err
+    assert main(["schedules", "list", "--storage", cli_url]) == 0
+    assert "no schedules" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules"])
+def test_a_timezone_that_names_the_machines_own_local_time_is_refused(zone: str) -> None:
+    """`ZoneInfo('localtime')` reads /usr/share/zoneinfo/localtime, the local time of the
+    machine that reads it: two workers on two machines would run one schedule at two
+    different instants. It was accepted and stored."""
+    with pytest.raises(ScheduleError, match="IANA"):
+        parse_cron("0 2 * * *", zone)
