@@ -131,3 +131,53 @@ def test_a_timezone_that_names_the_machines_own_local_time_is_refused(zone: str)
     different instants. It was accepted and stored."""
     with pytest.raises(ScheduleError, match="IANA"):
         parse_cron("0 2 * * *", zone)
+
+
+# ------------------------------------------------------------ VirtualClock
+
+
+def test_two_concurrent_advances_never_move_the_clock_back(make_engine: EngineFactory) -> None:
+    """`advance(3)` ended with `self._now = target` while `advance(20)` had already moved
+    the clock to a wake time at +10: the clock went 10 -> 3 -> 10 -> 20."""
+    seen: list[float] = []
+
+    class Watched(VirtualClock):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name == "_now":
+                seen.append(value)
+            super().__setattr__(name, value)
+
+    clock = Watched(START)
+    engine = make_engine(clock=clock)
+    flow = create_workflow("nap").step("s", lambda ctx: Flux.sleep(10)).step("z", lambda ctx: 1)
+
+    async def main() -> None:
+        await engine.execute(flow, id="r")
+        seen.clear()
+        await asyncio.gather(clock.advance(20), clock.advance(3))
+        assert (await engine.get("r")).status is RunStatus.COMPLETED
+
+    asyncio.run(main())
+    assert seen == sorted(seen), f"the clock went back: {[s - START.timestamp() for s in seen]}"
+    assert seen[-1] == START.timestamp() + 20
+
+
+@pytest.mark.parametrize("seconds", [10**400, 1e300, 9000 * 366 * 86400.0], ids=["huge-int", "1e300", "9000-years"])
+def test_advancing_past_what_a_datetime_can_hold_is_a_flux_error(seconds: float) -> None:
+    """`advance(10**400)` raised OverflowError from `math.isfinite`; `advance(1e300)` moved
+    the clock to where `clock.datetime()` and every wake time raise."""
+    from flux import FluxError
+
+    clock = VirtualClock(START)
+    with pytest.raises(FluxError, match="advance"):
+        asyncio.run(clock.advance(seconds))
+    assert clock.now() == START.timestamp()
+
+
+def test_a_virtual_clock_cannot_start_where_a_sleep_would_wake_past_the_year_9999() -> None:
+    """`VirtualClock(start=datetime(9999, 12, 31, 23, 0))` and a two-hour sleep crashed the
+    run machine with `ValueError: year 10000 is out of range`."""
+    from flux import FluxError
+
+    with pytest.raises(FluxError, match="start"):
+        VirtualClock(dt.datetime(9999, 12, 31, 23, 0, tzinfo=dt.timezone.utc))
