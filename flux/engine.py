@@ -418,9 +418,13 @@ class FluxEngine:
         try:
             await self._continue(flow, run, reason="worker", claimed=True, inline=inline)
         except Exception as exc:
-            self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
-            if run.id not in self._active:
-                await self.leases.release(run.id)
+            # The claim's lease is kept, not released, until it expires: released, the run
+            # (the earliest due, say) would be claimed again at once, here or elsewhere, and
+            # no other run would ever be taken. Then it is tried again.
+            self.logger.error(
+                f"worker: cannot run it: {exc} (left aside for {self.lease_seconds:g}s, then tried again)",
+                workflow=run.name, run=run.id, exc=exc,
+            )  # fmt: skip
             return False
         return True
 

@@ -181,3 +181,46 @@ def test_a_virtual_clock_cannot_start_where_a_sleep_would_wake_past_the_year_999
 
     with pytest.raises(FluxError, match="start"):
         VirtualClock(dt.datetime(9999, 12, 31, 23, 0, tzinfo=dt.timezone.utc))
+
+
+# ------------------------------------------------------------ a due run a worker cannot run
+
+
+def test_a_due_run_the_worker_cannot_run_does_not_starve_the_others(tmp_path: Any) -> None:
+    """A run sleeping under version 1 of a workflow whose deployed definition now differs
+    (a `WorkflowVersionError`) is the earliest due run: the worker claimed it, failed,
+    released it and claimed it again, every poll, forever; no other run (due or pending)
+    was ever taken. It must be left aside (held until its lease expires) and the others run."""
+    url = f"sqlite:///{tmp_path / 'flux.db'}"
+    done: list[str] = []
+    old = (
+        create_workflow("changed").version("1")
+        .step("a", lambda ctx: 1)
+        .step("s", lambda ctx: Flux.sleep(0.1))
+        .step("b", lambda ctx: 2)
+    )  # fmt: skip
+    new = (
+        create_workflow("changed").version("2")
+        .step("a", lambda ctx: 1)
+        .step("inserted", lambda ctx: 3)
+        .step("s", lambda ctx: Flux.sleep(0.1))
+        .step("b", lambda ctx: 2)
+    )  # fmt: skip
+    sleeper = create_workflow("sleeper").step("s", lambda ctx: Flux.sleep(0.2)).step("b", lambda ctx: done.append("due"))
+    waiting = create_workflow("waiting").step("b", lambda ctx: done.append("pending"))
+
+    async def main() -> None:
+        setup = FluxEngine(storage=url, inline_sleep=0)
+        await setup.execute(old, id="old")  # due first
+        await setup.execute(sleeper, id="due")
+        await setup.start(waiting, id="pending")
+        await setup.close()
+        worker = FluxEngine(storage=url, logger=__import__("flux").FluxSilentLogger())
+        try:
+            await worker.work([new, sleeper, waiting], stop=lambda: len(done) == 2, poll=0.02)
+            assert (await worker.get("old")).status is RunStatus.SUSPENDED  # left as it was
+        finally:
+            await worker.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert sorted(done) == ["due", "pending"]
