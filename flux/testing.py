@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import heapq
 import itertools
-import math
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,7 +50,9 @@ class VirtualClock:
         if not isinstance(start, dt.datetime) or start.tzinfo is None or start.utcoffset() is None:
             raise FluxError(f"VirtualClock(start={start!r}): pass an aware datetime")
         if start.timestamp() >= _LAST:
-            raise FluxError(f"VirtualClock(start={start.isoformat()}): the clock must start before the year 9900")
+            raise FluxError(
+                f"VirtualClock(start={start.isoformat()}): the clock must start before the year 9900"
+            )
         self._now = start.timestamp()
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()

@@ -162,7 +162,9 @@ def test_two_concurrent_advances_never_move_the_clock_back(make_engine: EngineFa
     assert seen[-1] == START.timestamp() + 20
 
 
-@pytest.mark.parametrize("seconds", [10**400, 1e300, 9000 * 366 * 86400.0], ids=["huge-int", "1e300", "9000-years"])
+@pytest.mark.parametrize(
+    "seconds", [10**400, 1e300, 9000 * 366 * 86400.0], ids=["huge-int", "1e300", "9000-years"]
+)
 def test_advancing_past_what_a_datetime_can_hold_is_a_flux_error(seconds: float) -> None:
     """`advance(10**400)` raised OverflowError from `math.isfinite`; `advance(1e300)` moved
     the clock to where `clock.datetime()` and every wake time raise."""
@@ -206,7 +208,11 @@ def test_a_due_run_the_worker_cannot_run_does_not_starve_the_others(tmp_path: An
         .step("s", lambda ctx: Flux.sleep(0.1))
         .step("b", lambda ctx: 2)
     )  # fmt: skip
-    sleeper = create_workflow("sleeper").step("s", lambda ctx: Flux.sleep(0.2)).step("b", lambda ctx: done.append("due"))
+    sleeper = (
+        create_workflow("sleeper")
+        .step("s", lambda ctx: Flux.sleep(0.2))
+        .step("b", lambda ctx: done.append("due"))
+    )
     waiting = create_workflow("waiting").step("b", lambda ctx: done.append("pending"))
 
     async def main() -> None:
