@@ -230,3 +230,28 @@ def test_a_due_run_the_worker_cannot_run_does_not_starve_the_others(tmp_path: An
 
     asyncio.run(asyncio.wait_for(main(), 20))
     assert sorted(done) == ["due", "pending"]
+
+
+# ------------------------------------------------------------ schedule(): the same definition
+
+
+def test_the_same_schedule_with_its_input_keys_in_another_order_is_the_same_schedule(
+    make_engine: EngineFactory,
+) -> None:
+    """A JSON object has no order: `{"a": 1, "b": 2}` and `{"b": 2, "a": 1}` are one input.
+    The stored JSON text was compared as text, so a deploy that built the dict in another
+    order (every worker calls `schedule()` at startup) got a `ScheduleConflictError`."""
+    from flux import ScheduleConflictError
+
+    engine = make_engine(clock=VirtualClock(START))
+    flow = create_workflow("report").step("a", lambda ctx: ctx.input)
+
+    async def main() -> None:
+        await engine.schedule(flow, every=3600, input={"a": 1, "b": [1, 2]}, id="s")
+        await engine.schedule(flow, every=3600, input={"b": [1, 2], "a": 1}, id="s")
+        for other in ({"a": 1.0, "b": [1, 2]}, {"a": True, "b": [1, 2]}, {"a": 1, "b": [2, 1]}):
+            with pytest.raises(ScheduleConflictError):  # still another input
+                await engine.schedule(flow, every=3600, input=other, id="s")
+        assert len(await engine.schedules()) == 1
+
+    asyncio.run(main())
