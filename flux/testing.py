@@ -36,9 +36,9 @@ T = TypeVar("T")
 #: Rounds of `advance` at one moment before it gives up (a run that falls due again and
 #: again at the same instant is a bug in the workflow, not something to loop on forever).
 _MAX_ROUNDS = 10_000
-#: The clock stays before the year 9900, so that a wake time a hundred years on (the longest
+#: The clock stays before the year 9899, so that a wake time a hundred years on (the longest
 #: sleep, timeout or deadline) is still a datetime.
-_LAST = dt.datetime(9900, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+_LAST = dt.datetime(9899, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 
 
 class VirtualClock:
@@ -51,7 +51,7 @@ class VirtualClock:
             raise FluxError(f"VirtualClock(start={start!r}): pass an aware datetime")
         if start.timestamp() >= _LAST:
             raise FluxError(
-                f"VirtualClock(start={start.isoformat()}): the clock must start before the year 9900"
+                f"VirtualClock(start={start.isoformat()}): the clock must start before the year 9899"
             )
         self._now = start.timestamp()
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -103,7 +103,7 @@ class VirtualClock:
         if not seconds < _LAST - self._now:  # NaN, inf, an int too large for a float
             raise FluxError(
                 f"VirtualClock.advance({shown}): must be a finite number of seconds that keeps "
-                "the clock before the year 9900"
+                "the clock before the year 9899"
             )
         target = self._now + seconds
         await self._run_due()

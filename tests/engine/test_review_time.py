@@ -255,3 +255,11 @@ def test_the_same_schedule_with_its_input_keys_in_another_order_is_the_same_sche
         assert len(await engine.schedules()) == 1
 
     asyncio.run(main())
+
+
+def test_the_longest_sleep_from_the_latest_virtual_moment_is_still_a_datetime() -> None:
+    """The bound of the clock leaves room for a sleep of a hundred years (the longest)."""
+    from flux.signals import MAX_SECONDS
+    from flux.testing import _LAST
+
+    assert dt.datetime.fromtimestamp(_LAST + MAX_SECONDS, dt.timezone.utc).year <= 9999
