@@ -72,7 +72,7 @@ async def run(
                 every = int(every)
         try:
             value = json.loads(args.input)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or an int of more than 4,300 digits
             raise CLIError(f"--input is not valid JSON: {exc}") from None
         storage = open_storage(args.storage)  # the workers' database may not exist yet
     else:

@@ -54,6 +54,8 @@ _MACROS = {
 _MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # the most each month can have
 _MAX_STEPS = 100_000  # field steps before giving up: far more than any real expression needs
 _MINUTE = timedelta(minutes=1)
+#: Zoneinfo files whose meaning is set per machine (its local time, its POSIX default).
+_MACHINE_LOCAL = frozenset({"localtime", "posixrules"})
 _UTC = timezone.utc
 
 
@@ -179,6 +181,11 @@ def load_zone(name: object) -> zoneinfo.ZoneInfo:
     unknown = f"unknown timezone {shown(name)}: give an IANA name such as 'Europe/Paris' or 'UTC'"
     if not isinstance(name, str) or not name:
         raise ScheduleError(unknown)
+    if name.rsplit("/", 1)[-1] in _MACHINE_LOCAL:
+        raise ScheduleError(
+            f"timezone {shown(name)} means what the machine that reads it makes of it, so workers on "
+            "two machines would disagree; give an IANA name such as 'Europe/Paris' or 'UTC'"
+        )
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
@@ -234,9 +241,10 @@ def _item(item: str, whole: str, name: str, low: int, high: int, names: tuple[st
     if slash:
         if not step_text.isdecimal() or not step_text.isascii():
             raise ScheduleError(f"{where}: step {step_text!r} is not a number")
-        step = int(step_text)
+        step = int(step_text) if len(step_text) < 20 else high + 1  # int() refuses 4,300+ digits
         if step < 1 or step > high:
-            raise ScheduleError(f"{where}: step {step} out of range 1-{high}")
+            text = step_text if len(step_text) <= 24 else step_text[:20] + "..."
+            raise ScheduleError(f"{where}: step {text} out of range 1-{high}")
     if body == "*":
         start, end = low, high
     elif "-" in body:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import inspect
 import random
 import time
@@ -392,7 +393,7 @@ class FluxEngine:
                     return done
                 await self._idle(names, poll)
                 continue
-            if not await self._run_claimed(by_name[run.name], run):
+            if not await self._run_claimed(by_name[run.name], run, inline=False):
                 await asyncio.sleep(poll)
                 continue
             done += 1
@@ -411,14 +412,20 @@ class FluxEngine:
             wait = min(poll, max(due - self.clock.now(), 0.01))
         await asyncio.sleep(wait)
 
-    async def _run_claimed(self, flow: Workflow[Any], run: RunRecord) -> bool:
-        """Execute a run this engine claimed (pending, orphaned or due); False if it failed."""
+    async def _run_claimed(self, flow: Workflow[Any], run: RunRecord, *, inline: bool = True) -> bool:
+        """Execute a run this engine claimed (pending, orphaned or due); False if it failed.
+        With `inline` False (the work loop, which drives one run at a time) no sleep is
+        slept in-process: it is stored, so that the loop goes on to the runs due meanwhile."""
         try:
-            await self._continue(flow, run, reason="worker", claimed=True)
+            await self._continue(flow, run, reason="worker", claimed=True, inline=inline)
         except Exception as exc:
-            self.logger.error(f"worker: cannot run it: {exc}", workflow=run.name, run=run.id, exc=exc)
-            if run.id not in self._active:
-                await self.leases.release(run.id)
+            # The claim's lease is kept, not released, until it expires: released, the run
+            # (the earliest due, say) would be claimed again at once, here or elsewhere, and
+            # no other run would ever be taken. Then it is tried again.
+            self.logger.error(
+                f"worker: cannot run it: {exc} (left aside for {self.lease_seconds:g}s, then tried again)",
+                workflow=run.name, run=run.id, exc=exc,
+            )  # fmt: skip
             return False
         return True
 
@@ -715,7 +722,7 @@ class FluxEngine:
         return await self._drive(flow, run, Started(), value)
 
     async def _continue(
-        self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False
+        self, flow: Workflow[Any], run: RunRecord, *, reason: str, claimed: bool = False, inline: bool = True
     ) -> FluxResult:
         """Bring an existing run forward as far as it can go without being asked explicitly."""
         if run.status is R.SUSPENDED and (claimed or self._due(run)):
@@ -725,7 +732,8 @@ class FluxEngine:
                 if fresh is None:
                     return self._result(run)
                 run = fresh
-            return await self._drive(flow, run, Woke())  # it wakes, times out, or meets its deadline
+            # it wakes, times out, or meets its deadline
+            return await self._drive(flow, run, Woke(), inline=inline)
         if _at_rest(run):
             return self._result(run)
         adopt_definition(flow, run)
@@ -737,15 +745,18 @@ class FluxEngine:
             if _at_rest(run):
                 await self.leases.release(run.id)
                 return self._result(run)
-        return await self._drive(flow, run, Resumed(reason, crashed=run.status is R.RUNNING))
+        return await self._drive(flow, run, Resumed(reason, crashed=run.status is R.RUNNING), inline=inline)
 
     async def _drive(
-        self, flow: Workflow[Any], run: RunRecord, event: Event, value: Any = _UNSET
+        self, flow: Workflow[Any], run: RunRecord, event: Event, value: Any = _UNSET, *, inline: bool = True
     ) -> FluxResult:
         run_id = run.id
         if value is _UNSET:
             value = ser.loads(run.input_json)
-        driver = RunDriver(self, flow, self._plan(flow), run, value)
+        plan = self._plan(flow)
+        if not inline and plan.inline_sleep:
+            plan = dataclasses.replace(plan, inline_sleep=0.0)
+        driver = RunDriver(self, flow, plan, run, value)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active[run_id] = done
         self._drivers[run_id] = driver

@@ -17,6 +17,7 @@ does not exist: any number of workers handling one slot start one run.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -61,7 +62,14 @@ class ScheduleRecord:
 
     def definition(self) -> tuple[Any, ...]:
         """What makes two schedules with one id the same schedule."""
-        return (self.workflow, self.cron, self.every, self.timezone, self.catch_up, self.input_json)
+        return (
+            self.workflow,
+            self.cron,
+            self.every,
+            self.timezone,
+            self.catch_up,
+            _canonical(self.input_json),
+        )
 
     def describe(self) -> str:
         when = f"cron={self.cron!r}" if self.cron is not None else f"every={self.every}"
@@ -76,6 +84,15 @@ class ScheduleRecord:
         clone = object.__new__(ScheduleRecord)
         clone.__dict__.update(self.__dict__)
         return clone
+
+
+def _canonical(text: str) -> str:
+    """JSON text with its objects' keys sorted: one input, whatever order its keys came in
+    (numbers and booleans keep their spelling: `1`, `1.0` and `true` stay apart)."""
+    try:
+        return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:  # a row written by hand: compared as it is
+        return text
 
 
 @dataclass(frozen=True)

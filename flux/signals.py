@@ -105,4 +105,11 @@ class Flux:
                 f"Flux.sleep_until({when.isoformat()}): a naive datetime is ambiguous; "
                 "pass an aware datetime (e.g. datetime(..., tzinfo=timezone.utc))"
             )
+        try:
+            when.astimezone(dt.timezone.utc)
+        except (OverflowError, ValueError):
+            raise WorkflowDefinitionError(
+                f"Flux.sleep_until({when.isoformat()}): the moment is past the year 9999 in UTC; "
+                "a wake time must be a datetime"
+            ) from None
         return SleepRequest(until=when.timestamp())

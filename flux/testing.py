@@ -21,7 +21,6 @@ import contextlib
 import datetime as dt
 import heapq
 import itertools
-import math
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,6 +36,9 @@ T = TypeVar("T")
 #: Rounds of `advance` at one moment before it gives up (a run that falls due again and
 #: again at the same instant is a bug in the workflow, not something to loop on forever).
 _MAX_ROUNDS = 10_000
+#: The clock stays before the year 9899, so that a wake time a hundred years on (the longest
+#: sleep, timeout or deadline) is still a datetime.
+_LAST = dt.datetime(9899, 1, 1, tzinfo=dt.timezone.utc).timestamp()
 
 
 class VirtualClock:
@@ -47,6 +49,10 @@ class VirtualClock:
             start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
         if not isinstance(start, dt.datetime) or start.tzinfo is None or start.utcoffset() is None:
             raise FluxError(f"VirtualClock(start={start!r}): pass an aware datetime")
+        if start.timestamp() >= _LAST:
+            raise FluxError(
+                f"VirtualClock(start={start.isoformat()}): the clock must start before the year 9899"
+            )
         self._now = start.timestamp()
         self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -89,16 +95,22 @@ class VirtualClock:
         """Move the clock `seconds` forward, stopping at every moment something falls due
         (a sleep, a retry's backoff, a wait's timeout, a deadline, a schedule slot, a stored
         wake time), running it, and waiting until the engines are idle again."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-            raise FluxError(f"VirtualClock.advance({seconds!r}): must be a finite number of seconds")
+        shown = repr(seconds) if len(repr(seconds)) <= 40 else repr(seconds)[:37] + "..."
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise FluxError(f"VirtualClock.advance({shown}): must be a finite number of seconds")
         if seconds < 0:
-            raise FluxError(f"VirtualClock.advance({seconds!r}): time does not go back")
+            raise FluxError(f"VirtualClock.advance({shown}): time does not go back")
+        if not seconds < _LAST - self._now:  # NaN, inf, an int too large for a float
+            raise FluxError(
+                f"VirtualClock.advance({shown}): must be a finite number of seconds that keeps "
+                "the clock before the year 9899"
+            )
         target = self._now + seconds
         await self._run_due()
         while (moment := await self._next_moment()) is not None and moment <= target:
             self._now = max(self._now, moment)
             await self._run_due()
-        self._now = target
+        self._now = max(self._now, target)  # a concurrent advance may have gone further
         await self._run_due()
 
     async def run(self, work: Coroutine[Any, Any, T], *, limit: float = 366 * 86400.0) -> T:
