@@ -253,8 +253,8 @@ async def _runs(args: argparse.Namespace) -> int:
         else:
             try:
                 payload = json.loads(args.payload)
-            except json.JSONDecodeError as exc:
-                raise CLIError(f"--payload is not valid JSON: {exc}") from None
+            except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
+                raise CLIError(f"--payload is not valid JSON: {printable(str(exc))}") from None
             result = await engine.signal(load_workflow(args.workflow), args.id, args.signal, payload)
             _print_run(result)
     finally:

@@ -122,6 +122,19 @@ def test_retry_reruns_the_failed_step(
             "--payload is not valid JSON",
         ),
         (
+            [
+                "runs",
+                "signal",
+                "ap-1",
+                "approval",
+                "--payload",
+                "9" * 5000,
+                "--workflow",
+                "cli_flows:approval",
+            ],
+            "--payload is not valid JSON",
+        ),
+        (
             ["runs", "retry", "f-1", "two", "--workflow", "missing_module:flow"],
             "cannot import missing_module",
         ),

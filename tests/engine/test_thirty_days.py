@@ -1,5 +1,6 @@
 """A 30-day workflow on a VirtualClock: a sleep, a wait with a timeout, retries with backoff,
-a deadline and a daily schedule beside it, run to its end at once (SPEC §10, issue 10), on memory and on SQLite."""
+a deadline and a daily schedule beside it, run to its end at once (SPEC §10, issue 10), on
+memory and on SQLite."""
 
 from __future__ import annotations
 
