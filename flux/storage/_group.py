@@ -66,6 +66,7 @@ class GroupCommit:
         self._queue: list[Write] = []
         self._busy = False
         self._closed = False
+        self._arriving = 0  # writes in their turn of the loop before `submit` decides
         self._thread: threading.Thread | None = None
         #: Batches committed and writes in them (read by tests and benches).
         self.batches = 0
@@ -73,11 +74,24 @@ class GroupCommit:
 
     async def submit(self, write: Write, *, inline: bool = True) -> Any:
         """Write `write` and return its result once its batch is committed (or raise its error).
-        With `inline`, a write that finds nothing in flight is committed on this thread."""
+        With `inline`, a write that finds nothing in flight, and no other write arriving in
+        the same turn of the event loop, is committed on this thread."""
+        alone = False
+        if inline:
+            # One turn of the loop lets the other runs in hand reach their own writes: then
+            # they go together to the writer thread, and the loop goes on while it commits.
+            with self._cond:
+                self._arriving += 1
+            try:
+                await asyncio.sleep(0)
+            finally:
+                with self._cond:
+                    alone = self._arriving == 1
+                    self._arriving -= 1
         with self._cond:
             if self._closed:
                 raise RuntimeError("closed")
-            if inline and not self._busy and not self._queue:
+            if alone and not self._busy and not self._queue:
                 self._busy = True
             else:
                 loop = asyncio.get_running_loop()

@@ -277,10 +277,10 @@ class SQLiteStorage:
                     w.error, w.result = self._error(w.what, exc) if isinstance(exc, _REFUSED) else exc, None
 
     async def _submit(self, write: Write) -> Any:
-        # A run alone is written at once on this thread; with others in hand, the writes
-        # go to the writer thread and form batches while a commit is in flight.
+        # A run alone is written at once on this thread; with others at hand, the writes go
+        # to the writer thread and form batches while a commit is in flight.
         try:
-            return await self._group.submit(write, inline=len(self._known) <= 1)
+            return await self._group.submit(write)
         except RuntimeError as exc:
             if str(exc) != "closed":
                 raise
