@@ -1,7 +1,7 @@
 """Group commit: the writes of the runs an engine executes at once, one transaction per batch.
 
 A storage hands each write (a `Write`: what to do on its connection) to a `GroupCommit` and
-awaits it. One commit is in flight at a time. A write that arrives while nothing is in
+awaits it. At most `slots` commits are in flight at a time (one for SQLite). A write that arrives while nothing is in
 flight is written at once (on the caller's thread when the storage allows it, so that a run
 alone pays no hop to another thread); writes that arrive while a commit is in flight wait in
 a queue, and the writer thread commits all of them together as soon as that commit ends.
@@ -57,14 +57,16 @@ def _resolve(writes: Sequence[Write]) -> None:
 class GroupCommit:
     """The queue and the writer thread of one storage connection (or one shared one)."""
 
-    def __init__(self, commit: Callable[[Sequence[Write]], None], name: str) -> None:
+    def __init__(self, commit: Callable[[Sequence[Write]], None], name: str, *, slots: int = 1) -> None:
         #: Writes `batch` in one transaction; sets `result` / `error` on each write. Whatever it
         #: raises fails the writes it left without an outcome.
         self._commit = commit
         self._name = name
         self._cond = threading.Condition()
         self._queue: list[Write] = []
-        self._busy = False
+        #: Commits in flight, at most `slots` (SQLite has one writer; PostgreSQL takes more).
+        self._busy = 0
+        self._slots = slots
         self._closed = False
         self._arriving = 0  # writes in their turn of the loop before `submit` decides
         self._thread: threading.Thread | None = None
@@ -91,8 +93,8 @@ class GroupCommit:
         with self._cond:
             if self._closed:
                 raise RuntimeError("closed")
-            if alone and not self._busy and not self._queue:
-                self._busy = True
+            if alone and self._busy < self._slots and not self._queue:
+                self._busy += 1
             else:
                 loop = asyncio.get_running_loop()
                 write.loop = loop
@@ -101,14 +103,14 @@ class GroupCommit:
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._run, name=f"flux-{self._name}", daemon=True)
                     self._thread.start()
-                elif not self._busy:
+                elif self._busy < self._slots:
                     self._cond.notify()
         if write.future is None:
             try:
                 self._run_batch([write])
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy -= 1
                     if self._queue:
                         self._cond.notify()
             return write.outcome()
@@ -127,17 +129,17 @@ class GroupCommit:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while self._busy or not self._queue:
+                while self._busy >= self._slots or not self._queue:
                     if self._closed and not self._queue:
                         return
                     self._cond.wait()
                 batch, self._queue = self._queue, []
-                self._busy = True
+                self._busy += 1
             try:
                 self._run_batch(batch)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy -= 1
                     if self._queue:
                         self._cond.notify()
             by_loop: dict[asyncio.AbstractEventLoop, list[Write]] = {}
