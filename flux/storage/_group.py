@@ -24,14 +24,24 @@ from typing import Any
 
 class Write:
     """One run's write: `fn(conn)` inside the batch's transaction. `single`: `fn` is one
-    statement (SQLite undoes a failed statement alone, so it needs no savepoint)."""
+    statement (SQLite undoes a failed statement alone, so it needs no savepoint). `alone`,
+    if given, is how the storage writes it outside a batch (its own connection, its own
+    transaction)."""
 
-    __slots__ = ("fn", "what", "single", "result", "error", "future", "loop")
+    __slots__ = ("fn", "what", "single", "alone", "result", "error", "future", "loop")
 
-    def __init__(self, fn: Callable[[Any], Any], what: str, *, single: bool = False) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        what: str,
+        *,
+        single: bool = False,
+        alone: Callable[[], Any] | None = None,
+    ) -> None:
         self.fn = fn
         self.what = what
         self.single = single
+        self.alone = alone
         self.result: Any = None
         self.error: BaseException | None = None
         self.future: asyncio.Future[Any] | None = None

@@ -22,6 +22,8 @@ from ..errors import LeaseLostError, StorageError
 from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
+from ._group import Write
+from ._pg_group import PgHub
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -118,6 +120,9 @@ class PostgresStorage:
         except StorageError:
             self._close_idle()
             raise
+        #: The saves of every storage of this process on this database, one commit per batch.
+        self._hub = PgHub.acquire(url, durability, self._where, connect_timeout, lambda c: _still_open(c))
+        self._group = self._hub.group
 
     # ------------------------------------------------------------------ plumbing
 
@@ -311,17 +316,23 @@ class PostgresStorage:
             params.append(len(run.steps))
             params.extend(_step_columns(run.id, steps, run.steps))
 
-        def save(conn: psycopg.Connection[Any]) -> None:
-            row = conn.execute(sql, params).fetchone()
+        what = f"saving run '{run.id}'"
+        try:
+            if self._closed:
+                raise StorageError(f"{self._where}: the storage is closed")
+            write = Write(
+                lambda conn: conn.execute(sql, params),
+                what,
+                single=True,
+                alone=lambda: self._call_now(lambda conn: conn.execute(sql, params).fetchone(), what),
+            )
+            row = await self._group.submit(write)
             if not row or row[0] != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
                     if owner
                     else f"run '{run.id}' is not stored"
                 )
-
-        try:
-            await self._call(save, f"saving run '{run.id}'")
         except BaseException:
             self._known_len.pop(run.id, None)
             raise
@@ -455,6 +466,8 @@ class PostgresStorage:
         await self._call(release, f"releasing run '{run_id}'", retry=True)
 
     async def close(self) -> None:
+        if not self._closed:
+            self._hub.release()
         self._closed = True
         self._close_idle()
         self._close_heartbeat()

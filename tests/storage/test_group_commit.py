@@ -51,7 +51,8 @@ async def _in_one_batch(group: GroupCommit, saves: list[Any]) -> list[Any]:
         held.set()
         release.wait()
 
-    blocker = asyncio.ensure_future(group.submit(Write(hold, "holding the writer", single=True), inline=False))
+    blocker_write = Write(hold, "holding the writer", single=True, alone=lambda: hold(None))
+    blocker = asyncio.ensure_future(group.submit(blocker_write, inline=False))
     await asyncio.get_running_loop().run_in_executor(None, held.wait)
     tasks = [asyncio.ensure_future(s) for s in saves]
     while len(group._queue) < len(saves):  # each save reaches the queue within a turn or two
