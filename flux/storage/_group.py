@@ -1,10 +1,12 @@
 """Group commit: the writes of the runs an engine executes at once, one transaction per batch.
 
 A storage hands each write (a `Write`: what to do on its connection) to a `GroupCommit` and
-awaits it. At most `slots` commits are in flight at a time (one for SQLite). A write that arrives while nothing is in
-flight is written at once (on the caller's thread when the storage allows it, so that a run
-alone pays no hop to another thread); writes that arrive while a commit is in flight wait in
-a queue, and the writer thread commits all of them together as soon as that commit ends.
+awaits it. At most `slots` commits are in flight at a time (one for SQLite). A write that
+finds a free slot, and no other write arriving in the same turn of its event loop, is
+written at once on the caller's thread, so that a run alone pays no hop to another thread.
+Other writes wait in a queue, and the writer thread commits all that are queued together
+as soon as a slot is free: the writes that arrive while a commit is in flight form the next
+batch, and nothing ever waits for a batch to fill.
 Each write's await returns only after the COMMIT of its own batch, with its own outcome: the
 storage's `commit` callback sets `result` or `error` per write, so that one run's lost lease
 or refused row fails only that run.
@@ -28,7 +30,7 @@ class Write:
     if given, is how the storage writes it outside a batch (its own connection, its own
     transaction)."""
 
-    __slots__ = ("fn", "what", "single", "alone", "result", "error", "future", "loop")
+    __slots__ = ("alone", "error", "fn", "future", "loop", "result", "single", "what")
 
     def __init__(
         self,

@@ -124,9 +124,8 @@ class PgHub:
     @staticmethod
     def _together(conn: psycopg.Connection[Any], batch: Sequence[Write]) -> None:
         """All of `batch` in one transaction and one pipeline; raises if any is refused."""
-        with conn.pipeline():
-            with conn.transaction():
-                cursors = [w.fn(conn) for w in batch]
+        with conn.pipeline(), conn.transaction():
+            cursors = [w.fn(conn) for w in batch]
         for w, cur in zip(batch, cursors, strict=True):
             w.result = _row(cur)
 

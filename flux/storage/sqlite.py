@@ -291,7 +291,7 @@ class SQLiteStorage:
         with self._lock:
             return self._until_free(what, lambda: fn(self._conn))
 
-    def _error(self, what: str, exc: Exception) -> StorageError:
+    def _error(self, what: str, exc: BaseException) -> StorageError:
         return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
 
     # ------------------------------------------------------------------ protocol
@@ -312,7 +312,9 @@ class SQLiteStorage:
         if started:
             created = self._write(what, insert)
         else:
-            created = await self._submit(Write(lambda c: c.execute(sql, params).rowcount == 1, what, single=True))
+            created = await self._submit(
+                Write(lambda c: c.execute(sql, params).rowcount == 1, what, single=True)
+            )
         if created and run.lease is not None:
             self._known[run.id] = _state(run)
         return created
@@ -327,7 +329,9 @@ class SQLiteStorage:
             i = steps[0]
             row = _step_row(run.id, i, run.steps[i], run)
             args = (*row, run.id, owner)
-            write = Write(lambda c: c.execute(_LOG_STEP, args).rowcount, f"saving run '{run.id}'", single=True)
+            write = Write(
+                lambda c: c.execute(_LOG_STEP, args).rowcount, f"saving run '{run.id}'", single=True
+            )
             if await self._submit(write) != 1:
                 self._known.pop(run.id, None)
                 raise LeaseLostError(

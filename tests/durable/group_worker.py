@@ -16,7 +16,14 @@ import os
 import sys
 from typing import Any
 
-from flux import FluxEngine, FluxSilentLogger, SQLiteStorage, WorkflowContext, WorkflowStorage, create_workflow
+from flux import (
+    FluxEngine,
+    FluxSilentLogger,
+    SQLiteStorage,
+    WorkflowContext,
+    WorkflowStorage,
+    create_workflow,
+)
 
 STORAGE, EFFECTS, MODE = sys.argv[1:]
 RUNS = 64
