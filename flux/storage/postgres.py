@@ -6,7 +6,10 @@ trip: a finished step updates the run row and upserts the step row in a single
 
 Calls are made on the calling thread: a hop to a thread pool per call costs more than the
 round trip itself on a local server. Concurrency comes from several engines (threads or
-processes, as `flux worker --concurrency` runs them), each with its own connection.
+processes, as `flux worker --concurrency` runs them), each with its own connection. The
+saves of all the runs of one process on one database share commits (group commit,
+`_pg_group.py`): a save that finds a free slot is written at once on its own thread; the
+saves that arrive meanwhile go in one pipelined transaction, one WAL flush for all.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """`SQLiteStorage`: durable runs in one SQLite file (standard `sqlite3`, WAL mode).
 
-Each finished step is one transaction (the run row and the step row together). With
-`durability="normal"` a commit is safe against the death of the process, but the last
+Each finished step is one atomic write (the run row and the step row together). The saves of
+the runs an engine executes at once share transactions (group commit, `_group.py`): a save
+that comes alone is committed at once on the caller's thread; saves that arrive while a
+commit is in flight are committed together by a writer thread, in one transaction, each in a
+savepoint of its own when it is more than one statement, and each run goes on only once the
+COMMIT of its own batch is done. With `durability="normal"` a commit is safe against the death of the process, but the last
 transactions may be lost on power failure; `durability="full"` fsyncs every commit.
 Several processes can share one file: writers wait for each other (`BEGIN IMMEDIATE`
 with a busy timeout, then a bounded retry), so "database is locked" does not escape.
