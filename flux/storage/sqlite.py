@@ -5,8 +5,9 @@ the runs an engine executes at once share transactions (group commit, `_group.py
 that comes alone is committed at once on the caller's thread; saves that arrive while a
 commit is in flight are committed together by a writer thread, in one transaction, each in a
 savepoint of its own when it is more than one statement, and each run goes on only once the
-COMMIT of its own batch is done. With `durability="normal"` a commit is safe against the death of the process, but the last
-transactions may be lost on power failure; `durability="full"` fsyncs every commit.
+COMMIT of its own batch is done. With `durability="normal"` a commit is safe against the
+death of the process, but the last transactions may be lost on power failure;
+`durability="full"` fsyncs every commit.
 Several processes can share one file: writers wait for each other (`BEGIN IMMEDIATE`
 with a busy timeout, then a bounded retry), so "database is locked" does not escape.
 """
