@@ -12,6 +12,7 @@ one fails. Saves are idempotent (the same rows again), so writing one again is s
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,7 +25,8 @@ from ._group import GroupCommit, Write
 #: Commits in flight at once: one batch of the writer thread, and one save on its run's own
 #: thread when it comes alone (as fast as before group commit, for a run alone).
 _SLOTS = 2
-_hubs: dict[tuple[str, str], PgHub] = {}
+#: By URL, durability and process (a forked child starts its own: threads do not survive a fork).
+_hubs: dict[tuple[str, str, int], PgHub] = {}
 _hubs_lock = threading.Lock()
 
 
@@ -39,6 +41,7 @@ class PgHub:
         self.where = where
         self.connect_timeout = connect_timeout
         self.refs = 0
+        self.key: tuple[str, str, int] = (url, durability, os.getpid())
         self._idle: list[psycopg.Connection[Any]] = []
         self._lock = threading.Lock()
         self.group = GroupCommit(self._commit, "postgres-writer", slots=_SLOTS)
@@ -49,9 +52,11 @@ class PgHub:
         still_open: Callable[[psycopg.Connection[Any]], bool],
     ) -> PgHub:  # fmt: skip
         with _hubs_lock:
-            hub = _hubs.get((url, durability))
+            key = (url, durability, os.getpid())
+            hub = _hubs.get(key)
             if hub is None:
-                hub = _hubs[(url, durability)] = cls(url, durability, where, connect_timeout, still_open)
+                hub = _hubs[key] = cls(url, durability, where, connect_timeout, still_open)
+                hub.key = key
             hub.refs += 1
             return hub
 
@@ -60,7 +65,7 @@ class PgHub:
             self.refs -= 1
             if self.refs > 0:
                 return
-            del _hubs[(self.url, self.durability)]
+            _hubs.pop(self.key, None)
         self.group.close()
         with self._lock:
             idle, self._idle = self._idle, []
