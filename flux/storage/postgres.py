@@ -26,7 +26,6 @@ from ..records import Lease, RunRecord, StepRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._group import Write
-from ._pg_group import PgHub
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -44,6 +43,8 @@ try:
     import psycopg
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgresStorage needs psycopg: pip install 'gravito-flux[postgres]'") from exc
+
+from ._pg_group import PgHub  # after the message above: it imports psycopg
 
 SCHEMA_VERSION = LATEST
 T = TypeVar("T")
