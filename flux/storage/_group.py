@@ -91,7 +91,12 @@ class GroupCommit:
         With `inline`, a write that finds nothing in flight, and no other write arriving in
         the same turn of the event loop, is committed on this thread."""
         alone = False
-        if inline:
+        ready = getattr(asyncio.get_running_loop(), "_ready", None) if inline else None
+        if ready is not None and not ready:
+            # Nothing else is ready to run on this loop (asyncio's own queue of callbacks): no
+            # other run can reach a write in this turn, so there is no turn to pay for.
+            alone = True
+        elif inline:
             # One turn of the loop lets the other runs in hand reach their own writes: then
             # they go together to the writer thread, and the loop goes on while it commits.
             with self._cond:

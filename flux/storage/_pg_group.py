@@ -22,9 +22,11 @@ import psycopg
 from ..errors import StorageError
 from ._group import GroupCommit, Write
 
-#: Commits in flight at once: one batch of the writer thread, and one save on its run's own
-#: thread when it comes alone (as fast as before group commit, for a run alone).
-_SLOTS = 2
+#: Commits in flight at once. A save that comes alone to its loop (a worker thread's run)
+#: commits on its own thread and connection, as many at once as there are threads: the
+#: server already flushes the WAL of concurrent commits together, and capping them at a
+#: few measured slower (docs/performance.md). The runs of one loop at once are batched.
+_SLOTS = 64
 #: By URL, durability and process (a forked child starts its own: threads do not survive a fork).
 _hubs: dict[tuple[str, str, int], PgHub] = {}
 _hubs_lock = threading.Lock()
