@@ -1,12 +1,14 @@
 """Runs at once in one process: does concurrency buy throughput? (issue 12)
 
-    python bench/concurrency.py [--runs 256] [--rounds 3]
+    python bench/concurrency.py [--runs 256] [--rounds 3] [--dsn postgresql://postgres@127.0.0.1:5432/test]
 
 The same 10-step workflow of trivial steps runs `--runs` times with 1, 16 and 64 runs in
-flight at once (`asyncio.gather` over batches) on `MemoryStorage` and on `SQLiteStorage`
-with durability "normal" and "full". Figures are medians over the rounds of steps per
-second; the ratios are against one run at a time on the same storage, and against the
-memory storage at the same concurrency, all measured in this invocation.
+flight at once (`asyncio.gather` over batches) on `MemoryStorage`, on `SQLiteStorage`
+with durability "normal" and "full", and on `PostgresStorage` (both durabilities, a fresh
+schema each time) when the server of `--dsn` answers (`--dsn ''`: none). Figures are medians
+over the rounds of steps per second; the ratios are against one run at a time on the same
+storage, and against the memory storage at the same concurrency, all measured in this
+invocation.
 """
 
 from __future__ import annotations
@@ -24,6 +26,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flux import FluxEngine, FluxSilentLogger, MemoryStorage, SQLiteStorage, WorkflowContext, create_workflow
 from flux.storage import WorkflowStorage
+
+
+def postgres(dsn: str) -> bool:
+    """True if PostgreSQL (and psycopg) answer at `dsn`."""
+    if not dsn:
+        return False
+    try:
+        import psycopg
+
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except Exception:
+        return False
+    return True
+
 
 STEPS = 10
 LEVELS = (1, 16, 64)
@@ -62,8 +78,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=256, help="runs per measurement")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
-    kinds = ("memory", "sqlite normal", "sqlite full")
+    pg = postgres(args.dsn)
+    kinds: tuple[str, ...] = ("memory", "sqlite normal", "sqlite full")
+    if pg:
+        kinds += ("postgres normal", "postgres full")
     figures: dict[tuple[str, int], list[float]] = {(k, n): [] for k in kinds for n in LEVELS}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
@@ -73,14 +93,24 @@ def main() -> None:
                     db = Path(tmp) / f"{durability}-{r}-{n}.db"
                     storage = SQLiteStorage(db, durability=durability)
                     figures[(f"sqlite {durability}", n)].append(measure(storage, args.runs, n))
+                    if pg:
+                        from bench.workers import drop_schema, fresh_schema
+                        from flux.storage.postgres import PostgresStorage
+
+                        schema, url = fresh_schema(args.dsn)
+                        try:
+                            pstore = PostgresStorage(url, durability=durability)
+                            figures[(f"postgres {durability}", n)].append(measure(pstore, args.runs, n))
+                        finally:
+                            drop_schema(args.dsn, schema)
     med = {key: statistics.median(values) for key, values in figures.items()}
     print(f"10-step workflow, {args.runs} runs, medians of {args.rounds} rounds (steps/s)")
-    print(f"{'storage':<16}{'at once':>8}{'steps/s':>10}{'÷ 1 at once':>13}{'÷ memory':>10}")
+    print(f"{'storage':<18}{'at once':>8}{'steps/s':>10}{'÷ 1 at once':>13}{'÷ memory':>10}")
     for kind in kinds:
         for n in LEVELS:
             value = med[(kind, n)]
             print(
-                f"{kind:<16}{n:>8}{value:>10.0f}{value / med[(kind, 1)]:>12.2f}x"
+                f"{kind:<18}{n:>8}{value:>10.0f}{value / med[(kind, 1)]:>12.2f}x"
                 f"{value / med[('memory', n)]:>9.0%}"
             )
 

@@ -2,10 +2,12 @@
 against DBOS on the same server.
 
     pip install -e '.[bench,postgres]'
-    python bench/workers.py [--runs 600] [--rounds 3] [--dsn postgresql://postgres@127.0.0.1:5432/test]
+    python bench/workers.py [--runs 600] [--rounds 3] [--no-dbos]
+                            [--dsn postgresql://postgres@127.0.0.1:5432/test]
 
 (1) Throughput: `--runs` runs of a 10-step workflow are queued with `engine.start`, then 1, 2
-and 4 worker processes (`flux worker --concurrency 1`) drain them. Workflows per second are
+and 4 worker processes (`flux worker --concurrency 1`) drain them, then one process with 2, 4
+and 8 worker threads (`--concurrency N`, whose saves share commits). Workflows per second are
 counted between the first and the last run's completion, as stored, so process start-up is
 left out. (2) Per step: one process runs the same workflow run after run, on Flux with
 `PostgresStorage` (durability "full", the default, and "normal") and on DBOS with its
@@ -49,7 +51,8 @@ def drop_schema(dsn: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def throughput(dsn: str, workers: int, runs: int, durability: str = "full") -> float:
+def throughput(dsn: str, workers: int, runs: int, durability: str = "full", threads: int = 1) -> float:
+    """Workflows per second drained by `workers` processes of `threads` worker threads each."""
     schema, url = fresh_schema(dsn)
     try:
 
@@ -71,7 +74,7 @@ def throughput(dsn: str, workers: int, runs: int, durability: str = "full") -> f
                     "--storage",
                     f"{url}&durability={durability}",
                     "--concurrency",
-                    "1",
+                    str(threads),
                     "--burst",
                     "--poll",
                     "0.05",
@@ -116,21 +119,28 @@ def main() -> None:
     parser.add_argument("--step-runs", type=int, default=100, help="runs per per-step round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--durability", choices=["full", "normal"], default="full", help="of the workers (1)")
+    parser.add_argument("--no-dbos", action="store_true", help="only (1): the throughput of the workers")
     args = parser.parse_args()
 
-    rates: dict[int, list[float]] = {1: [], 2: [], 4: []}
+    # (processes, worker threads in each): processes each `--concurrency 1`, then one process
+    # with N threads, whose saves share commits (group commit across a process's threads).
+    shapes = [(1, 1), (2, 1), (4, 1), (1, 2), (1, 4), (1, 8)]
+    rates: dict[tuple[int, int], list[float]] = {shape: [] for shape in shapes}
     for _ in range(args.rounds):
-        for n in rates:
-            rates[n].append(throughput(args.dsn, n, args.runs, args.durability))
-    one = statistics.median(rates[1])
+        for procs, threads in shapes:
+            rates[(procs, threads)].append(throughput(args.dsn, procs, args.runs, args.durability, threads))
+    one = statistics.median(rates[(1, 1)])
     print(
         f"(1) 10-step workflows per second, {args.runs} queued runs, durability {args.durability}, "
         f"median of {args.rounds} rounds"
     )
-    print(f"{'workers':<10}{'wf/s':>10}{'x 1 worker':>12}")
-    for n, values in rates.items():
+    print(f"{'workers':<26}{'wf/s':>10}{'x 1 worker':>12}")
+    for (procs, threads), values in rates.items():
         med = statistics.median(values)
-        print(f"{n:<10}{med:>10.1f}{med / one:>12.2f}")
+        label = f"{procs} process(es)" if threads == 1 else f"1 process, --concurrency {threads}"
+        print(f"{label:<26}{med:>10.1f}{med / one:>12.2f}")
+    if args.no_dbos:
+        return
 
     costs: dict[str, list[float]] = {"flux full": [], "flux normal": [], "dbos": []}
     schema, url = fresh_schema(args.dsn)

@@ -6,7 +6,10 @@ trip: a finished step updates the run row and upserts the step row in a single
 
 Calls are made on the calling thread: a hop to a thread pool per call costs more than the
 round trip itself on a local server. Concurrency comes from several engines (threads or
-processes, as `flux worker --concurrency` runs them), each with its own connection.
+processes, as `flux worker --concurrency` runs them), each with its own connection. The
+saves of all the runs of one process on one database share commits (group commit,
+`_pg_group.py`): a save that finds a free slot is written at once on its own thread; the
+saves that arrive meanwhile go in one pipelined transaction, one WAL flush for all.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..records import Lease, RunRecord, StepRecord
 from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
+from ._group import Write
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -42,6 +46,8 @@ try:
     import psycopg
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("PostgresStorage needs psycopg: pip install 'gravito-flux[postgres]'") from exc
+
+from ._pg_group import PgHub  # after the message above: it imports psycopg
 
 SCHEMA_VERSION = LATEST
 T = TypeVar("T")
@@ -121,6 +127,9 @@ class PostgresStorage:
         except StorageError:
             self._close_idle()
             raise
+        #: The saves of every storage of this process on this database, one commit per batch.
+        self._hub = PgHub.acquire(url, durability, self._where, connect_timeout, lambda c: _still_open(c))
+        self._group = self._hub.group
 
     # ------------------------------------------------------------------ plumbing
 
@@ -315,17 +324,23 @@ class PostgresStorage:
             params.append(len(run.steps))
             params.extend(_step_columns(run.id, steps, run.steps))
 
-        def save(conn: psycopg.Connection[Any]) -> None:
-            row = conn.execute(sql, params).fetchone()
+        what = f"saving run '{run.id}'"
+        try:
+            if self._closed:
+                raise StorageError(f"{self._where}: the storage is closed")
+            write = Write(
+                lambda conn: conn.execute(sql, params),
+                what,
+                single=True,
+                alone=lambda: self._call_now(lambda conn: conn.execute(sql, params).fetchone(), what),
+            )
+            row = await self._group.submit(write)
             if not row or row[0] != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
                     if owner
                     else f"run '{run.id}' is not stored"
                 )
-
-        try:
-            await self._call(save, f"saving run '{run.id}'")
         except BaseException:
             self._known_len.pop(run.id, None)
             raise
@@ -459,6 +474,8 @@ class PostgresStorage:
         await self._call(release, f"releasing run '{run_id}'", retry=True)
 
     async def close(self) -> None:
+        if not self._closed:
+            self._hub.release()
         self._closed = True
         self._close_idle()
         self._close_heartbeat()

@@ -1,8 +1,13 @@
 """`SQLiteStorage`: durable runs in one SQLite file (standard `sqlite3`, WAL mode).
 
-Each finished step is one transaction (the run row and the step row together). With
-`durability="normal"` a commit is safe against the death of the process, but the last
-transactions may be lost on power failure; `durability="full"` fsyncs every commit.
+Each finished step is one atomic write (the run row and the step row together). The saves of
+the runs an engine executes at once share transactions (group commit, `_group.py`): a save
+that comes alone is committed at once on the caller's thread; saves that arrive while a
+commit is in flight are committed together by a writer thread, in one transaction, each in a
+savepoint of its own when it is more than one statement, and each run goes on only once the
+COMMIT of its own batch is done. With `durability="normal"` a commit is safe against the
+death of the process, but the last transactions may be lost on power failure;
+`durability="full"` fsyncs every commit.
 Several processes can share one file: writers wait for each other (`BEGIN IMMEDIATE`
 with a busy timeout, then a bounded retry), so "database is locked" does not escape.
 """
@@ -26,6 +31,7 @@ from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._compact import MARK, against, decode
+from ._group import GroupCommit, Write
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -136,6 +142,8 @@ class SQLiteStorage:
         #: `_state` of each run whose lease this storage's engine holds, as it last wrote it.
         self._known: dict[str, tuple[Any, ...]] = {}
         self._conn = self._open(create)
+        #: The saves of the runs in hand, one transaction per batch (see `_commit_batch`).
+        self._group = GroupCommit(self._commit_batch, "sqlite-writer")
         self._beat_lock = threading.Lock()  # the heartbeat's own connection (`heartbeat_sync`)
         self._beat_conn: sqlite3.Connection | None = None
         self._beat_closed = False
@@ -243,17 +251,68 @@ class SQLiteStorage:
                     raise self._error(what, exc) from exc
                 raise
 
-    def _write_one(self, what: str, sql: str, params: tuple[Any, ...]) -> int:
-        """One statement in autocommit mode (its own transaction); the rows it changed."""
+    def _commit_batch(self, batch: Sequence[Write]) -> None:
+        """Write `batch` in one IMMEDIATE transaction, each write's outcome its own: a write of
+        several statements runs in a savepoint, undone alone if it fails."""
         with self._lock:
-            return self._until_free(what, lambda: self._conn.execute(sql, params).rowcount)
+            conn = self._conn
+            if len(batch) == 1 and batch[0].single:  # alone: its own autocommit statement
+                w = batch[0]
+                w.result = self._until_free(w.what, lambda: w.fn(conn))
+                return
+            try:
+                self._until_free("saving runs", lambda: conn.execute("BEGIN IMMEDIATE"))
+            except StorageError as exc:
+                for w in batch:
+                    w.error = self._error(w.what, exc.__cause__ or exc)
+                return
+            done: list[Write] = []
+            for w in batch:
+                try:
+                    if w.single:
+                        w.result = w.fn(conn)
+                    else:
+                        conn.execute("SAVEPOINT flux_write")
+                        try:
+                            w.result = w.fn(conn)
+                        except BaseException:
+                            if conn.in_transaction:
+                                conn.execute("ROLLBACK TO flux_write")
+                                conn.execute("RELEASE flux_write")
+                            raise
+                        conn.execute("RELEASE flux_write")
+                    done.append(w)
+                except BaseException as exc:
+                    w.error = self._error(w.what, exc) if isinstance(exc, _REFUSED) else exc
+                    if not conn.in_transaction:  # SQLite gave the whole transaction up (disk full, I/O)
+                        for other in batch:
+                            if other.error is None:
+                                other.error, other.result = self._error(other.what, exc), None
+                        return
+            try:
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                for w in done:
+                    w.error, w.result = self._error(w.what, exc) if isinstance(exc, _REFUSED) else exc, None
+
+    async def _submit(self, write: Write) -> Any:
+        # A run alone is written at once on this thread; with others at hand, the writes go
+        # to the writer thread and form batches while a commit is in flight.
+        try:
+            return await self._group.submit(write)
+        except RuntimeError as exc:
+            if str(exc) != "closed":
+                raise
+            raise StorageError(f"SQLite database {str(self.path)!r}: the storage is closed") from None
 
     def _read(self, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         # WAL readers rarely wait, but may during another process's checkpoint or recovery.
         with self._lock:
             return self._until_free(what, lambda: fn(self._conn))
 
-    def _error(self, what: str, exc: Exception) -> StorageError:
+    def _error(self, what: str, exc: BaseException) -> StorageError:
         return StorageError(f"SQLite database {str(self.path)!r}: {what} failed: {exc}")
 
     # ------------------------------------------------------------------ protocol
@@ -271,7 +330,12 @@ class SQLiteStorage:
 
         what = f"creating run '{run.id}'"
         # Steps that never ran need no row, so a new run is usually one statement.
-        created = self._write(what, insert) if started else self._write_one(what, sql, params) == 1
+        if started:
+            created = self._write(what, insert)
+        else:
+            created = await self._submit(
+                Write(lambda c: c.execute(sql, params).rowcount == 1, what, single=True)
+            )
         if created and run.lease is not None:
             self._known[run.id] = _state(run)
         return created
@@ -285,7 +349,11 @@ class SQLiteStorage:
         if owner is not None and len(steps) == 1 and self._known.get(run.id) == state:
             i = steps[0]
             row = _step_row(run.id, i, run.steps, run)
-            if self._write_one(f"saving run '{run.id}'", _LOG_STEP, (*row, run.id, owner)) != 1:
+            args = (*row, run.id, owner)
+            write = Write(
+                lambda c: c.execute(_LOG_STEP, args).rowcount, f"saving run '{run.id}'", single=True
+            )
+            if await self._submit(write) != 1:
                 self._known.pop(run.id, None)
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
@@ -318,7 +386,7 @@ class SQLiteStorage:
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
 
         try:
-            self._write(f"saving run '{run.id}'", save)
+            await self._submit(Write(save, f"saving run '{run.id}'"))
         except BaseException:
             self._known.pop(run.id, None)
             raise
@@ -461,6 +529,7 @@ class SQLiteStorage:
         self._write(f"releasing run '{run_id}'", release)
 
     async def close(self) -> None:
+        self._group.close()
         with self._lock:
             self._conn.close()
         self._close_heartbeat()
@@ -531,7 +600,12 @@ class SQLiteStorage:
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         sql = "DELETE FROM flux_schedules WHERE id=?"
-        return self._write_one(f"removing schedule '{schedule_id}'", sql, (schedule_id,)) == 1
+        return (
+            self._write(
+                f"removing schedule '{schedule_id}'", lambda conn: conn.execute(sql, (schedule_id,)).rowcount
+            )
+            == 1
+        )
 
     async def due_schedules(self, names: Sequence[str], now: float) -> list[ScheduleRecord]:
         if not names:
@@ -559,7 +633,12 @@ class SQLiteStorage:
             "UPDATE flux_schedules SET next_due=?, last_slot=COALESCE(?, last_slot) WHERE id=? AND next_due=?"
         )
         params = (next_due, last_slot, schedule_id, expected)
-        return self._write_one(f"advancing schedule '{schedule_id}'", sql, params) == 1
+        return (
+            self._write(
+                f"advancing schedule '{schedule_id}'", lambda conn: conn.execute(sql, params).rowcount
+            )
+            == 1
+        )
 
     # ------------------------------------------------------------------ retention (h/lean)
 
