@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -160,20 +159,15 @@ def idle_cost(url: str, seconds: float = 3.0) -> dict[str, float]:
 
 
 def fresh_pg(dsn: str) -> tuple[str, str]:
-    import psycopg
+    from bench.workers import fresh_schema  # psycopg: only when PostgreSQL is measured
 
-    schema = f"flux_timers_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in dsn else "?"
-    return schema, f"{dsn}{sep}options=-csearch_path%3D{schema}"
+    return fresh_schema(dsn)
 
 
 def drop_pg(dsn: str, schema: str) -> None:
-    import psycopg
+    from bench.workers import drop_schema
 
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    drop_schema(dsn, schema)
 
 
 def show(label: str, r: dict[str, float]) -> None:
