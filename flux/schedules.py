@@ -64,7 +64,8 @@ class ScheduleRecord:
         """What makes two schedules with one id the same schedule."""
         return (
             self.workflow,
-            self.cron,
+            # names and macros are read whatever their case, fields whatever the spaces between
+            None if self.cron is None else " ".join(self.cron.split()).upper(),
             self.every,
             self.timezone,
             self.catch_up,

@@ -263,3 +263,23 @@ def test_the_longest_sleep_from_the_latest_virtual_moment_is_still_a_datetime() 
     from flux.testing import _LAST
 
     assert dt.datetime.fromtimestamp(_LAST + MAX_SECONDS, dt.timezone.utc).year <= 9999
+
+
+def test_the_same_cron_in_another_case_or_spacing_is_the_same_schedule(make_engine: EngineFactory) -> None:
+    """`mon` and `MON` name one day, `@daily` and `@DAILY` one macro: a deploy that writes the
+    expression another way is the same schedule, not a `ScheduleConflictError`."""
+    from flux import ScheduleConflictError
+
+    engine = make_engine(clock=VirtualClock(START))
+    flow = create_workflow("report").step("a", lambda ctx: ctx.input)
+
+    async def main() -> None:
+        await engine.schedule(flow, cron="0 9 * jan mon-fri", id="s")
+        await engine.schedule(flow, cron="0  9 * JAN MON-FRI", id="s")
+        await engine.schedule(flow, cron="@daily", id="d")
+        await engine.schedule(flow, cron="@DAILY", id="d")
+        with pytest.raises(ScheduleConflictError):  # still another time
+            await engine.schedule(flow, cron="0 10 * jan mon-fri", id="s")
+        assert len(await engine.schedules()) == 2
+
+    asyncio.run(main())
