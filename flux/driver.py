@@ -51,7 +51,7 @@ from .errors import (
 )
 from .events import stack_of
 from .records import RunRecord, StepRecord
-from .signals import SleepRequest, WaitRequest
+from .signals import RequestError, SleepRequest, WaitRequest
 from .status import RunStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -362,7 +362,7 @@ class RunDriver:
         except Exception as exc:
             duration = time.perf_counter() - started
             self._data = None  # a failed attempt's changes are discarded
-            if type(exc) is WorkflowDefinitionError and str(exc).startswith("Flux."):
+            if isinstance(exc, RequestError):
                 # a bad Flux.sleep / Flux.wait written in the handler: name where it is
                 exc = WorkflowDefinitionError(
                     f"workflow '{self.run.name}', step '{name}' (run '{self.run.id}'): {exc}"

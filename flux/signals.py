@@ -13,6 +13,11 @@ from .errors import WorkflowDefinitionError
 _NO_DEFAULT: Any = object()
 
 
+class RequestError(WorkflowDefinitionError):
+    """A `Flux.sleep` / `Flux.wait` given bad arguments inside a handler. The driver raises it
+    again as a `WorkflowDefinitionError` naming the workflow, step and run it was written in."""
+
+
 @dataclass(frozen=True)
 class WaitRequest:
     """Returned by a handler: suspend the run until `signal` is delivered, or (with a
@@ -48,18 +53,16 @@ def check_seconds(what: str, value: object, *, zero: bool) -> float:
 
 def _check_seconds(what: str, value: object, *, zero: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise WorkflowDefinitionError(f"{what}: must be a number of seconds, got {type(value).__name__}")
+        raise RequestError(f"{what}: must be a number of seconds, got {type(value).__name__}")
     bound = ">= 0" if zero else "> 0"
     try:
         seconds = float(value)
     except OverflowError:
         seconds = math.inf
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
-        raise WorkflowDefinitionError(f"{what}: must be a finite number of seconds {bound}")
+        raise RequestError(f"{what}: must be a finite number of seconds {bound}")
     if seconds > MAX_SECONDS:
-        raise WorkflowDefinitionError(
-            f"{what}: more than a hundred years ({MAX_SECONDS:g}s) is not supported"
-        )
+        raise RequestError(f"{what}: more than a hundred years ({MAX_SECONDS:g}s) is not supported")
     return seconds
 
 
@@ -75,11 +78,11 @@ class Flux:
         retried; the saga follows). A signal that arrives after the timeout raises
         `RunStateError`."""
         if not isinstance(signal, str) or not signal:
-            raise WorkflowDefinitionError(f"Flux.wait({signal!r}): the signal must be a non-empty string")
+            raise RequestError(f"Flux.wait({signal!r}): the signal must be a non-empty string")
         if timeout is not None:
             timeout = _check_seconds(f"Flux.wait({signal!r}, timeout={timeout!r})", timeout, zero=False)
         elif default is not _NO_DEFAULT:
-            raise WorkflowDefinitionError(
+            raise RequestError(
                 f"Flux.wait({signal!r}, default=...): a default needs a timeout (timeout=seconds)"
             )
         return WaitRequest(signal, timeout, default)
@@ -96,19 +99,19 @@ class Flux:
         """Return this from a handler: the step sleeps durably until `when`, an aware
         datetime. A moment already past wakes the step at once."""
         if not isinstance(when, dt.datetime):
-            raise WorkflowDefinitionError(
+            raise RequestError(
                 f"Flux.sleep_until({when!r}): pass an aware datetime "
                 "(e.g. datetime(..., tzinfo=timezone.utc))"
             )
         if when.tzinfo is None or when.utcoffset() is None:
-            raise WorkflowDefinitionError(
+            raise RequestError(
                 f"Flux.sleep_until({when.isoformat()}): a naive datetime is ambiguous; "
                 "pass an aware datetime (e.g. datetime(..., tzinfo=timezone.utc))"
             )
         try:
             when.astimezone(dt.timezone.utc)
         except (OverflowError, ValueError):
-            raise WorkflowDefinitionError(
+            raise RequestError(
                 f"Flux.sleep_until({when.isoformat()}): the moment is past the year 9999 in UTC; "
                 "a wake time must be a datetime"
             ) from None
