@@ -6,7 +6,7 @@ The public API is what this module exports; everything else is private.
 from typing import TYPE_CHECKING
 
 from .backoff import Backoff
-from .builder import StepDefinition, Workflow, create_workflow
+from .builder import StepDefinition, Workflow, commit, create_workflow, step
 from .context import StepExecution, WorkflowContext
 from .engine import FluxEngine
 from .errors import (

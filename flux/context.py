@@ -60,6 +60,8 @@ class WorkflowContext(Generic[T]):
         "attempt",
         "data",
         "id",
+        "item",
+        "item_index",
         "name",
         "step_name",
     )
@@ -94,6 +96,9 @@ class WorkflowContext(Generic[T]):
         self.attempt = attempt
         self._history = history
         self._cancel = cancel
+        #: In a map's handler: the item (decoded from the stored items) and its position.
+        self.item: Any = None
+        self.item_index: int | None = None
 
     @property
     def input(self) -> T:

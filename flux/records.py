@@ -30,6 +30,11 @@ class StepRecord:
     compensated_at: float | None = None
     #: Attempts cut short by the death of their process (ended by `max_crashes`).
     crashes: int = 0
+    #: A branch's or a map item's changes to `ctx.data` (`{"set": {...}, "del": [...]}` as
+    #: JSON), merged into the run's data when its group ends (SPEC §11).
+    delta_json: str | None = None
+    #: A map's items, as `items(ctx)` returned them once (a JSON list).
+    items_json: str | None = None
 
     def copy(self) -> StepRecord:
         clone = object.__new__(StepRecord)
@@ -85,6 +90,8 @@ class RunRecord:
     deadline: float | None = None
     #: (schedule id, slot in ISO 8601 UTC) of a run a schedule started, for its `workflow:start`.
     schedule: tuple[str, str] | None = None
+    #: The run that started this one with `.call` (its id is "<parent id>/<step>").
+    parent_id: str | None = None
 
     def due_at(self) -> float | None:
         """When a worker is to take this suspended run (its wake time or its deadline, the

@@ -15,7 +15,8 @@ def adopt_definition(flow: Workflow[Any], run: RunRecord) -> None:
     place (steps may be added or changed after them); else `WorkflowVersionError` names the
     first step that differs."""
     steps = flow.steps
-    for i, rec in enumerate(run.steps):
+    defined = len(run.shape)  # the records after these are the items of the run's maps
+    for i, rec in enumerate(run.steps[:defined]):
         if rec.status is StepStatus.PENDING and rec.started_at is None:
             continue
         if i >= len(steps) or steps[i].name != rec.name or steps[i].kind != rec.kind:
@@ -27,6 +28,6 @@ def adopt_definition(flow: Workflow[Any], run: RunRecord) -> None:
     run.steps = [
         run.steps[i] if i < len(run.steps) and run.steps[i].name == s.name else StepRecord(s.name, s.kind)
         for i, s in enumerate(steps)
-    ]
+    ] + run.steps[defined:]
     run.shape = flow.shape()
     run.version = flow.version_tag

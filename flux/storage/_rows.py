@@ -15,14 +15,14 @@ from ._text import from_column, to_column
 RUN_COLUMNS = (
     "id, name, status, input, data, shape, version, error, error_type, error_step, waiting_for, "
     "created_at, updated_at, completed_at, seq, lease_owner, lease_host, lease_pid, lease_expires_at, "
-    "cancel_reason, lease_identity, wake_at, timer, deadline, due_at, schedule"
+    "cancel_reason, lease_identity, wake_at, timer, deadline, due_at, schedule, parent_id"
 )
 STEP_COLUMNS = (
     "run_id, idx, name, kind, status, attempts, started_at, completed_at, output, error, "
-    "error_type, data_before, waiting_for, compensation_attempts, compensated_at, crashes"
+    "error_type, data_before, waiting_for, compensation_attempts, compensated_at, crashes, delta, items"
 )
-RUN_WIDTH = 26
-STEP_WIDTH = 16
+RUN_WIDTH = 27
+STEP_WIDTH = 18
 
 
 def run_values(run: RunRecord) -> tuple[Any, ...]:
@@ -35,7 +35,7 @@ def run_values(run: RunRecord) -> tuple[Any, ...]:
         lease.pid if lease else None, lease.expires_at if lease else None,
         to_column(run.cancel_reason), (lease.identity or None) if lease else None,
         run.wake_at, to_column(run.timer), run.deadline, run.due_at(),
-        json.dumps(list(run.schedule)) if run.schedule else None,
+        json.dumps(list(run.schedule)) if run.schedule else None, run.parent_id,
     )  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def step_values(run_id: str, idx: int, s: StepRecord, prev: StepRecord | None = 
     return (
         run_id, idx, s.name, s.kind, s.status.value, s.attempts, s.started_at, s.completed_at,
         s.output_json, to_column(s.error), to_column(s.error_type), before, to_column(s.waiting_for),
-        s.compensation_attempts, s.compensated_at, s.crashes,
+        s.compensation_attempts, s.compensated_at, s.crashes, s.delta_json, s.items_json,
     )  # fmt: skip
 
 
@@ -63,7 +63,7 @@ def step_from_values(r: Sequence[Any]) -> StepRecord:
         name=r[2], kind=r[3], status=StepStatus(r[4]), attempts=r[5], started_at=r[6],
         completed_at=r[7], output_json=r[8], error=from_column(r[9]), error_type=from_column(r[10]),
         data_before=r[11], waiting_for=from_column(r[12]), compensation_attempts=r[13],
-        compensated_at=r[14], crashes=r[15],
+        compensated_at=r[14], crashes=r[15], delta_json=r[16], items_json=r[17],
     )  # fmt: skip
 
 
@@ -72,14 +72,18 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
     laid in as pending from the stored shape."""
     (id_, name, status, input_, data, shape_json, version, error, error_type, error_step, waiting_for,
      created_at, updated_at, completed_at, seq, owner, host, pid, expires, cancel_reason,
-     identity, wake_at, timer, deadline, _due_at, schedule) = row[:RUN_WIDTH]  # fmt: skip
+     identity, wake_at, timer, deadline, _due_at, schedule, parent_id) = row[:RUN_WIDTH]  # fmt: skip
     shape = json.loads(shape_json)
     steps = [StepRecord(step_name, kind) for step_name, kind in shape]
     compact = False
     for r in step_rows:
         if r[1] < len(steps):
             steps[r[1]] = step = step_from_values(r)
-            compact = compact or (step.data_before is not None and step.data_before.startswith(MARK))
+        elif r[1] == len(steps):  # the items of a map, after the definition's steps, in order
+            steps.append(step := step_from_values(r))
+        else:  # pragma: no cover - a gap: rows beyond it belong to nothing
+            continue
+        compact = compact or (step.data_before is not None and step.data_before.startswith(MARK))
     if compact:  # in order: each is read against the one before it, itself read already
         for i, step in enumerate(steps):
             step.data_before = decode(step.data_before, steps[i - 1].data_before if i else None)
@@ -91,7 +95,7 @@ def run_from_values(row: Sequence[Any], step_rows: Sequence[Sequence[Any]]) -> R
         completed_at=completed_at, seq=seq, cancel_reason=from_column(cancel_reason),
         wake_at=wake_at, timer=from_column(timer), deadline=deadline,
         lease=Lease(owner, host or "", pid or 0, expires or 0.0, identity or "") if owner else None,
-        schedule=tuple(json.loads(schedule)) if schedule else None,
+        schedule=tuple(json.loads(schedule)) if schedule else None, parent_id=parent_id,
     )  # fmt: skip
 
 

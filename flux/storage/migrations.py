@@ -116,6 +116,15 @@ _V4_SQLITE_RUN_DATA = (
     END""",
 )
 
+#: Branches (SPEC §11): a branch's or an item's changes to the data, a map's items, and the
+#: parent of a child run (indexed: `list(parent_id=...)`, and cancelling a parent's children).
+_V5_BRANCHES = (
+    "ALTER TABLE flux_steps ADD COLUMN delta TEXT",
+    "ALTER TABLE flux_steps ADD COLUMN items TEXT",
+    "ALTER TABLE flux_runs ADD COLUMN parent_id TEXT",
+    "CREATE INDEX flux_runs_parent ON flux_runs (parent_id) WHERE parent_id IS NOT NULL",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -140,6 +149,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         common=_V4_RETENTION,
         sqlite=_V4_SQLITE_RUN_DATA,
     ),
+    Migration(5, "branches: the data changes of branches and items, map items, child runs", common=_V5_BRANCHES),
 )
 
 #: The schema version this code writes and understands.

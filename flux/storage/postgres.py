@@ -54,14 +54,15 @@ T = TypeVar("T")
 
 _STEP_TYPES = (
     "text[], int[], text[], text[], text[], int[], float8[], float8[], text[], text[], text[], "
-    "text[], text[], int[], float8[], int[]"
+    "text[], text[], int[], float8[], int[], text[], text[]"
 )
 _STEP_SET = (
     "name=EXCLUDED.name, kind=EXCLUDED.kind, status=EXCLUDED.status, attempts=EXCLUDED.attempts, "
     "started_at=EXCLUDED.started_at, completed_at=EXCLUDED.completed_at, output=EXCLUDED.output, "
     "error=EXCLUDED.error, error_type=EXCLUDED.error_type, data_before=EXCLUDED.data_before, "
     "waiting_for=EXCLUDED.waiting_for, compensation_attempts=EXCLUDED.compensation_attempts, "
-    "compensated_at=EXCLUDED.compensated_at, crashes=EXCLUDED.crashes"
+    "compensated_at=EXCLUDED.compensated_at, crashes=EXCLUDED.crashes, delta=EXCLUDED.delta, "
+    "items=EXCLUDED.items"
 )
 _UNNEST = ", ".join("%s::" + t for t in _STEP_TYPES.split(", "))
 _UPSERT_STEPS = f"""
@@ -312,6 +313,8 @@ class PostgresStorage:
                 st.compensation_attempts,
                 st.compensated_at,
                 st.crashes,
+                st.delta_json,
+                st.items_json,
             ]
         else:
             # Several steps, or a definition that may have changed length: trim and upsert.

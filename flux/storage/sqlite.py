@@ -123,7 +123,7 @@ def _state(run: RunRecord) -> tuple[Any, ...]:
     # The engine replaces `shape` when the definition changes, so identity and length tell.
     return (run.status, run.version, run.error, run.error_type, run.error_step, run.waiting_for,
             run.completed_at, run.cancel_reason, run.wake_at, run.timer, id(run.shape),
-            len(run.shape))  # fmt: skip
+            len(run.steps))  # fmt: skip
 
 
 class SQLiteStorage:
@@ -360,7 +360,7 @@ class SQLiteStorage:
                 )
             return
         known = self._known.get(run.id)
-        shrunk = known is None or known[-1] > len(run.shape)
+        shrunk = known is None or known[-1] > len(run.steps)
         # A run that is no longer executing gives its lease up in the same write.
         sql = _UPDATE_RUN if run.status in EXECUTING else _UPDATE_RUN_RELEASE
         params: tuple[Any, ...] = (
