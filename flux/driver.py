@@ -287,6 +287,10 @@ class RunDriver:
     async def invoke(self, effect: Invoke) -> Event:
         sdef: StepDefinition[Any] = self.sdefs[effect.index]
         name = effect.step
+        if sdef.kind == "call" and effect.what == "handler":
+            from .children import invoke_call
+
+            return await invoke_call(self, sdef, effect)
         if effect.what == "when":
             assert sdef.when is not None
             try:
