@@ -18,7 +18,7 @@ from ..errors import (
 from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import STEP_DONE, RunStatus, StepStatus, check_run, check_step
-from . import saga, timers
+from . import groups, saga, timers
 from .messages import (
     AttemptEnded,
     BackoffEnded,
@@ -29,6 +29,7 @@ from .messages import (
     Event,
     Hook,
     Invoke,
+    ItemsEnded,
     Log,
     Outputs,
     Proceed,
@@ -80,10 +81,12 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         assert isinstance(event, BackoffEnded)
         if event.compensation:
             saga.compensate_again(run, plan, event.step, now, memo, out)
+        elif (sp := plan.of(event.step)).group is not None:
+            groups.backoff_ended(run, plan, sp, now, memo, out)
         elif run.cancel_reason is not None:
             saga.cancel(run, plan, now, memo, out)
         else:
-            _attempt(run, plan, plan.by_name[event.step], now, out)
+            _attempt(run, plan, sp, now, out)
     elif kind is CompensationEnded:
         saga.compensation_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Resumed:
@@ -94,7 +97,12 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _retry_from(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Proceeded:
         assert isinstance(event, Proceeded)
-        _attempt(run, plan, plan.by_name[event.step], now, out)
+        if (sp := plan.of(event.step)).group is not None:
+            groups.proceeded(run, plan, sp, now, memo, out)
+        else:
+            _attempt(run, plan, sp, now, out)
+    elif kind is ItemsEnded:
+        groups.items_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is CancelNow:
         saga.cancel(run, plan, now, memo, out)
     elif kind is SaveFailed:
@@ -135,10 +143,13 @@ def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Eff
     steps, records = plan.steps, run.steps
     for i in range(start, len(steps)):
         sp, rec = steps[i], records[i]
-        if rec.status in STEP_DONE:
+        if rec.status in STEP_DONE or sp.group is not None:  # a group starts its own members
             continue
         if run.cancel_reason is not None:
             saga.cancel(run, plan, now, memo, out)
+            return
+        if sp.kind == "parallel" or sp.kind == "map":
+            groups.start(run, plan, sp, now, memo, out)
             return
         if rec.status is S.RUNNING and sp.commit:
             exc = CommitInterruptedError(
@@ -176,6 +187,9 @@ def _attempt(run: RunRecord, plan: Plan, sp: StepPlan, now: float, out: list[Eff
 
 def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Memo, out: list[Effect]) -> None:
     sp = plan.by_name[ev.step]
+    if sp.group is not None:
+        groups.when_ended(run, plan, sp, ev, now, memo, out)
+        return
     rec = run.steps[sp.index]
     if ev.error is not None:
         rec.status = check_step(rec.status, S.RUNNING)
@@ -195,7 +209,10 @@ def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Mem
 def _attempt_ended(
     run: RunRecord, plan: Plan, ev: AttemptEnded, now: float, memo: Memo, out: list[Effect]
 ) -> None:
-    sp = plan.by_name[ev.step]
+    sp = plan.by_name.get(ev.step) or plan.of(ev.step)
+    if sp.group is not None:
+        groups.member_ended(run, plan, sp, ev, now, memo, out)
+        return
     rec = run.steps[sp.index]
     if ev.error is not None:
         exc = ev.error
