@@ -129,6 +129,7 @@ def test_every_example_is_covered() -> None:
     assert NAMES == sorted(
         [
             "approval",
+            "checkout_parallel",
             "event_routing",
             "image_processing",
             "multi_node",
@@ -136,6 +137,7 @@ def test_every_example_is_covered() -> None:
             "report_generation",
             "retry_failed_step",
             "scheduled_digest",
+            "thumbnails_map",
             "travel_booking",
             "trial_reminders",
         ]
