@@ -70,6 +70,8 @@ def test_demo_writes_every_feature_into_the_trace(tmp_path: Path, capsys: pytest
         "expense-approval",
         "trial-reminders",
         "daily-digest",
+        "checkout-parallel",
+        "thumbnails-map",
     }
     if importlib.util.find_spec("PIL") is not None:
         expected.add("image-processing")
