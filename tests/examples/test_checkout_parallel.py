@@ -7,14 +7,16 @@ stock has its fraud check cancelled mid-flight. Every branch event carries ``gro
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 
 from flux import FluxEngine, FluxResult, FluxSilentLogger, MemoryTraceSink, TraceEvent
 
-from .test_examples import events_of, load, run_script, statuses, steps
+from .test_examples import ROOT, events_of, load, run_script, statuses, steps
 
 
 def run_on_sqlite(tmp_path: Path) -> tuple[ModuleType, list[FluxResult], list[TraceEvent], list[FluxResult]]:
@@ -104,6 +106,29 @@ def test_checkout_parallel_branches_overlap(tmp_path: Path) -> None:
     started = max(kinds.index(("step:start", "stock")), kinds.index(("step:start", "fraud")))
     ended = min(kinds.index(("step:complete", "stock")), kinds.index(("step:complete", "fraud")))
     assert started < ended
+
+
+def test_the_readme_section_shows_this_example() -> None:
+    """The README's "Parallel steps and maps" code is valid Python, and its checkout is this
+    example's shape: a validate step, a group of the stock and fraud checks, a charge commit."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Parallel steps and maps\n") :]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    tree = ast.parse(code[1])
+    calls = {
+        n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+    assert {"parallel", "map", "commit", "step"} <= calls
+    flow = load("checkout_parallel").checkout_flow
+    assert flow.shape() == [
+        ["validate", "step"],
+        ["checks", "parallel"],
+        ["stock", "step"],
+        ["fraud", "step"],
+        ["charge", "commit"],
+        ["confirm", "step"],
+    ]
 
 
 def test_checkout_parallel_script(tmp_path: Path) -> None:
