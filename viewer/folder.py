@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import branches
 from .diff import Change, diff
 from .lines import number_or_none
 from .runview import Attempt, RunView, StepRow
@@ -32,7 +33,10 @@ class Folder:
         row = self.rows.get(name)
         if row is None:
             row = self.rows[name] = StepRow(name)
-            self.view.steps.append(row)
+            if not branches.adopt(self, row, ev):
+                self.view.steps.append(row)
+        if "childId" in ev:
+            branches.note_child(row, ev)
         index = ev.get("stepIndex")
         if type(index) is int:
             row.index = index

@@ -180,12 +180,13 @@ class TraceIndex:
                 delta.events.append((wid, len(run.offsets) - 1, ev))
             if typ in finished:
                 name = ev.get("stepName")
-                if type(name) is str:
+                # A branch or an item counts in its group's step (SPEC §11), not as one.
+                if type(name) is str and "group" not in ev:
                     run.done.add(name)
                     if run.seen is not None:
                         run.seen.add(name)
             elif typ == start_:
-                if run.seen is not None and type(name := ev.get("stepName")) is str:
+                if run.seen is not None and type(name := ev.get("stepName")) is str and "group" not in ev:
                     run.seen.add(name)
             else:
                 self._fold(run, ev, typ)
@@ -225,12 +226,12 @@ class TraceIndex:
         typ = ev["type"]
         name = ev.get("stepName")
         if typ in _FINISHED:
-            if type(name) is str:
+            if type(name) is str and "group" not in ev:
                 run.done.add(name)
                 if run.seen is not None:
                     run.seen.add(name)
         elif typ == _START:
-            if run.seen is not None and type(name) is str:
+            if run.seen is not None and type(name) is str and "group" not in ev:
                 run.seen.add(name)
         else:
             self._fold(run, ev, typ)
@@ -255,7 +256,7 @@ class TraceIndex:
 
         if typ == _RETRY:
             run.retries += 1
-            if run.seen is not None and type(name := ev.get("stepName")) is str:
+            if run.seen is not None and type(name := ev.get("stepName")) is str and "group" not in ev:
                 run.seen.add(name)
         elif typ in (_WORKFLOW_START, _RESUME):
             if "input" in ev:
