@@ -68,6 +68,17 @@ def test_a_maps_row_counts_its_items_and_opens_them(server: Server, page: Any) -
     expect(page.locator("#step-detail")).to_contain_text("cannot resize item 101")
 
 
+def test_a_live_update_keeps_the_page_of_items_open(server: Server, page: Any) -> None:
+    w = BranchWriter("MAP-L", workflow="thumbs", steps=(("thumbnails", False),))
+    write(server, [w.start(), *map_events(w, items=120, running=(119,))])
+    page.goto(server.url + "/runs/MAP-L?step=thumbnails&items=50")
+    pager = page.locator("#step-detail .pager")
+    expect(pager).to_contain_text("items 51–100 of 120")
+    write(server, [w.branch_error("thumbnails[119]", "thumbnails", "too big", "ValueError", item=119)])
+    expect(page.locator("#step-detail .item-filter")).to_contain_text("1 failed")
+    expect(pager).to_contain_text("items 51–100 of 120")
+
+
 def test_the_call_row_leads_to_the_child_and_the_child_back(server: Server, page: Any) -> None:
     write(server, checkout())
     page.goto(server.url + "/runs/CO-1")
