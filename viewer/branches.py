@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runview import MapItems, RunView, StepRow
+from .runview import Attempt, MapItems, RunView, StepRow
 
 if TYPE_CHECKING:
     from .folder import Folder
@@ -57,6 +57,48 @@ def note_parent(view: RunView, ev: dict[str, Any]) -> None:
 def is_cancelled(ev: dict[str, Any]) -> bool:
     """A step's ``step:error`` that says it was cancelled rather than failed."""
     return ev.get("status") == "cancelled" or ev.get("errorType") == BRANCH_CANCELLED
+
+
+def item_undo(f: Folder, name: str) -> StepRow | None:
+    """The compensation row of a map's item ``name`` (None when it is no item): kept with
+    the map's items, and drawn as one row for the map in the undo section."""
+    step = f.rows.get(name)
+    if step is None or step.item is None or step.group is None or step.group not in f.view.maps:
+        return None
+    items = f.view.maps[step.group]
+    if items.undo_row is None:
+        items.undo_row = StepRow(step.group, compensation=True, kind="map", status="compensating")
+        f.view.compensations.append(items.undo_row)
+    row = items.undo.get(name)
+    if row is None:
+        row = items.undo[name] = StepRow(
+            name, step.index, compensation=True, group=step.group, item=step.item
+        )
+        row.status = "compensating"
+    return row
+
+
+def spread_undo(f: Folder, row: StepRow) -> None:
+    """After an item's compensation event: the map's undo row spans every item's, and
+    reads as failed to undo as soon as one item does."""
+    if row.item is None or row.group is None or (items := f.view.maps.get(row.group)) is None:
+        return
+    whole, last = items.undo_row, row.attempts[-1] if row.attempts else None
+    if whole is None or last is None:
+        return
+    if not whole.attempts:
+        whole.attempts.append(Attempt(1, last.start, last.end, "ok", execution=last.execution))
+    span = whole.attempts[0]
+    if last.start is not None and (span.start is None or last.start < span.start):
+        span.start = last.start
+    if last.end is not None and (span.end is None or last.end > span.end):
+        span.end = last.end
+    span.duration = None
+    if row.status == "compensation_failed":
+        whole.status, span.outcome = "compensation_failed", "error"
+        whole.error, whole.error_type = row.error, row.error_type
+    elif whole.status == "compensating" and row.status == "compensated":
+        whole.status = "compensated"
 
 
 def nest(view: RunView) -> None:

@@ -219,6 +219,10 @@ class MapItems:
     name: str
     by_index: dict[int, StepRow] = field(default_factory=dict)
     by_name: dict[str, StepRow] = field(default_factory=dict)
+    #: The items' compensations, and the one row in the timeline's undo section that
+    #: stands for them all (its one bar spans them).
+    undo: dict[str, StepRow] = field(default_factory=dict)
+    undo_row: StepRow | None = None
 
     def add(self, row: StepRow) -> None:
         self.by_name[row.name] = row
@@ -245,6 +249,13 @@ class MapItems:
             word = item_state(row)
             counts[word] = counts.get(word, 0) + 1
         return [(word, counts[word]) for word in ITEM_WORDS if counts.get(word)]
+
+    def undo_counts(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for row in self.undo.values():
+            word = {"compensating": "undoing", "compensated": "undone"}.get(row.status, "failed to undo")
+            counts[word] = counts.get(word, 0) + 1
+        return [(word, counts[word]) for word in ("undone", "failed to undo", "undoing") if counts.get(word)]
 
     def __len__(self) -> int:
         return len(self.by_name)

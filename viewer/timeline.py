@@ -169,6 +169,8 @@ def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
     name = _text(ev.get("stepName")) or "?"
+    if (item := branches.item_undo(f, name)) is not None:
+        return item
     for row in reversed(f.view.compensations):
         if row.name == name and row.status == "compensating":
             return row
@@ -185,6 +187,7 @@ def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status = "compensated"
     if (step := f.rows.get(row.name)) is not None:
         step.status = "compensated"
+    branches.spread_undo(f, row)
 
 
 def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -197,6 +200,7 @@ def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> Non
         row.status = "compensation_failed"
         if (step := f.rows.get(row.name)) is not None:
             step.status = "compensation_failed"
+    branches.spread_undo(f, row)
 
 
 def _on_rollback_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:

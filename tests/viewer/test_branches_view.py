@@ -32,7 +32,7 @@ def _bars(row: str) -> list[tuple[float, float]]:
     return [
         (float(a), float(b))
         for a, b in re.findall(
-            r'<span class="bar outcome-[^"]*"[^>]*style="left: ([\d.]+)%; width: ([\d.]+)%"', row
+            r'<span class="bar (?:undo )?outcome-[^"]*"[^>]*style="left: ([\d.]+)%; width: ([\d.]+)%"', row
         )
     ]
 
@@ -174,3 +174,53 @@ def test_a_branch_event_appended_updates_the_live_fragment(viewer: Viewer) -> No
     live = viewer.text("/runs/CO-3/live")
     assert _rows(live) == ["reserve", "stock", "fraud"]
     assert 'data-status="running"' in _row(live, "fraud")
+
+
+def test_a_maps_compensations_are_one_row_in_the_undo_section(viewer: Viewer) -> None:
+    w = BranchWriter("MAP-U", workflow="thumbs", steps=(("thumbnails", False),))
+    events = [
+        w.start(),
+        *map_events(w, items=1_000, failed=(999,)),
+        w.step_error("thumbnails", "no", "ValueError"),
+    ]
+    events.append(w.rollback_start())
+    for i in reversed(range(999)):  # item 5's compensation fails for good
+        undo = (
+            w.compensate_error(f"thumbnails[{i}]", "gone", final=True)
+            if i == 5
+            else w.compensate(f"thumbnails[{i}]")
+        )
+        undo.update(group="thumbnails", item=i)
+        events.append(undo)
+    events += [
+        w.rollback_complete("compensation_failed"),
+        w.fail("no", "ValueError", status="compensation_failed"),
+    ]
+    viewer.write(events)
+    timeline = viewer.text("/runs/MAP-U/timeline")
+    undo = re.findall(r'<div class="trow step[^"]*compensation[^"]*"\s+data-step="([^"]*)"', timeline)
+    assert undo == ["thumbnails"]
+    row = timeline[timeline.index("Undo (compensations)") :]
+    counts = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", row.split("undo-counts", 1)[1])).strip()
+    assert counts.startswith('"> 998 items undone · 1 item failed to undo'), counts
+    assert len(_bars(row)) == 1
+    detail = viewer.text("/runs/MAP-U/step?step=thumbnails&items_state=failed+to+undo")
+    assert re.findall(r'data-item="(\d+)"', detail) == ["5"]
+
+
+def test_the_headline_names_the_failure_not_a_branch_it_cancelled(viewer: Viewer) -> None:
+    w = BranchWriter("CO-4", workflow="checkout", steps=(("reserve", False),))
+    events = [
+        w.start(),
+        w.step_start("reserve"),
+        w.branch_start("stock", "reserve"),
+        w.branch_start("fraud", "reserve"),
+    ]
+    events += [w.branch_error("fraud", "reserve", "card is stolen", "FraudError")]
+    events += [w.step_error("reserve", "card is stolen", "FraudError")]
+    events += [w.branch_error("stock", "reserve", "cancelled: fraud failed", "BranchCancelledError")]
+    events += [w.fail("card is stolen", "FraudError")]
+    viewer.write(events)
+    head = viewer.text("/runs/CO-4/header")
+    failed = re.search(r'<p class="headline-main">.*?<b>([^<]*)</b>', head, re.S)
+    assert failed and failed.group(1) == "reserve", head
