@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 #: The ``errorType`` of a branch stopped because a sibling failed for good. It names a
 #: type the engine raises inside the branch, not one users catch.
 BRANCH_CANCELLED = "BranchCancelledError"
+#: What ``meta.steps`` may say a step is, besides a step; the kinds whose members run inside.
+KINDS = frozenset({"parallel", "map", "call"})
+GROUPS = frozenset({"parallel", "map"})
 
 
 def adopt(f: Folder, row: StepRow, ev: dict[str, Any]) -> bool:
@@ -38,6 +41,13 @@ def adopt(f: Folder, row: StepRow, ev: dict[str, Any]) -> bool:
             parent.kind = "parallel"
         f.view.steps.append(row)
     return True
+
+
+def wall_time(row: StepRow, attempt: Attempt) -> None:
+    """A group's attempt lasts from its start to its end, whatever ``duration`` says: its
+    members ran in between (a failed group's event may say 0 ms)."""
+    if row.kind in GROUPS and attempt.start is not None and attempt.end is not None:
+        attempt.duration = None
 
 
 def note_child(row: StepRow, ev: dict[str, Any]) -> None:

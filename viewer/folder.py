@@ -53,7 +53,12 @@ class Folder:
         for i, spec in enumerate(meta["steps"]):
             if isinstance(spec, dict) and isinstance(spec.get("name"), str):
                 ev = {"stepName": spec["name"], "stepIndex": i, "commit": spec.get("commit")}
-                known.append(self.row(ev))
+                if "group" in spec:  # a branch, named with its group (SPEC §11)
+                    ev["group"] = spec["group"]
+                row = self.row(ev)
+                if spec.get("kind") in branches.KINDS and row.kind == "step":
+                    row.kind = spec["kind"]
+                known.append(row)
         # Definition order first; steps the definition does not name keep
         # their order of appearance after it.
         ids = {id(row) for row in known}

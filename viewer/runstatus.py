@@ -59,7 +59,8 @@ def fold_status(run: RunSummary, ev: dict[str, Any], typ: str) -> bool:
             run.input_at = len(run.offsets) - 1
         meta = ev.get("meta")
         if type(meta) is dict and type(meta.get("steps")) is list:
-            run.meta_steps = len(meta["steps"])
+            # a branch counts in its group's step (SPEC §11)
+            run.meta_steps = sum(1 for spec in meta["steps"] if not (type(spec) is dict and "group" in spec))
             run.seen = None
         if current:
             run.status = "running"

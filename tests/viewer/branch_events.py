@@ -17,6 +17,18 @@ CHECKOUT_STEPS = (
     ("charge", True),
 )
 
+#: ``meta.steps`` of the checkout as the engine writes it: the kind of each group, and each
+#: branch with its group (a map's items are not named).
+CHECKOUT_META = [
+    {"name": "validate", "commit": False},
+    {"name": "reserve", "commit": False, "kind": "parallel"},
+    {"name": "stock", "commit": False, "group": "reserve"},
+    {"name": "fraud", "commit": False, "group": "reserve"},
+    {"name": "thumbnails", "commit": False, "kind": "map"},
+    {"name": "invoice", "commit": False, "kind": "call"},
+    {"name": "charge", "commit": True},
+]
+
 
 class BranchWriter(RunWriter):
     """A run's events, with the branch fields: ``group``, ``item``, ``childId``."""
@@ -121,6 +133,7 @@ def checkout(run_id: str = "CO-1", items: int = 5, t0: float = T0) -> list[dict[
         w.step_start("validate"),
         w.complete("validate", True),
     ]
+    events[0]["meta"]["steps"] = CHECKOUT_META  # as the engine writes it: branches named, with their group
     events += parallel_events(w)
     events += map_events(w, items=items)
     parent, child = call_events(w)

@@ -224,3 +224,15 @@ def test_the_headline_names_the_failure_not_a_branch_it_cancelled(viewer: Viewer
     head = viewer.text("/runs/CO-4/header")
     failed = re.search(r'<p class="headline-main">.*?<b>([^<]*)</b>', head, re.S)
     assert failed and failed.group(1) == "reserve", head
+
+
+def test_a_failed_groups_bar_is_labelled_with_its_wall_time(viewer: Viewer) -> None:
+    w = BranchWriter("CO-5", workflow="checkout", steps=(("reserve", False),))
+    events = [w.start(), w.step_start("reserve"), w.branch_start("bad", "reserve")]
+    events += [w.branch_error("bad", "reserve", "card is stolen", "FraudError")]
+    group_error = w.step_error("reserve", "card is stolen", "FraudError")
+    group_error["duration"] = 0.0  # as the engine writes a failed group's
+    events += [group_error, w.fail("card is stolen", "FraudError")]
+    viewer.write(events)
+    row = _row(viewer.text("/runs/CO-5/timeline"), "reserve")
+    assert re.search(r'<span class="lbl[^"]*">30 ms</span>', row), row
