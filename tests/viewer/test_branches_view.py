@@ -4,8 +4,11 @@ items opened from it, a call linked to its child run and back."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
+from pathlib import Path
+from typing import Any
 
 from tests.viewer.branch_events import BranchWriter, call_events, checkout, map_events, parallel_events
 from tests.viewer.conftest import Viewer
@@ -198,8 +201,8 @@ def test_a_maps_compensations_are_one_row_in_the_undo_section(viewer: Viewer) ->
     ]
     viewer.write(events)
     timeline = viewer.text("/runs/MAP-U/timeline")
-    undo = re.findall(r'<div class="trow step[^"]*compensation[^"]*"\s+data-step="([^"]*)"', timeline)
-    assert undo == ["thumbnails"]
+    undo_rows = re.findall(r'<div class="trow step[^"]*compensation[^"]*"\s+data-step="([^"]*)"', timeline)
+    assert undo_rows == ["thumbnails"]
     row = timeline[timeline.index("Undo (compensations)") :]
     counts = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", row.split("undo-counts", 1)[1])).strip()
     assert counts.startswith('"> 998 items undone · 1 item failed to undo'), counts
@@ -236,3 +239,43 @@ def test_a_failed_groups_bar_is_labelled_with_its_wall_time(viewer: Viewer) -> N
     viewer.write(events)
     row = _row(viewer.text("/runs/CO-5/timeline"), "reserve")
     assert re.search(r'<span class="lbl[^"]*">30 ms</span>', row), row
+
+
+def test_the_engines_own_trace_of_a_group_and_a_map(viewer: Viewer, tmp_path: Path) -> None:
+    from flux import FluxEngine, FluxSilentLogger, JsonFileTraceSink, SQLiteStorage, create_workflow, step
+
+    async def slow(ctx: Any) -> int:
+        await asyncio.sleep(0.05)
+        return 1
+
+    async def bad(ctx: Any) -> int:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("card stolen")
+
+    def thumb(ctx: Any) -> int:
+        return int(ctx.item) * 2
+
+    maps = create_workflow("maps").map(
+        "thumbnails", thumb, items=lambda ctx: list(range(300)), max_concurrency=4
+    )
+    fails = create_workflow("fails").parallel("reserve", step("slow", slow), step("bad", bad))
+    sink = JsonFileTraceSink(viewer.trace)
+    engine = FluxEngine(
+        SQLiteStorage(tmp_path / "flux.db"), logger=FluxSilentLogger(), trace=sink, default_retries=0
+    )
+
+    async def main() -> None:
+        await engine.execute(maps, {}, id="E-MAP")
+        await engine.execute(fails, {}, id="E-PAR")
+
+    asyncio.run(main())
+    sink.close()
+    timeline = viewer.text("/runs/E-MAP/timeline")
+    assert _rows(timeline) == ["thumbnails"]
+    assert "300 items: 300 done" in re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", timeline))
+    timeline = viewer.text("/runs/E-PAR/timeline")
+    assert _rows(timeline) == ["reserve", "slow", "bad"]
+    assert 'data-status="cancelled"' in _row(timeline, "slow")
+    assert 'data-status="failed"' in _row(timeline, "bad")
+    runs = re.sub(r"\s+", "", re.sub(r"<[^>]+>", "", viewer.text("/fragments/runs")))
+    assert "1/1" in runs and "0/1" in runs  # each run has one step: its group
