@@ -52,7 +52,11 @@ def fold_status(run: RunSummary, ev: dict[str, Any], typ: str) -> bool:
 
     if typ == _RETRY:
         run.retries += 1
-        if run.seen is not None and type(name := ev.get("stepName")) is str and "group" not in ev:
+        if (
+            run.seen is not None
+            and type(name := ev.get("stepName")) is str
+            and type(ev.get("group")) is not str
+        ):
             run.seen.add(name)
     elif typ in (_WORKFLOW_START, _RESUME):
         if "input" in ev:
@@ -60,7 +64,9 @@ def fold_status(run: RunSummary, ev: dict[str, Any], typ: str) -> bool:
         meta = ev.get("meta")
         if type(meta) is dict and type(meta.get("steps")) is list:
             # a branch counts in its group's step (SPEC §11)
-            run.meta_steps = sum(1 for spec in meta["steps"] if not (type(spec) is dict and "group" in spec))
+            run.meta_steps = sum(
+                1 for spec in meta["steps"] if not (type(spec) is dict and type(spec.get("group")) is str)
+            )
             run.seen = None
         if current:
             run.status = "running"

@@ -169,12 +169,16 @@ class TraceIndex:
             if typ in finished:
                 name = ev.get("stepName")
                 # A branch or an item counts in its group's step (SPEC §11), not as one.
-                if type(name) is str and "group" not in ev:
+                if type(name) is str and type(ev.get("group")) is not str:
                     run.done.add(name)
                     if run.seen is not None:
                         run.seen.add(name)
             elif typ == start_:
-                if run.seen is not None and type(name := ev.get("stepName")) is str and "group" not in ev:
+                if (
+                    run.seen is not None
+                    and type(name := ev.get("stepName")) is str
+                    and type(ev.get("group")) is not str
+                ):
                     run.seen.add(name)
             else:
                 self._fold(run, ev, typ)
@@ -214,12 +218,12 @@ class TraceIndex:
         typ = ev["type"]
         name = ev.get("stepName")
         if typ in _FINISHED:
-            if type(name) is str and "group" not in ev:
+            if type(name) is str and type(ev.get("group")) is not str:
                 run.done.add(name)
                 if run.seen is not None:
                     run.seen.add(name)
         elif typ == _START:
-            if run.seen is not None and type(name) is str and "group" not in ev:
+            if run.seen is not None and type(name) is str and type(ev.get("group")) is not str:
                 run.seen.add(name)
         else:
             self._fold(run, ev, typ)

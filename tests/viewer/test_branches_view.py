@@ -168,6 +168,17 @@ def test_hostile_names_of_branches_groups_and_items_are_escaped(viewer: Viewer) 
     assert rows == [HOSTILE, HOSTILE + "a", "b" + HOSTILE, "m" + HOSTILE]
 
 
+def test_groups_of_groups_and_a_group_named_after_itself_draw_every_row_once(viewer: Viewer) -> None:
+    w = BranchWriter("H-2", workflow="x", steps=(("a", False),))
+    events = [w.start(), w.branch_start("a", "b"), w.branch_start("b", "a"), w.branch_start("c", "c")]
+    events += [w.branch_start("d", "a"), w.branch_start("e", None)]  # type: ignore[arg-type]
+    viewer.write(events)
+    rows = _rows(viewer.text("/runs/H-2/timeline"))
+    assert sorted(rows) == ["a", "b", "c", "d", "e"] and rows[0] == "a"
+    steps = re.search(r'<dd id="run-steps">([^<]*)</dd>', viewer.text("/runs/H-2"))
+    assert steps and "running" in steps.group(1)
+
+
 def test_a_branch_event_appended_updates_the_live_fragment(viewer: Viewer) -> None:
     w = BranchWriter("CO-3", workflow="checkout", steps=(("reserve", False),), t0=T0)
     events = [w.start(), w.step_start("reserve"), w.branch_start("stock", "reserve")]
