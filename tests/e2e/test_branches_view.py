@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Server
-from tests.viewer.branch_events import BranchWriter, checkout, map_events
+from tests.viewer.branch_events import BranchWriter, call_events, checkout, map_events
 
 pytestmark = pytest.mark.browser
 
@@ -105,3 +105,16 @@ def test_a_branch_appended_to_the_trace_appears_on_the_open_page(server: Server,
         "data-status", "cancelled"
     )
     expect(fraud).to_have_attribute("data-status", "failed")
+
+
+def test_a_child_named_like_a_fragment_has_its_page_through_uvicorn(server: Server, page: Any) -> None:
+    w = BranchWriter("P", workflow="parent", steps=(("live", False),))
+    parent, child = call_events(w, "live")
+    write(server, [w.start(), parent[0], *child, parent[1], w.finish()])
+    page.goto(server.url + "/runs/P")
+    page.locator('#timeline .trow.step[data-step="live"] a.child-link').click()
+    expect(page).to_have_url(re.compile(r"/runs/P%2Flive$"))
+    expect(page.locator("code.run-id")).to_have_text("P/live")
+    expect(page.locator('#timeline .trow.step[data-step="render"]')).to_have_count(1)
+    write(server, [{**child[-1], "seq": 99, "type": "workflow:error", "status": "failed", "error": "late"}])
+    expect(page.locator("#run-status")).to_have_attribute("data-status", "failed")  # its live updates too
