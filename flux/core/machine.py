@@ -61,6 +61,15 @@ def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
     return meta
 
 
+def _start_fields(run: RunRecord, plan: Plan) -> dict[str, object]:
+    """A run's `workflow:start`: a child run also names its parent and the parent's step."""
+    fields: dict[str, object] = {"status": "running", "meta": _start_meta(run, plan)}
+    if run.parent_id is not None:
+        fields["parentId"] = run.parent_id
+        fields["parentStep"] = run.id[len(run.parent_id) + 1 :]
+    return fields
+
+
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
@@ -70,7 +79,7 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+            emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is Woke:
@@ -430,7 +439,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+        emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""

@@ -331,3 +331,94 @@ def test_bad_definitions_are_refused_where_written() -> None:
     grouped = base.parallel("g", step("a", lambda ctx: 1))
     with pytest.raises(WorkflowDefinitionError, match="already exists"):
         grouped.step("a", lambda ctx: 1)
+
+
+def test_resuming_a_failed_group_runs_only_its_unfinished_members(engine: FluxEngine) -> None:
+    calls: list[str] = []
+    broken = {"yes": True}
+
+    def charge(ctx: Ctx) -> str:
+        calls.append("charge")
+        return "charged"
+
+    def ship(ctx: Ctx) -> str:
+        calls.append("ship")
+        if broken["yes"]:
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+    flow = create_workflow("resume-g").parallel("g", commit("charge", charge), step("ship", ship))
+
+    async def main() -> Any:
+        first = await engine.execute(flow, {}, id="rg-1")
+        assert first.status is RunStatus.FAILED
+        broken["yes"] = False
+        return await engine.resume(flow, "rg-1")
+
+    result = run(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert calls == ["charge", "ship", "ship"]  # the commit once
+    assert result.outputs["g"] == {"charge": "charged", "ship": "shipped"}
+
+
+def test_retry_step_of_a_branch_runs_its_whole_group_again(engine: FluxEngine) -> None:
+    calls: list[str] = []
+
+    def member(ctx: Ctx) -> str:
+        calls.append(ctx.step_name)
+        return ctx.step_name
+
+    flow = create_workflow("retry-g").parallel("g", step("a", member), step("b", member)).step("z", member)
+
+    async def main() -> Any:
+        await engine.execute(flow, {}, id="rt-1")
+        return await engine.retry_step(flow, "rt-1", "b")
+
+    result = run(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert sorted(calls) == ["a", "a", "b", "b", "z", "z"]
+
+
+def test_a_map_retried_from_an_earlier_step_asks_for_its_items_again(engine: FluxEngine) -> None:
+    sizes = iter([3, 2])
+
+    flow = (
+        create_workflow("retry-m")
+        .step("first", lambda ctx: 1)
+        .map("each", lambda ctx: ctx.item, items=lambda ctx: list(range(next(sizes))))
+    )
+
+    async def main() -> Any:
+        await engine.execute(flow, {}, id="rm-1")
+        return await engine.retry_step(flow, "rm-1", "first")
+
+    result = run(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert result.outputs["each"] == [0, 1]
+    stored = asyncio.run(engine.storage.load_run("rm-1"))
+    assert stored is not None
+    assert [s.name for s in stored.steps] == ["first", "each", "each[0]", "each[1]"]  # no stale item rows
+
+
+def test_a_changed_branch_after_it_ran_is_a_version_error(engine: FluxEngine) -> None:
+    from flux import Flux, WorkflowVersionError
+
+    old = (
+        create_workflow("ver")
+        .parallel("g", step("a", lambda ctx: 1), step("b", lambda ctx: 2))
+        .step("wait", lambda ctx: Flux.wait("go"))
+    )
+    new = (
+        create_workflow("ver")
+        .parallel("g", step("a", lambda ctx: 1), step("c", lambda ctx: 2))
+        .step("wait", lambda ctx: Flux.wait("go"))
+    )
+
+    async def main() -> Any:
+        first = await engine.execute(old, {}, id="v-1")
+        assert first.status is RunStatus.SUSPENDED
+        with pytest.raises(WorkflowVersionError, match="'b'"):
+            await engine.signal(new, "v-1", "go", None)
+        return await engine.signal(old, "v-1", "go", None)
+
+    assert run(main()).status is RunStatus.COMPLETED
