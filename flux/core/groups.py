@@ -378,7 +378,7 @@ def _settle(
         saga.cancel(run, plan, now, memo, out)
         return
     _name, exc, stack = st.failure
-    saga.fail_step(run, plan, grec, exc, 0.0, stack, now, memo, out)
+    saga.fail_step(run, plan, grec, exc, now - (grec.started_at or now), stack, now, memo, out)
 
 
 def _complete(
@@ -404,7 +404,7 @@ def _complete(
                     f"workflow '{run.name}', {gsp.kind} '{gsp.name}' (run '{run.id}'): '{first}' and "
                     f"'{name}' both changed ctx.data[{key!r}]; let one of them own the key"
                 )
-                saga.fail_step(run, plan, grec, exc, 0.0, None, now, memo, out)
+                saga.fail_step(run, plan, grec, exc, now - (grec.started_at or now), None, now, memo, out)
                 return
         merged.update(delta.get("set", {}))
         for key in delta.get("del", ()):
