@@ -133,6 +133,11 @@ class RunDriver:
                 await asyncio.sleep(0)
             effects = decide(self.run, self.plan, next_event, clock.now(), self.memo)
             next_event = None
+            if self.members:
+                # Members that ended meanwhile are decided now too: their rows go to storage
+                # in one write, before anything that follows them is done.
+                while _batchable(effects) and (ready := self.ended_member()) is not None:
+                    effects.extend(decide(self.run, self.plan, ready, clock.now(), self.memo))
             if len(effects) > 2:
                 saves = 0
                 for effect in effects:
@@ -421,6 +426,14 @@ class RunDriver:
     def spawn(self, step: str, work: Any) -> None:
         self.members[step] = asyncio.ensure_future(work)
 
+    def ended_member(self) -> Event | None:
+        """The outcome of a member that has ended already, if any (without waiting)."""
+        done = next((name for name, task in self.members.items() if task.done()), None)
+        if done is None:
+            return None
+        self.member_cancels.pop(done, None)
+        return self.members.pop(done).result()
+
     async def next_member_event(self) -> Event:
         """The outcome of the first member to end (in the order they were started)."""
         tasks = self.members
@@ -639,6 +652,22 @@ class CancelFlag:
 
     def is_set(self) -> bool:
         return self._set
+
+
+#: Effects after which more events may be decided before any is carried out: none of them
+#: feeds an event back (a concurrent invoke or backoff reports later, on its own).
+_NO_EVENT = frozenset({Save, Emit, Outputs, Log, Interrupt})
+
+
+def _batchable(effects: list[Effect]) -> bool:
+    for effect in effects:
+        kind = type(effect)
+        if kind in _NO_EVENT:
+            continue
+        if (kind is Invoke or kind is Wait) and effect.concurrent:  # type: ignore[union-attr]
+            continue
+        return False
+    return True
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:

@@ -809,7 +809,7 @@ class FluxEngine:
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
     ) -> FluxResult:
         if outputs is None:
-            outputs = stored_outputs(run.steps)
+            outputs = stored_outputs(run.steps[: len(run.shape)])  # a map's items: in its list
         end = run.completed_at if run.status in RUN_TERMINAL else None
         return FluxResult(
             id=run.id,

@@ -67,6 +67,39 @@ def member_plan(plan: Plan, gsp: StepPlan, st: GroupState, k: int) -> StepPlan:
     return plan.steps[st.indexes[k]] if gsp.kind == "parallel" else plan.item(gsp, k)
 
 
+def crashed(run: RunRecord, plan: Plan, gsp: StepPlan, memo: Memo) -> list[str]:
+    """Count a crash for each member whose attempt was in flight when its process died."""
+    st = state(run, plan, memo, gsp)
+    names = []
+    for name, i in zip(st.names, st.indexes, strict=True):
+        rec = run.steps[i]
+        if rec.status is S.RUNNING and rec.kind != "commit":
+            rec.crashes += 1
+            names.append(name)
+    return names
+
+
+def resume(run: RunRecord, plan: Plan, gsp: StepPlan, memo: Memo) -> list[str]:
+    """A resume goes on from this group (it failed, or was cancelled or compensated): the
+    members that are done stay done, the others are put back to pending; a map keeps its
+    items. The names of the records changed."""
+    rec = run.steps[gsp.index]
+    run.steps[gsp.index] = StepRecord(
+        rec.name, rec.kind, S.RUNNING, attempts=rec.attempts, started_at=rec.started_at,
+        data_before=rec.data_before, items_json=rec.items_json,
+    )  # fmt: skip
+    memo.groups.pop(gsp.name, None)
+    st = state(run, plan, memo, gsp)
+    changed = [gsp.name]
+    for name, i in zip(st.names, st.indexes, strict=True):
+        member = run.steps[i]
+        if member.status not in STEP_DONE:
+            run.steps[i] = StepRecord(member.name, member.kind)
+            changed.append(name)
+    memo.groups.pop(gsp.name, None)  # counted again from the records as they are now
+    return changed
+
+
 def start(run: RunRecord, plan: Plan, gsp: StepPlan, now: float, memo: Memo, out: list[Effect]) -> None:
     """The run reached the group (or came back to it): begin it, or go on with it."""
     rec = run.steps[gsp.index]
@@ -345,7 +378,7 @@ def _settle(
         saga.cancel(run, plan, now, memo, out)
         return
     _name, exc, stack = st.failure
-    saga.fail_step(run, plan, grec, exc, 0.0, stack, now, memo, out)
+    saga.fail_step(run, plan, grec, exc, now - (grec.started_at or now), stack, now, memo, out)
 
 
 def _complete(
@@ -371,7 +404,7 @@ def _complete(
                     f"workflow '{run.name}', {gsp.kind} '{gsp.name}' (run '{run.id}'): '{first}' and "
                     f"'{name}' both changed ctx.data[{key!r}]; let one of them own the key"
                 )
-                saga.fail_step(run, plan, grec, exc, 0.0, None, now, memo, out)
+                saga.fail_step(run, plan, grec, exc, now - (grec.started_at or now), None, now, memo, out)
                 return
         merged.update(delta.get("set", {}))
         for key in delta.get("del", ()):

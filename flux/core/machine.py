@@ -61,6 +61,15 @@ def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
     return meta
 
 
+def _start_fields(run: RunRecord, plan: Plan) -> dict[str, object]:
+    """A run's `workflow:start`: a child run also names its parent and the parent's step."""
+    fields: dict[str, object] = {"status": "running", "meta": _start_meta(run, plan)}
+    if run.parent_id is not None:
+        fields["parentId"] = run.parent_id
+        fields["parentStep"] = run.id[len(run.parent_id) + 1 :]
+    return fields
+
+
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
@@ -70,7 +79,7 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+            emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is Woke:
@@ -330,17 +339,45 @@ def _signalled(run: RunRecord, plan: Plan, ev: Signalled, now: float, memo: Memo
         _next_step(run, plan, now, memo, out)
 
 
-def _reset_from(run: RunRecord, plan: Plan, restart: int, keep: frozenset[int]) -> list[str]:
-    """Put the steps from `restart` on back to pending (except `keep`); their names."""
-    changed = []
+def _reset_from(
+    run: RunRecord, plan: Plan, restart: int, keep: frozenset[int], memo: Memo, *, resume: bool = False
+) -> list[str]:
+    """Put the steps from `restart` on back to pending (except `keep`); their names. A
+    resume that goes on from a group keeps the members that are done (`groups.resume`); any
+    other reset of a map drops its items, to be asked for again."""
+    changed: list[str] = []
+    cut: int | None = None
     for sp in plan.steps[restart:]:
         rec = run.steps[sp.index]
+        if sp.index in keep:
+            continue
+        if resume and sp.index == restart and sp.kind in _GROUPS and rec.started_at is not None:
+            changed.extend(groups.resume(run, plan, sp, memo))
+            continue
+        if (
+            resume
+            and sp.group is not None
+            and sp.group == plan.steps[restart].name
+            and rec.status in STEP_DONE
+        ):
+            continue
+        if sp.kind == "map":
+            base = saga.item_base(run, plan, memo, sp.name)
+            if base is not None:
+                cut = base if cut is None else min(cut, base)
         fresh = StepRecord(rec.name, rec.kind)
-        if sp.index in keep or rec == fresh:
+        if rec == fresh:
             continue
         run.steps[sp.index] = fresh
         changed.append(sp.name)
+    if cut is not None:  # the items of the maps reset: the last records of the run
+        del run.steps[cut:]
+        memo.where.clear()
+        memo.groups.clear()
     return changed
+
+
+_GROUPS = frozenset({"parallel", "map"})
 
 
 def _restart_point(run: RunRecord, upto: int, undone: frozenset[StepStatus]) -> int:
@@ -377,14 +414,22 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
             run.data_json = before
     keep: frozenset[int] = frozenset()
     crashed_step: StepRecord | None = None
+    crashed_members: list[str] = []
     if run.status is R.RUNNING and restart == first and first < len(run.steps):
         rec = run.steps[first]
-        if rec.status is S.RUNNING and rec.kind == "commit":
+        if first < len(plan.steps) and plan.steps[first].kind in _GROUPS:
+            # taken over in the middle of a group: its records stand; the members cut short
+            # run again (fill), counted as crashed in the write that takes the run over
+            gsp = plan.steps[first]
+            keep = frozenset({first, *gsp.members})
+            if ev.crashed:
+                crashed_members = groups.crashed(run, plan, gsp, memo)
+        elif rec.status is S.RUNNING and rec.kind == "commit":
             keep = frozenset({first})  # a commit in flight must be seen as interrupted
         elif ev.crashed:
             keep = frozenset({first})
             crashed_step = rec
-    changed = _reset_from(run, plan, restart, keep)
+    changed = _reset_from(run, plan, restart, keep, memo, resume=True) + crashed_members
     never_started = run.status is R.PENDING and all(s.started_at is None for s in run.steps)
     run.status = check_run(run.status, R.RUNNING)
     run.error = run.error_type = run.error_step = None
@@ -394,7 +439,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+        emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""
@@ -422,10 +467,11 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
 
 
 def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Memo, out: list[Effect]) -> None:
-    index = plan.by_name[ev.step].index
+    sp = plan.of(ev.step)
+    index = plan.by_name[sp.group].index if sp.group is not None else sp.index  # a member: its group
     restart = _restart_point(run, index, _UNDONE | {S.COMPENSATING})
     run.data_json = run.steps[restart].data_before or run.data_json
-    changed = _reset_from(run, plan, restart, frozenset())
+    changed = _reset_from(run, plan, restart, frozenset(), memo)
     run.status = check_run(run.status, R.PENDING if ev.enqueue else R.RUNNING)
     run.error = run.error_type = run.error_step = None
     run.completed_at = None

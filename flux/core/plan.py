@@ -60,6 +60,8 @@ class Plan:
     inline_sleep: float = 0.0
     #: The most items a map may have (`FluxEngine(max_map_items=)`).
     max_map_items: int = 10_000
+    #: The names of the definition's `.call` steps (their events carry `childId`).
+    calls: frozenset[str] = frozenset()
     #: The plans of map items made so far, by name ("thumbnails[3]"): the same for every run.
     item_plans: dict[str, StepPlan] = field(default_factory=dict)
 
@@ -138,6 +140,7 @@ def plan_of(
         max_crashes=max_crashes,
         inline_sleep=inline_sleep,
         max_map_items=max_map_items,
+        calls=frozenset(s.name for s in steps if s.kind == "call"),
         steps_meta=tuple(_meta(s) for s in steps),
     )
 
