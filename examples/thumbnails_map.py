@@ -16,9 +16,10 @@ Two albums:
 * ``ALB-holiday``: eight images. The renderer times out on ``IMG_0004.heic`` once; that
   item alone is retried and succeeds. ``completed``; ``ctx.outputs["thumbnails"]`` lists
   eight thumbnails, and the renderer never had more than four images at once.
-* ``ALB-broken``: its sixth image is corrupt (``FatalError``). The items still rendering
-  are cancelled, and the thumbnails already made are deleted by the saga, the latest made
-  first: ``rolled_back``.
+* ``ALB-broken``: its fifth image is truncated: the renderer gives up on it (``FatalError``)
+  after the four others are made, and the saga deletes those four thumbnails, the latest
+  made first: ``rolled_back``. (Had other items still been rendering, they would have been
+  cancelled; ``examples/checkout_parallel.py`` shows a branch cancelled that way.)
 
 The trace goes to ``$FLUX_TRACE`` (default ``./.flux/trace.ndjson``); runs are stored in
 SQLite at ``$FLUX_DB`` (default ``./.flux/examples.db``). Run it from the repository root::
@@ -101,8 +102,8 @@ class Renderer:
             if name == FLAKY and album not in self.timed_out:
                 self.timed_out.add(album)
                 raise RendererTimeout(f"renderer timed out on {name}")
-            if width <= 0 or height <= 0:
-                raise FatalError(f"{name} is corrupt: {width}x{height}")
+            if image.get("truncated"):
+                raise FatalError(f"{name} is corrupt: its data ends before its {width}x{height} pixels")
             scale = THUMB / max(width, height)
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             path = f"thumbs/{album}/{name.rsplit('.', 1)[0]}-{THUMB}.webp"
@@ -188,16 +189,16 @@ BROKEN = [
     _image(11, 1600, 1200),
     _image(12, 2000, 1500),
     _image(13, 4000, 3000),
-    _image(14, 6000, 4000),
-    _image(15, 3000, 2000),
-    _image(16, 0, 0),  # corrupt
-    _image(17, 1600, 1200),
+    _image(14, 3000, 2000),
+    # Truncated: the renderer decodes it for longer (108 MP: 540 ms) than the others take,
+    # then fails; the four others are made by then.
+    {**_image(15, 12000, 9000), "truncated": True},
 ]
 
 
 async def run(engine: FluxEngine, tag: str | None = None) -> list[FluxResult]:
     """An album whose thumbnails are all made (one retried), and one rolled back by a
-    corrupt image (the thumbnails already made are deleted)."""
+    truncated image (the thumbnails already made are deleted)."""
     reset_services()
     tag = tag or uuid.uuid4().hex[:6]  # unique run ids, so that runs appended to one trace never mix
     albums = {"ALB-holiday": Album("holiday-2026", HOLIDAY), "ALB-broken": Album("scans", BROKEN)}
