@@ -55,3 +55,15 @@ def test_the_demo_runs_the_parallel_and_map_examples(
     undone = {(e["workflowId"], e["stepName"]) for e in mine if e["type"] == "step:compensate"}
     assert ("CHK-mallory-demo", "stock") in undone
     assert any(run_id == "ALB-broken-demo" and name.startswith("thumbnails[") for run_id, name in undone)
+
+    # flux dev serves their pages from the demo's trace.
+    from starlette.testclient import TestClient
+
+    from viewer.server import create_app
+
+    with TestClient(create_app(trace), base_url="http://127.0.0.1") as client:
+        page = client.get("/runs/CHK-mallory-demo")
+        assert page.status_code == 200
+        assert all(word in page.text for word in ("checks", "stock", "fraud score 93 over the limit"))
+        page = client.get("/runs/ALB-holiday-demo")
+        assert page.status_code == 200 and "thumbnails" in page.text
