@@ -113,7 +113,9 @@ class Inventory:
 class FraudScorer:
     """An external risk API: slow, and it scores by customer."""
 
-    latency = 0.12
+    #: Slower than a reservation by more than any pacing of `flux dev --demo` (at most 160 ms
+    #: a step), so that the stock branch always ends first.
+    latency = 0.25
 
     def __init__(self) -> None:
         self.scores = {"ada@example.com": 12, "grace@example.com": 5, "mallory@example.com": 93}

@@ -98,7 +98,7 @@ class Renderer:
         self.peak = max(self.peak, self.in_flight)
         try:
             name, width, height = image["name"], int(image["width"]), int(image["height"])
-            await asyncio.sleep(width * height / 200_000_000)  # 12 MP: 60 ms
+            await asyncio.sleep(0.15 + width * height / 200_000_000)  # 12 MP: 210 ms
             if name == FLAKY and album not in self.timed_out:
                 self.timed_out.add(album)
                 raise RendererTimeout(f"renderer timed out on {name}")
@@ -190,7 +190,7 @@ BROKEN = [
     _image(12, 2000, 1500),
     _image(13, 4000, 3000),
     _image(14, 3000, 2000),
-    # Truncated: the renderer decodes it for longer (108 MP: 540 ms) than the others take,
+    # Truncated: the renderer decodes it for longer (108 MP: 690 ms) than the others take,
     # then fails; the four others are made by then.
     {**_image(15, 12000, 9000), "truncated": True},
 ]

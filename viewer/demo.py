@@ -56,10 +56,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("approval"),
     Scenario("trial_reminders"),
     Scenario("scheduled_digest"),
-    # Branches (SPEC §11): their handlers take their own times, so that the checks overlap
-    # as written (pacing could make the fraud check end before the stock is reserved).
-    Scenario("checkout_parallel", paced=False),
-    Scenario("thumbnails_map", paced=False),
+    Scenario("checkout_parallel"),
+    Scenario("thumbnails_map"),
 ]
 
 #: The example modules the demo runs.
