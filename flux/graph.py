@@ -130,7 +130,9 @@ def build(workflow: str, version: str | None, shapes: Sequence[StepShape]) -> di
                 _undo(nodes, edges, groups[shape.name], each["id"], f"{sid}_undo", shape)
             continue
         group = groups.get(shape.group) if shape.group is not None else None
-        label = [shape.name, f"calls {shape.child}"] if shape.kind == "call" else [shape.name]
+        label = [shape.name]
+        if shape.kind == "call":
+            label.append(f"calls {shape.child}" if shape.child is not None else "calls a child workflow")
         entry = node(sid, shape, shape.kind, shape.group if group else None, label)
         entry.update(when=shape.when, compensate=shape.compensate, child=shape.child)
         if group is not None:

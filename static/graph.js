@@ -8,7 +8,7 @@
   "use strict";
 
   var SVG = "http://www.w3.org/2000/svg";
-  var LINE_H = 16, PAD_X = 12, PAD_Y = 9, CHAR_W = 7.1, MIN_W = 100, MAX_W = 260;
+  var LINE_H = 16, PAD_X = 12, PAD_Y = 9, CHAR_W = 7.1, MIN_W = 100, MAX_W = 320;
   var GAP_X = 28, GAP_Y = 54, UNDO_GAP = 40, BOX_PAD = 14, BOX_TITLE = 24, MARGIN = 18;
   var KINDS = { step: 1, commit: 1, parallel: 1, map: 1, call: 1, each: 1, compensation: 1 };
   var drawn = 0; // the newest request: an older answer that arrives late is dropped
@@ -26,10 +26,31 @@
     return Array.from(String(text)); // code points: a cut never splits a surrogate pair
   }
 
-  function fit(text, width) {
+  var FONT = '12.5px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+  var ruler = null;
+
+  /* The width a line takes in the SVG's font (a canvas measures it), or an estimate. */
+  function textWidth(text, bold) {
+    if (ruler === null) {
+      var canvas = document.createElement("canvas");
+      ruler = (canvas.getContext && canvas.getContext("2d")) || false;
+    }
+    if (!ruler) return chars(text).length * CHAR_W;
+    ruler.font = (bold ? "600 " : "") + FONT;
+    return ruler.measureText(String(text)).width;
+  }
+
+  function fit(text, width, bold) {
     var cs = chars(text);
-    var max = Math.max(4, Math.floor((width - 2 * PAD_X) / CHAR_W));
-    return cs.length > max ? cs.slice(0, max - 1).join("") + "…" : cs.join("");
+    var room = width - 2 * PAD_X;
+    if (textWidth(text, bold) <= room) return cs.join("");
+    var lo = 0, hi = cs.length; // the longest prefix that fits with its ellipsis
+    while (lo < hi) {
+      var mid = Math.ceil((lo + hi) / 2);
+      if (textWidth(cs.slice(0, mid).join("") + "…", bold) <= room) lo = mid;
+      else hi = mid - 1;
+    }
+    return cs.slice(0, lo).join("") + "…";
   }
 
   function token(text) {
@@ -57,9 +78,9 @@
 
   function measure(node) {
     var lines = labelOf(node);
-    var longest = lines.reduce(function (m, l) { return Math.max(m, chars(l).length); }, 0);
+    var longest = lines.reduce(function (m, l, i) { return Math.max(m, textWidth(l, i === 0)); }, 0);
     var extra = node.kind === "commit" ? 24 : node.kind === "call" ? 16 : 0;
-    var w = Math.min(MAX_W, Math.max(MIN_W, longest * CHAR_W + 2 * PAD_X + extra));
+    var w = Math.min(MAX_W, Math.max(MIN_W, Math.ceil(longest) + 2 * PAD_X + extra));
     return { node: node, lines: lines, w: w, h: lines.length * LINE_H + 2 * PAD_Y };
   }
 
@@ -97,7 +118,7 @@
       r.w = r.units.reduce(function (s, u) { return s + u.w; }, 0) + GAP_X * Math.max(0, r.units.length - 1);
       r.h = r.inner;
       if (r.group) {
-        r.w = Math.max(r.w + 2 * BOX_PAD, Math.min(MAX_W * 2, chars(r.title).length * CHAR_W + 2 * BOX_PAD));
+        r.w = Math.max(r.w + 2 * BOX_PAD, Math.min(MAX_W * 2, textWidth(r.title, true) + 2 * BOX_PAD));
         r.h = r.inner + BOX_TITLE + BOX_PAD;
       }
       width = Math.max(width, r.w);
@@ -141,7 +162,7 @@
     m.lines.forEach(function (line, i) {
       var span = el("tspan", { x: p.x + p.w / 2, dy: i === 0 ? 0 : LINE_H }, text);
       span.setAttribute("class", i === 0 ? "gname" : "gsub");
-      span.textContent = fit(line, p.w);
+      span.textContent = fit(line, p.w - (m.node.kind === "commit" ? 24 : m.node.kind === "call" ? 16 : 0), i === 0);
     });
   }
 
@@ -189,7 +210,7 @@
       var y1 = a.y + a.h / 2, y2 = b.y + b.h / 2;
       d = "M" + (a.x + a.w) + " " + y1 + " L" + (b.x - 2) + " " + y2;
       lx = (a.x + a.w + b.x) / 2;
-      ly = Math.min(y1, y2) - 6;
+      ly = Math.min(y1, y2) - 9;
     } else {
       var x1 = a.x + a.w / 2, ya = a.y + a.h, x2 = b.x + b.w / 2, yb = b.y - 2;
       var mid = (ya + yb) / 2;
@@ -203,7 +224,7 @@
     path.setAttribute("data-to", String(edge.to));
     if (edge.label !== null && edge.label !== undefined && edge.label !== "") {
       var text = el("text", { "class": "gedge-label ge-" + kind, x: lx, y: ly, "text-anchor": "middle" }, svg);
-      text.textContent = fit(edge.label, 200);
+      text.textContent = fit(edge.label, 200, false);
     }
   }
 
@@ -228,12 +249,14 @@
       box.setAttribute("data-step", String(r.group.name));
       tooltip(box, r.group);
       el("rect", { "class": "gbox", x: r.x, y: r.y, width: r.w, height: r.h, rx: 10 }, box);
-      var title = el("text", { "class": "gbox-title", x: r.x + BOX_PAD, y: r.y + 17 }, box);
-      title.textContent = fit(r.title, r.w);
     });
     graph.edges.forEach(function (e) {
       var a = L.pos[e.from], b = L.pos[e.to];
       if (a && b) drawEdge(svg, e, a, b);
+    });
+    L.boxes.forEach(function (r) { // over the edges that cross it, on a halo of the page's colour
+      var title = el("text", { "class": "gbox-title", x: r.x + BOX_PAD, y: r.y + 17 }, svg);
+      title.textContent = fit(r.title, r.w - 2 * BOX_PAD + 2 * PAD_X, true);
     });
     graph.nodes.forEach(function (n) {
       var p = L.pos[n.id];
