@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from flux import WorkflowDefinitionError, commit, create_workflow, step
+from flux import WorkflowDefinitionError, create_workflow
+from flux.builder import commit, step
 from flux.graph import escape
 
 
@@ -102,9 +103,8 @@ def test_mermaid_draws_each_construct() -> None:
 def test_mermaid_styles_when_and_undo_edges_apart() -> None:
     lines = _lines(checkout.graph())
     edges = [line for line in lines if "-->" in line or "-.->" in line]
-    styles = dict(
-        re.fullmatch(r"  linkStyle (\d+) (.*)", line).groups() for line in lines if "linkStyle" in line
-    )  # type: ignore[union-attr]
+    found = [re.fullmatch(r"  linkStyle (\d+) (.*)", line) for line in lines]
+    styles = {m.group(1): m.group(2) for m in found if m}
     for i, edge in enumerate(edges):
         if '"undo"' in edge:
             assert styles[str(i)] == "stroke-dasharray: 2 3"

@@ -7,7 +7,8 @@ import html
 import json
 from typing import Any
 
-from flux import Backoff, FatalError, FluxEngine, create_workflow, step
+from flux import Backoff, FatalError, FluxEngine, create_workflow
+from flux.builder import step
 from flux.trace import MemoryTraceSink
 from tests.viewer.conftest import Viewer
 from tests.viewer.factory import RunWriter
