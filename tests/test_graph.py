@@ -234,3 +234,28 @@ def test_an_empty_workflow_has_an_empty_graph() -> None:
         "edges": [],
         "groups": [],
     }
+
+
+def test_the_readme_example_prints_the_graph_the_readme_shows(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n### The workflow graph\n") :]
+    blocks = dict(
+        (m[1], m[2]) for m in reversed(list(re.finditer(r"```(\w+)\n(.*?)```", section, re.DOTALL)))
+    )
+    script = tmp_path / "example.py"
+    script.write_text(blocks["python"], encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == blocks["mermaid"]
+    _lines(done.stdout)
