@@ -188,6 +188,12 @@ _SHAPES = {
     "compensation": ('(["', '"])'),
 }
 #: Not `%` (`%%{init: ...}%%` anywhere in the text is a Mermaid directive), nor `#` (entities).
+_CLASSES = {"commit": "commitStep", "call": "callStep", "compensation": "undoStep"}
+_CLASS_STYLES = {
+    "commit": "fill:#fef3c7,stroke:#b45309",
+    "call": "fill:#e0e7ff,stroke:#4338ca",
+    "compensation": "fill:#fee2e2,stroke:#b91c1c,stroke-dasharray: 2 3",
+}
 _PUNCTUATION = frozenset(" _-.,:;!?/+=*'@$^~×·")
 
 
@@ -230,12 +236,11 @@ def mermaid(data: dict[str, Any]) -> str:
             out.append(f'  {e["from"]} -.->|"{escape(e["label"] or "")}"| {e["to"]}')
             styles.append(f"  linkStyle {i} stroke-dasharray: {'6 4' if e['kind'] == 'when' else '2 3'}")
     out.extend(styles)
+    # Class names of our own: `call` is a Mermaid keyword (click callbacks).
     classes: dict[str, list[str]] = {"commit": [], "call": [], "compensation": []}
     for n in data["nodes"]:
         if n["kind"] in classes:
             classes[n["kind"]].append(n["id"])
-    out.append("  classDef commit fill:#fef3c7,stroke:#b45309")
-    out.append("  classDef call fill:#e0e7ff,stroke:#4338ca")
-    out.append("  classDef compensation fill:#fee2e2,stroke:#b91c1c,stroke-dasharray: 2 3")
-    out.extend(f"  class {','.join(ids)} {kind}" for kind, ids in classes.items() if ids)
+    out.extend(f"  classDef {_CLASSES[kind]} {style}" for kind, style in _CLASS_STYLES.items())
+    out.extend(f"  class {','.join(ids)} {_CLASSES[kind]}" for kind, ids in classes.items() if ids)
     return "\n".join(out) + "\n"

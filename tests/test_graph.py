@@ -97,7 +97,8 @@ def test_mermaid_draws_each_construct() -> None:
     # compensations: a dotted edge to an undo node
     assert '  s8 -.->|"undo"| s8_undo' in lines
     assert '  s8_undo(["undo refund"])' in lines
-    assert "  class s3,s8 commit" in lines and "  class s5 call" in lines
+    assert "  class s3,s8 commitStep" in lines and "  class s5 callStep" in lines
+    assert "  class s2_undo,s8_undo undoStep" in lines
 
 
 def test_mermaid_styles_when_and_undo_edges_apart() -> None:
@@ -215,18 +216,12 @@ def test_an_unknown_format_names_the_workflow_and_the_format(fmt: Any) -> None:
 
 def test_an_empty_workflow_has_an_empty_graph() -> None:
     flow = create_workflow("empty")
-    assert (
-        flow.graph()
-        == "flowchart TD\n"
-        + "\n".join(
-            [
-                "  classDef commit fill:#fef3c7,stroke:#b45309",
-                "  classDef call fill:#e0e7ff,stroke:#4338ca",
-                "  classDef compensation fill:#fee2e2,stroke:#b91c1c,stroke-dasharray: 2 3",
-            ]
-        )
-        + "\n"
-    )
+    assert flow.graph().splitlines() == [
+        "flowchart TD",
+        "  classDef commitStep fill:#fef3c7,stroke:#b45309",
+        "  classDef callStep fill:#e0e7ff,stroke:#4338ca",
+        "  classDef undoStep fill:#fee2e2,stroke:#b91c1c,stroke-dasharray: 2 3",
+    ]
     assert flow.graph("json") == {
         "workflow": "empty",
         "version": None,
