@@ -187,11 +187,23 @@
     }
   }
 
+  /* Where a node leads: a call to its child's run page, any other node to its step on the
+     timeline (a map's handler and a compensation to the step they belong to). */
+  function linkOf(node) {
+    if (node.kind === "call" && typeof node.child_url === "string" && node.child_url.indexOf("/runs/") === 0) {
+      return node.child_url;
+    }
+    var main = document.querySelector("main.run-page");
+    var base = main ? main.getAttribute("data-base") || "" : "";
+    if (base.indexOf("/runs/") !== 0) return null;
+    var step = node.kind === "each" ? node.group : node.kind === "compensation" ? node.of : node.name;
+    return typeof step === "string" ? base + "?" + new URLSearchParams({ step: step }).toString() : null;
+  }
+
   function drawNode(svg, node, p) {
     var parent = svg;
-    if (node.kind === "call" && typeof node.child_url === "string" && node.child_url.indexOf("/runs/") === 0) {
-      parent = el("a", { href: node.child_url, "class": "glink" }, svg);
-    }
+    var href = linkOf(node);
+    if (href !== null) parent = el("a", { href: href, "class": "glink" }, svg);
     var g = el("g", {
       "class": "gnode gk-" + (KINDS[node.kind] ? node.kind : "step") + " gs-" + token(node.status || "pending"),
       "data-node-id": node.id,

@@ -231,3 +231,11 @@ def test_groups_and_maps_are_boxes_around_their_branches(server: Server, page: A
     expect(each).to_contain_text("1 done · 1 failed · 1 running")
     # two edges into the group's branches, two out of them into the map's handler
     expect(svg.locator("path.gedge.ge-next")).to_have_count(4)
+
+
+def test_a_node_leads_to_its_step_on_the_timeline(server: Server, page: Any) -> None:
+    _run(server.trace, "SAGA-4")
+    svg = _open_graph(page, server.url + "/runs/SAGA-4")
+    svg.locator('g.gnode[data-step="charge"]').click()
+    expect(page.locator("#step-detail .detail")).to_have_attribute("data-step", "charge")
+    expect(page.locator("#timeline")).to_be_visible()
