@@ -144,7 +144,7 @@ def build(workflow: str, version: str | None, shapes: Sequence[StepShape]) -> di
 
     by_id = {n["id"]: n for n in nodes}
     undo_edges, edges = edges, []
-    for before, after in itertools.pairwise(elements):
+    for before, after in itertools.pairwise([e for e in elements if e]):  # an empty group is passed by
         for a in before:
             for b in after:
                 when = by_id[b]["when"]

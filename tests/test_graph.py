@@ -254,3 +254,12 @@ def test_the_readme_example_prints_the_graph_the_readme_shows(tmp_path: Any) -> 
     assert done.returncode == 0, done.stderr
     assert done.stdout == blocks["mermaid"]
     _lines(done.stdout)
+
+
+def test_a_group_with_no_branch_yet_does_not_cut_the_line() -> None:
+    from flux.graph import StepShape, build
+
+    shapes = [StepShape("a", "step"), StepShape("g", "parallel"), StepShape("b", "step")]
+    data = build("w", None, shapes)
+    assert [(e["from"], e["to"]) for e in data["edges"]] == [("s0", "s2")]
+    assert data["groups"] == [{"id": "s1", "name": "g", "kind": "parallel", "members": []}]
