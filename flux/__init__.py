@@ -96,8 +96,10 @@ __all__ = [
     "WorkflowStorage",
     "WorkflowVersionError",
     "__version__",
+    "commit",
     "create_workflow",
     "open_storage",
+    "step",
 ]
 
 

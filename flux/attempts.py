@@ -51,6 +51,7 @@ class Attempts:
         cancel: threading.Event | None,
         key: Hashable,
         timeout_error: Callable[[], StepTimeoutError],
+        thread: bool = False,
     ) -> Any:
         """Call `fn(ctx)` once and return its result (awaited if it is awaitable).
 
@@ -63,6 +64,8 @@ class Attempts:
         """
         if key in self._running:
             await self.settled(key)
+        if thread and not is_async:  # a branch: beside the others, in a thread of its own
+            return await self._in_thread(fn, ctx, timeout, cancel or threading.Event(), key, timeout_error)
         if timeout is None:
             result = fn(ctx)
             if is_async or (type(result) not in _PLAIN and inspect.isawaitable(result)):
@@ -145,7 +148,7 @@ class Attempts:
         self,
         fn: Callable[..., Any],
         ctx: Any,
-        timeout: float,
+        timeout: float | None,
         cancel: threading.Event,
         key: Hashable,
         timeout_error: Callable[[], StepTimeoutError],
@@ -191,6 +194,8 @@ class Attempts:
         if not ok:
             raise value
         if type(value) not in _PLAIN and inspect.isawaitable(value):  # a callable returning a coroutine
+            if timeout is None:
+                return await value
             left = max(timeout - (loop.time() - started), 0.0)
             return await self._in_task(value, left, cancel, key, timeout_error)
         return value

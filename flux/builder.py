@@ -198,7 +198,9 @@ class Workflow(Generic[T]):
         if not callable(items):
             raise WorkflowDefinitionError(f"{where}: items must be a function of ctx, got {items!r}")
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise WorkflowDefinitionError(f"{where}: max_concurrency must be an int >= 1, got {max_concurrency!r}")
+            raise WorkflowDefinitionError(
+                f"{where}: max_concurrency must be an int >= 1, got {max_concurrency!r}"
+            )
         one = _definition(where, "step", name, handler, retries, timeout, None, compensate, backoff, retry_on)
         return self._with(replace(one, kind="map", items=items, max_concurrency=max_concurrency))
 
@@ -317,7 +319,9 @@ def _branch(
     retry_on: tuple[type[BaseException], ...] | None,
 ) -> StepDefinition[T]:
     if not isinstance(name, str) or not name.strip():
-        raise WorkflowDefinitionError(f"flux.{kind}(): a branch name must be a non-empty string, got {name!r}")
+        raise WorkflowDefinitionError(
+            f"flux.{kind}(): a branch name must be a non-empty string, got {name!r}"
+        )
     where = f"flux.{kind}('{name}')"
     return _definition(where, kind, name, handler, retries, timeout, when, compensate, backoff, retry_on)
 

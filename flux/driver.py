@@ -29,7 +29,9 @@ from .core.messages import (
     Emit,
     Event,
     Hook,
+    Interrupt,
     Invoke,
+    ItemsEnded,
     Log,
     Outputs,
     Pause,
@@ -80,7 +82,12 @@ class RunDriver:
         self.run = run
         self.input = input
         self.memo = Memo()
-        self.outputs: dict[str, Any] = stored_outputs(run.steps)
+        #: The branches and map items in flight (attempts and backoffs), by step name.
+        self.members: dict[str, asyncio.Task[Event]] = {}
+        self.member_cancels: dict[str, threading.Event] = {}
+        #: A map's stored items, decoded once: what `ctx.item` is read from.
+        self.items: dict[str, list[Any]] = {}
+        self.outputs: dict[str, Any] = stored_outputs(run.steps[: len(plan.steps)])
         self.outputs_view = MappingProxyType(self.outputs)
         #: The stored text of each output: what a context's own copies are decoded from.
         self.outputs_json: dict[str, str | None] = {
@@ -112,6 +119,8 @@ class RunDriver:
         finally:
             self._hook_ctx = None  # no cycle through a context outlives the run
             self.task = None
+            if self.members:  # the run stopped (a lost lease, a storage error): so do its members
+                await self.stop_members()
 
     async def _drive(self, event: Event) -> None:
         next_event: Event | None = event
@@ -124,6 +133,11 @@ class RunDriver:
                 await asyncio.sleep(0)
             effects = decide(self.run, self.plan, next_event, clock.now(), self.memo)
             next_event = None
+            if self.members:
+                # Members that ended meanwhile are decided now too: their rows go to storage
+                # in one write, before anything that follows them is done.
+                while _batchable(effects) and (ready := self.ended_member()) is not None:
+                    effects.extend(decide(self.run, self.plan, ready, clock.now(), self.memo))
             if len(effects) > 2:
                 saves = 0
                 for effect in effects:
@@ -146,10 +160,14 @@ class RunDriver:
                     self.log(effect)  # type: ignore[arg-type]
                 elif kind is Proceed:
                     next_event = Proceeded(effect.step)  # type: ignore[union-attr, arg-type]
+                elif kind is Interrupt:
+                    self.interrupt_members(effect.steps)  # type: ignore[union-attr]
                 elif kind is not Done:
                     next_event = await self.perform(effect)
                 if next_event is not None:
                     break
+            if next_event is None and self.members:
+                next_event = await self.next_member_event()
 
     async def perform(self, effect: Effect) -> Event | None:
         kind = type(effect)
@@ -161,6 +179,9 @@ class RunDriver:
             await self.hook(effect)  # type: ignore[arg-type]
             return None
         if kind is Wait:
+            if effect.concurrent:  # type: ignore[union-attr]
+                self.spawn(effect.step, self.member_wait(effect))  # type: ignore[union-attr, arg-type]
+                return None
             return await self.wait(effect)  # type: ignore[arg-type]
         if kind is Pause:
             return await self.pause(effect)  # type: ignore[arg-type]
@@ -192,7 +213,11 @@ class RunDriver:
         steps = effect.indexes
         if steps is None:
             index = self.plan.by_name
-            steps = tuple(index[name].index for name in effect.steps)
+            where = self.memo.where
+            steps = tuple(index[n].index if n in index else where.get(n, -1) for n in effect.steps)
+            if -1 in steps:  # a map item not looked up yet in this execution
+                at = {rec.name: i for i, rec in enumerate(run.steps)}
+                steps = tuple(at[n] for n in effect.steps)
         storage = self.engine.storage
         try:
             await storage.save_run(run, steps, self.owner)
@@ -284,9 +309,14 @@ class RunDriver:
 
         return build_history(self.run.steps, self.outputs)
 
-    async def invoke(self, effect: Invoke) -> Event:
+    async def invoke(self, effect: Invoke) -> Event | None:
+        if effect.concurrent:
+            self.spawn(effect.step, self.invoke_member(effect))
+            return None
         sdef: StepDefinition[Any] = self.sdefs[effect.index]
         name = effect.step
+        if effect.what == "items":
+            return await self.invoke_items(sdef, effect)
         if sdef.kind == "call" and effect.what == "handler":
             from .children import invoke_call
 
@@ -310,6 +340,8 @@ class RunDriver:
         cancel = threading.Event() if abandonable else None if compensate else self.run_cancel
         data = ser.loads(self.run.data_json) if abandonable else None
         ctx = self.ctx(name, effect.attempt, data=data, cancel=cancel)
+        if effect.item is not None:  # a map item's compensation
+            self.set_item(ctx, effect)
         self.cancel_event = cancel
         if not compensate and "step_start" in self.plan.hooks:
             await self.engine._call_hook("step_start", name, ctx)
@@ -389,6 +421,128 @@ class RunDriver:
         self._data_src = data_json  # what the machine stores as the run's data
         return AttemptEnded(name, time.perf_counter() - started, output_json=output_json, data_json=data_json)
 
+    # ------------------------------------------------------------------ branches and items
+
+    def spawn(self, step: str, work: Any) -> None:
+        self.members[step] = asyncio.ensure_future(work)
+
+    def ended_member(self) -> Event | None:
+        """The outcome of a member that has ended already, if any (without waiting)."""
+        done = next((name for name, task in self.members.items() if task.done()), None)
+        if done is None:
+            return None
+        self.member_cancels.pop(done, None)
+        return self.members.pop(done).result()
+
+    async def next_member_event(self) -> Event:
+        """The outcome of the first member to end (in the order they were started)."""
+        tasks = self.members
+        done = next((name for name, task in tasks.items() if task.done()), None)
+        if done is None:
+            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+            done = next(name for name, task in tasks.items() if task.done())
+        self.member_cancels.pop(done, None)
+        return tasks.pop(done).result()
+
+    def interrupt_members(self, steps: tuple[str, ...]) -> None:
+        for name in steps:
+            cancel = self.member_cancels.get(name)
+            if cancel is not None:
+                cancel.set()
+            task = self.members.get(name)
+            if task is not None:
+                task.cancel()
+
+    async def stop_members(self) -> None:
+        tasks = list(self.members.values())
+        self.interrupt_members(tuple(self.members))
+        self.members.clear()
+        self.member_cancels.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def set_item(self, ctx: WorkflowContext[Any], effect: Invoke) -> None:
+        group = effect.group
+        assert group is not None and effect.item is not None
+        items = self.items.get(group)
+        if items is None:
+            text = self.run.steps[self.plan.by_name[group].index].items_json
+            items = self.items[group] = ser.loads(text) if text is not None else []
+        ctx.item = items[effect.item]
+        ctx.item_index = effect.item
+
+    async def invoke_items(self, sdef: StepDefinition[Any], effect: Invoke) -> Event:
+        """Evaluate a map's `items(ctx)` once; the machine stores what it returned."""
+        assert sdef.items is not None
+        name = effect.step
+        where = f"workflow '{self.run.name}', map '{name}' (run '{self.run.id}')"
+        try:
+            items = sdef.items(self.ctx(name, effect.attempt))
+            if inspect.isawaitable(items):
+                items = await self.interruptibly(items)
+            if not isinstance(items, list):
+                raise WorkflowDefinitionError(
+                    f"{where}: items() must return a list, got {type(items).__name__}"
+                )
+            text = ser.dumps(items, path=f"{name}.items", step=name)
+        except Exception as exc:
+            return ItemsEnded(name, error=exc)
+        return ItemsEnded(name, text, len(items))
+
+    async def invoke_member(self, effect: Invoke) -> Event:
+        """One attempt of a branch or a map item, beside the others: on its own copy of the
+        data as it stood when the group began, its changes reported as a delta."""
+        sdef: StepDefinition[Any] = self.sdefs[effect.index]
+        name = effect.step
+        assert effect.data_json is not None
+        before = ser.loads(effect.data_json)
+        data = ser.loads(effect.data_json)
+        cancel = self.member_cancels[name] = threading.Event()
+        ctx = self.ctx(name, effect.attempt, data=data, cancel=cancel)
+        if effect.item is not None:
+            self.set_item(ctx, effect)
+        started = time.perf_counter()
+        try:
+            if "step_start" in self.plan.hooks and effect.item is None:
+                await self.engine._call_hook("step_start", name, ctx)
+            result = await self.engine.attempts.call(
+                sdef.handler, ctx, is_async=sdef.is_async, timeout=effect.timeout, cancel=cancel,
+                key=(self.run.id, name), timeout_error=lambda: self.timeout_error(effect), thread=True,
+            )  # fmt: skip
+            if not isinstance(ctx.data, dict):
+                raise SerializationError(
+                    f"ctx.data must stay a dict in step '{name}', got {type(ctx.data).__name__}",
+                    path="data",
+                    step=name,
+                )
+            if isinstance(result, SleepRequest):
+                return AttemptEnded(name, time.perf_counter() - started, timer=Timer("sleep", result.seconds))
+            if isinstance(result, WaitRequest):
+                return AttemptEnded(name, time.perf_counter() - started, signal=result.signal)
+            output_json = ser.dumps(result, path=f"outputs.{name}", step=name)
+            delta = _delta(before, ctx.data)
+            delta_json = ser.dumps(delta, path="data", step=name) if delta is not None else None
+        except asyncio.CancelledError:
+            cancel.set()
+            error: BaseException = (
+                self.lease_lost()
+                if self.lost
+                else RunCancelledError(
+                    f"step '{name}' of run '{self.run.id}' ({self.run.name}) was cancelled"
+                )
+            )
+            return AttemptEnded(name, time.perf_counter() - started, error=error)
+        except Exception as exc:
+            stack = stack_of(exc) if self.trace is not None else None
+            return AttemptEnded(name, time.perf_counter() - started, error=exc, stack=stack)
+        return AttemptEnded(
+            name, time.perf_counter() - started, output_json=output_json, delta_json=delta_json
+        )
+
+    async def member_wait(self, effect: Wait) -> Event:
+        with contextlib.suppress(asyncio.CancelledError):  # the machine sees why next
+            await self.engine.clock.sleep(self.plan.of(effect.step).backoff.delay(effect.retry))
+        return BackoffEnded(effect.step)
+
     async def interruptibly(self, work: Any) -> Any:
         """Await `work` where a cancel or a lost lease may interrupt it."""
         if self.interrupted:
@@ -438,6 +592,10 @@ class RunDriver:
         self.interrupted = True
         if self.cancel_event is not None:
             self.cancel_event.set()
+        if self.members:
+            self.interrupt_members(tuple(self.members))
+            if not self.interruptible:  # the members' outcomes bring the cancel to the machine
+                self.interrupted = False
         if self.interruptible and self.task is not None:
             self.task.cancel()
 
@@ -494,6 +652,32 @@ class CancelFlag:
 
     def is_set(self) -> bool:
         return self._set
+
+
+#: Effects after which more events may be decided before any is carried out: none of them
+#: feeds an event back (a concurrent invoke or backoff reports later, on its own).
+_NO_EVENT = frozenset({Save, Emit, Outputs, Log, Interrupt})
+
+
+def _batchable(effects: list[Effect]) -> bool:
+    for effect in effects:
+        kind = type(effect)
+        if kind in _NO_EVENT:
+            continue
+        if (kind is Invoke or kind is Wait) and effect.concurrent:  # type: ignore[union-attr]
+            continue
+        return False
+    return True
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """What a member changed in its copy of the data: keys set (new or changed) and keys
+    deleted; None when nothing changed."""
+    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    gone = [k for k in before if k not in after]
+    if not changed and not gone:
+        return None
+    return {"set": changed, "del": gone}
 
 
 def _one_save(effects: list[Effect]) -> list[Effect]:

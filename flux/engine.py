@@ -76,7 +76,10 @@ class FluxEngine:
         max_crashes: int = 3,
         clock: Clock | None = None,
         inline_sleep: float = 5.0,
+        max_map_items: int = 10_000,
     ) -> None:
+        if isinstance(max_map_items, bool) or not isinstance(max_map_items, int) or max_map_items < 1:
+            raise FluxError(f"FluxEngine(max_map_items={max_map_items!r}): must be an int >= 1")
         if isinstance(default_retries, bool) or not isinstance(default_retries, int) or default_retries < 0:
             raise FluxError(f"FluxEngine(default_retries={default_retries!r}): must be an int >= 0")
         if default_timeout is not None and (
@@ -119,6 +122,8 @@ class FluxEngine:
         self.lease_seconds = float(lease_seconds)
         self.leases = Leases(self.storage, self.logger, self.lease_seconds)
         self.max_crashes = max_crashes
+        #: The most items a `.map` may have in one run (SPEC §11).
+        self.max_map_items = max_map_items
         #: Every notion of time the engine has (SPEC §10): wake times, backoff, deadlines, slots.
         self.clock: Clock = clock or SystemClock()
         #: A sleep that ends within this many seconds is slept in-process by `execute`.
@@ -610,6 +615,7 @@ class FluxEngine:
             hooks=frozenset(self.hooks),
             max_crashes=self.max_crashes,
             inline_sleep=self.inline_sleep,
+            max_map_items=self.max_map_items,
         )
         self._plans[id(flow)] = (flow, plan)
         self._known[flow.name] = flow
@@ -803,7 +809,7 @@ class FluxEngine:
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
     ) -> FluxResult:
         if outputs is None:
-            outputs = stored_outputs(run.steps)
+            outputs = stored_outputs(run.steps[: len(run.shape)])  # a map's items: in its list
         end = run.completed_at if run.status in RUN_TERMINAL else None
         return FluxResult(
             id=run.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import branches
 from .diff import Change, diff
 from .lines import number_or_none
 from .runview import Attempt, RunView, StepRow
@@ -32,7 +33,10 @@ class Folder:
         row = self.rows.get(name)
         if row is None:
             row = self.rows[name] = StepRow(name)
-            self.view.steps.append(row)
+            if not branches.adopt(self, row, ev):
+                self.view.steps.append(row)
+        if "childId" in ev:
+            branches.note_child(row, ev)
         index = ev.get("stepIndex")
         if type(index) is int:
             row.index = index
@@ -49,7 +53,12 @@ class Folder:
         for i, spec in enumerate(meta["steps"]):
             if isinstance(spec, dict) and isinstance(spec.get("name"), str):
                 ev = {"stepName": spec["name"], "stepIndex": i, "commit": spec.get("commit")}
-                known.append(self.row(ev))
+                if "group" in spec:  # a branch, named with its group (SPEC §11)
+                    ev["group"] = spec["group"]
+                row = self.row(ev)
+                if spec.get("kind") in branches.KINDS and row.kind == "step":
+                    row.kind = spec["kind"]
+                known.append(row)
         # Definition order first; steps the definition does not name keep
         # their order of appearance after it.
         ids = {id(row) for row in known}

@@ -116,6 +116,8 @@ def _failed_step(view: RunView) -> StepRow | None:
     # own error event still closed its last attempt as ``error``.
     failed = None
     for row in view.steps:
+        if row.group is not None and row.status == "cancelled":  # h/viewbranch: a sibling's doing
+            continue
         gave_up = bool(row.attempts) and row.attempts[-1].outcome in ("error", "cancelled")
         if row.status not in ("failed", "cancelled") and not (gave_up and row.error is not None):
             continue

@@ -18,6 +18,7 @@ from .headline import headline
 from .lanes import busy_spans
 from .lines import number_or_none
 from .pages import _common, _render, _store
+from .runroute import run_of
 from .runview import RunView
 from .store import TraceStore
 from .summary import RunSummary
@@ -157,6 +158,8 @@ class _RunContext:
             "link": self.link,
             "rows_from": self.rows_from,
             "rows_to": self.rows_to,
+            # h/viewbranch: a map's items are paged and filtered by the address (items, items_state)
+            "query": request.query_params,
         }
 
     def link(self, **changes: str) -> str:
@@ -177,7 +180,10 @@ class _RunContext:
 
 async def _run_response(request: Request, template: str, fragment: bool) -> Response:
     store = await _store(request)
-    run_id = request.path_params["run_id"]
+    # h/viewbranch: a child run's id holds a "/"; the raw path says which run and which part
+    run_id, wants_fragment = run_of(request.scope, request.path_params["run_id"])
+    if not wants_fragment:
+        template, fragment = "run.html", False
     run = await store.find(run_id)  # a run an early, partial index does not hold yet is waited for
     if run is None:
         context = {**_common(store), "run_id": run_id}

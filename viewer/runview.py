@@ -96,6 +96,14 @@ class StepRow:
     compensation: bool = False
     #: Completed or skipped at some point (a later compensation does not undo it).
     finished: bool = False
+    #: ``step``, or what a branch step is (SPEC §11): ``parallel`` or ``map`` (a group of
+    #: branches or items), ``call`` (a child run).
+    kind: str = "step"
+    #: A branch's or an item's group (the parallel or map name), and an item's index.
+    group: str | None = None
+    item: int | None = None
+    #: A call's child run (``childId``).
+    child_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -125,6 +133,11 @@ class RunView:
     schedule_slot: str | None = None
     deadline: float | None = None
     cancel_reason: str | None = None
+    #: A child run's parent (``parentId``) and the parent's call step (``parentStep``).
+    parent_id: str | None = None
+    parent_step: str | None = None
+    #: Each map's items, by map name: drawn as one row, opened in the map's detail.
+    maps: dict[str, MapItems] = field(default_factory=dict)
     executions: list[Execution] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
@@ -140,7 +153,7 @@ class RunView:
 
     @property
     def steps_done(self) -> int:
-        return sum(1 for row in self.steps if row.finished)
+        return sum(1 for row in self.steps if row.finished and row.group is None)
 
     @property
     def execution(self) -> int:
@@ -164,6 +177,8 @@ class RunView:
         }
         counts: dict[str, int] = {}
         for row in self.steps:
+            if row.group is not None:  # a branch is counted in its group's step
+                continue
             word = words.get(row.status, row.status)
             counts[word] = counts.get(word, 0) + 1
         order = list(words.values())
@@ -173,4 +188,82 @@ class RunView:
         for row in self.steps:
             if row.name == name:
                 return row
+        for items in self.maps.values():
+            if (item := items.by_name.get(name)) is not None:
+                return item
         return None
+
+
+#: Item states, as a map's row counts them (a retrying or waiting item is running).
+ITEM_STATES = {
+    "completed": "done",
+    "skipped": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "compensated": "undone",
+    "compensation_failed": "failed to undo",
+    "running": "running",
+    "retrying": "running",
+    "suspended": "running",
+}
+#: Items listed at once in a map's detail; the rest are paged.
+ITEMS_PAGE = 50
+#: The order the counts are shown in, and the states one may filter the items by.
+ITEM_WORDS = ("done", "failed", "running", "cancelled", "undone", "failed to undo", "not run")
+
+
+@dataclass(eq=False)
+class MapItems:
+    """A map's items (SPEC §11): one row each, kept out of the timeline's rows."""
+
+    name: str
+    by_index: dict[int, StepRow] = field(default_factory=dict)
+    by_name: dict[str, StepRow] = field(default_factory=dict)
+    #: The items' compensations, and the one row in the timeline's undo section that
+    #: stands for them all (its one bar spans them).
+    undo: dict[str, StepRow] = field(default_factory=dict)
+    undo_row: StepRow | None = None
+
+    def add(self, row: StepRow) -> None:
+        self.by_name[row.name] = row
+        if row.item is not None:
+            self.by_index[row.item] = row
+
+    def rows(self, state: str = "") -> list[StepRow]:
+        """In item order (items without an index last), only those in ``state`` if given."""
+        rows = sorted(self.by_name.values(), key=lambda r: (r.item is None, r.item or 0, r.name))
+        if state:
+            rows = [r for r in rows if item_state(r) == state]
+        return rows
+
+    def page(self, state: str = "", start: int = 0) -> tuple[list[StepRow], int, int]:
+        """The items shown from ``start`` (clamped to the list), that start, and how many
+        items are in ``state`` in all."""
+        rows = self.rows(state)
+        start = max(0, min(start, (len(rows) - 1) // ITEMS_PAGE * ITEMS_PAGE)) if rows else 0
+        return rows[start : start + ITEMS_PAGE], start, len(rows)
+
+    def counts(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for row in self.by_name.values():
+            word = item_state(row)
+            counts[word] = counts.get(word, 0) + 1
+        return [(word, counts[word]) for word in ITEM_WORDS if counts.get(word)]
+
+    def undo_counts(self) -> list[tuple[str, int]]:
+        counts: dict[str, int] = {}
+        for row in self.undo.values():
+            word = {"compensating": "undoing", "compensated": "undone"}.get(row.status, "failed to undo")
+            counts[word] = counts.get(word, 0) + 1
+        return [(word, counts[word]) for word in ("undone", "failed to undo", "undoing") if counts.get(word)]
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    @property
+    def page_size(self) -> int:
+        return ITEMS_PAGE
+
+
+def item_state(row: StepRow) -> str:
+    return ITEM_STATES.get(row.status, "not run")

@@ -13,7 +13,7 @@ from typing import Any
 
 from flux.events import EventType
 
-from . import waits
+from . import branches, waits
 from .folder import Folder
 from .folder import num as _num
 from .folder import text as _text
@@ -55,6 +55,7 @@ def fold_run(run_id: str, events: list[dict[str, Any]], upto: int | None = None)
         if handler is not None:
             handler(folder, ev, ts)
     view.last_event = events[k - 1] if k else None
+    branches.nest(view)
     return view
 
 
@@ -70,6 +71,7 @@ def _on_workflow_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
         view.deadline = _num(meta.get("deadline"))
     if not view.executions:
         view.executions.append(Execution(1, ts))
+    branches.note_parent(view, ev)
     _go_on(f, ev)
 
 
@@ -140,13 +142,15 @@ def _on_step_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _on_step_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row = f.row(ev)
-    attempt = close(f, row, ev, ts, "error")
-    row.status = "cancelled" if ev.get("status") == "cancelled" else "failed"
+    cancelled = branches.is_cancelled(ev)
+    attempt = close(f, row, ev, ts, "cancelled" if cancelled and row.group is not None else "error")
+    row.status = "cancelled" if cancelled else "failed"
     if row.wait is not None and row.wait.end is None:
         row.wait.end = ts
     row.error, row.error_type = _text(ev.get("error")), _text(ev.get("errorType"))
     row.stack = attempt.stack
-    f.view.error, f.view.error_type = row.error, row.error_type
+    if not (cancelled and row.group is not None):  # a sibling's failure is the run's error
+        f.view.error, f.view.error_type = row.error, row.error_type
     if "v" not in ev:  # @gravito/flux writes no workflow:error
         f.view.status, f.view.ended_at = "failed", ts
 
@@ -165,6 +169,8 @@ def _on_rollback_start(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
 
 def _compensation_row(f: Folder, ev: dict[str, Any]) -> StepRow:
     name = _text(ev.get("stepName")) or "?"
+    if (item := branches.item_undo(f, name)) is not None:
+        return item
     for row in reversed(f.view.compensations):
         if row.name == name and row.status == "compensating":
             return row
@@ -181,6 +187,7 @@ def _on_compensate(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     row.status = "compensated"
     if (step := f.rows.get(row.name)) is not None:
         step.status = "compensated"
+    branches.spread_undo(f, row)
 
 
 def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -193,6 +200,7 @@ def _on_compensate_error(f: Folder, ev: dict[str, Any], ts: float | None) -> Non
         row.status = "compensation_failed"
         if (step := f.rows.get(row.name)) is not None:
             step.status = "compensation_failed"
+    branches.spread_undo(f, row)
 
 
 def _on_rollback_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
@@ -215,7 +223,7 @@ def _on_workflow_error(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
     status = ev.get("status")
     f.view.status = status if status in ERROR_STATUSES else "failed"
     if status == "cancelled":
-        for row in f.view.steps:
+        for row in branches.every_row(f.view):
             if row.status in _UNDER_WAY:
                 if f.open_attempt(row) is not None:
                     f.close_attempt(row, {}, ts, "cancelled")

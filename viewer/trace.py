@@ -27,28 +27,16 @@ from .lines import (
     number_or_none,
     parse_line,
     scan,
-    text_or_none,
     unrepresentable,
 )
-from .summary import ERROR_STATUSES, RunSummary
+from .runstatus import fold_status
+from .summary import RunSummary
 
 # Plain strings, compared once per line on the hot path.
 _START = EventType.STEP_START.value
 _COMPLETE = EventType.STEP_COMPLETE.value
 _SKIPPED = EventType.STEP_SKIPPED.value
-_RETRY = EventType.STEP_RETRY.value
-_WORKFLOW_START = EventType.WORKFLOW_START.value
-_RESUME = EventType.WORKFLOW_RESUME.value
-_STEP_ERROR = EventType.STEP_ERROR.value
-_SUSPEND = EventType.STEP_SUSPEND.value
-_SLEEP = EventType.STEP_SLEEP.value
-_WAKE = EventType.STEP_WAKE.value
-_SIGNAL = EventType.SIGNAL_RECEIVED.value
-_SIGNAL_TIMEOUT = EventType.SIGNAL_TIMEOUT.value
-_ROLLBACK_START = EventType.WORKFLOW_ROLLBACK_START.value
-_ROLLBACK_COMPLETE = EventType.WORKFLOW_ROLLBACK_COMPLETE.value
-_ERROR = EventType.WORKFLOW_ERROR.value
-_WORKFLOW_COMPLETE = EventType.WORKFLOW_COMPLETE.value
+_STARTS = frozenset({EventType.WORKFLOW_START.value, EventType.WORKFLOW_RESUME.value})
 _FINISHED = frozenset({_COMPLETE, _SKIPPED})
 
 
@@ -180,12 +168,17 @@ class TraceIndex:
                 delta.events.append((wid, len(run.offsets) - 1, ev))
             if typ in finished:
                 name = ev.get("stepName")
-                if type(name) is str:
+                # A branch or an item counts in its group's step (SPEC §11), not as one.
+                if type(name) is str and type(ev.get("group")) is not str:
                     run.done.add(name)
                     if run.seen is not None:
                         run.seen.add(name)
             elif typ == start_:
-                if run.seen is not None and type(name := ev.get("stepName")) is str:
+                if (
+                    run.seen is not None
+                    and type(name := ev.get("stepName")) is str
+                    and type(ev.get("group")) is not str
+                ):
                     run.seen.add(name)
             else:
                 self._fold(run, ev, typ)
@@ -225,99 +218,18 @@ class TraceIndex:
         typ = ev["type"]
         name = ev.get("stepName")
         if typ in _FINISHED:
-            if type(name) is str:
+            if type(name) is str and type(ev.get("group")) is not str:
                 run.done.add(name)
                 if run.seen is not None:
                     run.seen.add(name)
         elif typ == _START:
-            if run.seen is not None and type(name) is str:
+            if run.seen is not None and type(name) is str and type(ev.get("group")) is not str:
                 run.seen.add(name)
         else:
             self._fold(run, ev, typ)
 
     def _fold(self, run: RunSummary, ev: dict[str, Any], typ: str) -> None:
-        # The event's line is the run's last offset (appended by the caller).
-        # Flux numbers each run's events; a status event that reaches the file
-        # after a later one (two processes, two buffers) must not roll the
-        # status back. Lines without ``seq`` (@gravito/flux) are in file order,
-        # which is all there is to go by.
-        seq = ev.get("seq")
-        current = True
-        if type(seq) is int:
-            if seq < run.last_seq:
-                current = False
-            else:
-                run.last_seq = seq
-        ts = number_or_none(ev.get("timestamp"))
-        if typ == _WORKFLOW_START and ts is not None and (run.started_at is None or ts < run.started_at):
-            run.started_at = ts
+        if typ in _STARTS and not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
+            self._rename(run, ev["workflowName"])  # a run first seen without its workflow's name
+        if fold_status(run, ev, typ):
             self.order_version += 1
-
-        if typ == _RETRY:
-            run.retries += 1
-            if run.seen is not None and type(name := ev.get("stepName")) is str:
-                run.seen.add(name)
-        elif typ in (_WORKFLOW_START, _RESUME):
-            if "input" in ev:
-                run.input_at = len(run.offsets) - 1
-            if not run.workflow and type(ev.get("workflowName")) is str and ev["workflowName"]:
-                self._rename(run, ev["workflowName"])
-            meta = ev.get("meta")
-            if type(meta) is dict and type(meta.get("steps")) is list:
-                run.meta_steps = len(meta["steps"])
-                run.seen = None
-            if current:
-                run.status = "running"
-                run.ended_at = run.duration = None
-                run.error = run.error_type = run.waiting_for = run.wake_at = None
-        elif not current:
-            return
-        elif typ == _STEP_ERROR:
-            run.error = text_or_none(ev.get("error"))
-            run.error_type = text_or_none(ev.get("errorType"))
-            if "v" not in ev:
-                # @gravito/flux writes no workflow:error: a failed step is the end.
-                run.status = "failed"
-                run.ended_at = ts
-        elif typ == _SUSPEND:
-            run.status = "suspended"
-            run.waiting_for = text_or_none(ev.get("signal")) or text_or_none(ev.get("stepName"))
-            run.wake_at = number_or_none(ev.get("wakeAt"))
-        elif typ == _SLEEP:
-            run.status = "suspended"
-            run.waiting_for = None
-            run.wake_at = number_or_none(ev.get("wakeAt"))
-        elif typ in (_WAKE, _SIGNAL_TIMEOUT):
-            if run.status == "suspended":
-                run.status = "running"
-            run.waiting_for = run.wake_at = None
-        elif typ == _SIGNAL:
-            if type(name := ev.get("stepName")) is str:
-                run.done.add(name)
-            if run.status == "suspended":
-                run.status = "running"
-            run.waiting_for = run.wake_at = None
-        elif typ == _ROLLBACK_START:
-            run.status = "rolling_back"
-        elif typ == _ROLLBACK_COMPLETE:
-            status = ev.get("status")
-            if status in ERROR_STATUSES:
-                run.status = status
-        elif typ == _ERROR:
-            status = ev.get("status")
-            run.status = status if status in ERROR_STATUSES else "failed"
-            if "error" in ev:
-                run.error = text_or_none(ev.get("error"))
-                run.error_type = text_or_none(ev.get("errorType"))
-            run.ended_at = ts
-            run.duration = number_or_none(ev.get("duration"))
-            run.waiting_for = run.wake_at = None
-            if "data" in ev:
-                run.data_at = len(run.offsets) - 1
-        elif typ == _WORKFLOW_COMPLETE:
-            if "data" in ev:
-                run.data_at = len(run.offsets) - 1
-            run.status = "completed"
-            run.ended_at = ts
-            run.duration = number_or_none(ev.get("duration"))
-            run.error = run.error_type = run.waiting_for = run.wake_at = None

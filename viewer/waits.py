@@ -8,6 +8,7 @@ from typing import Any
 
 from flux.events import EventType
 
+from . import branches
 from .folder import Folder
 from .folder import num as _num
 from .folder import text as _text
@@ -39,6 +40,7 @@ def close(f: Folder, row: StepRow, ev: dict[str, Any], ts: float | None, outcome
     attempt = f.close_attempt(row, ev, ts, outcome)
     if opened is None:
         attempt.execution = f.view.execution
+    branches.wall_time(row, attempt)
     if outcome in ("retry", "error"):
         attempt.stack = stack(ev.get("stack"))
     return attempt

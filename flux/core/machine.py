@@ -18,7 +18,7 @@ from ..errors import (
 from ..events import EventType as E
 from ..records import RunRecord, StepRecord
 from ..status import STEP_DONE, RunStatus, StepStatus, check_run, check_step
-from . import saga, timers
+from . import groups, saga, timers
 from .messages import (
     AttemptEnded,
     BackoffEnded,
@@ -29,6 +29,7 @@ from .messages import (
     Event,
     Hook,
     Invoke,
+    ItemsEnded,
     Log,
     Outputs,
     Proceed,
@@ -60,6 +61,15 @@ def _start_meta(run: RunRecord, plan: Plan) -> dict[str, object]:
     return meta
 
 
+def _start_fields(run: RunRecord, plan: Plan) -> dict[str, object]:
+    """A run's `workflow:start`: a child run also names its parent and the parent's step."""
+    fields: dict[str, object] = {"status": "running", "meta": _start_meta(run, plan)}
+    if run.parent_id is not None:
+        fields["parentId"] = run.parent_id
+        fields["parentStep"] = run.id[len(run.parent_id) + 1 :]
+    return fields
+
+
 def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> list[Effect]:
     out: list[Effect] = []
     kind = type(event)
@@ -69,7 +79,7 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _attempt_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Started:
         if plan.traced:
-            emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+            emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
                  {"input": run.input_json})  # fmt: skip
         _next_step(run, plan, now, memo, out)
     elif kind is Woke:
@@ -80,10 +90,12 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         assert isinstance(event, BackoffEnded)
         if event.compensation:
             saga.compensate_again(run, plan, event.step, now, memo, out)
+        elif (sp := plan.of(event.step)).group is not None:
+            groups.backoff_ended(run, plan, sp, now, memo, out)
         elif run.cancel_reason is not None:
             saga.cancel(run, plan, now, memo, out)
         else:
-            _attempt(run, plan, plan.by_name[event.step], now, out)
+            _attempt(run, plan, sp, now, out)
     elif kind is CompensationEnded:
         saga.compensation_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Resumed:
@@ -94,7 +106,12 @@ def decide(run: RunRecord, plan: Plan, event: Event, now: float, memo: Memo) -> 
         _retry_from(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is Proceeded:
         assert isinstance(event, Proceeded)
-        _attempt(run, plan, plan.by_name[event.step], now, out)
+        if (sp := plan.of(event.step)).group is not None:
+            groups.proceeded(run, plan, sp, now, memo, out)
+        else:
+            _attempt(run, plan, sp, now, out)
+    elif kind is ItemsEnded:
+        groups.items_ended(run, plan, event, now, memo, out)  # type: ignore[arg-type]
     elif kind is CancelNow:
         saga.cancel(run, plan, now, memo, out)
     elif kind is SaveFailed:
@@ -135,10 +152,13 @@ def _next_step(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Eff
     steps, records = plan.steps, run.steps
     for i in range(start, len(steps)):
         sp, rec = steps[i], records[i]
-        if rec.status in STEP_DONE:
+        if rec.status in STEP_DONE or sp.group is not None:  # a group starts its own members
             continue
         if run.cancel_reason is not None:
             saga.cancel(run, plan, now, memo, out)
+            return
+        if sp.kind == "parallel" or sp.kind == "map":
+            groups.start(run, plan, sp, now, memo, out)
             return
         if rec.status is S.RUNNING and sp.commit:
             exc = CommitInterruptedError(
@@ -176,6 +196,9 @@ def _attempt(run: RunRecord, plan: Plan, sp: StepPlan, now: float, out: list[Eff
 
 def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Memo, out: list[Effect]) -> None:
     sp = plan.by_name[ev.step]
+    if sp.group is not None:
+        groups.when_ended(run, plan, sp, ev, now, memo, out)
+        return
     rec = run.steps[sp.index]
     if ev.error is not None:
         rec.status = check_step(rec.status, S.RUNNING)
@@ -195,7 +218,10 @@ def _when_ended(run: RunRecord, plan: Plan, ev: WhenEnded, now: float, memo: Mem
 def _attempt_ended(
     run: RunRecord, plan: Plan, ev: AttemptEnded, now: float, memo: Memo, out: list[Effect]
 ) -> None:
-    sp = plan.by_name[ev.step]
+    sp = plan.by_name.get(ev.step) or plan.of(ev.step)
+    if sp.group is not None:
+        groups.member_ended(run, plan, sp, ev, now, memo, out)
+        return
     rec = run.steps[sp.index]
     if ev.error is not None:
         exc = ev.error
@@ -313,17 +339,45 @@ def _signalled(run: RunRecord, plan: Plan, ev: Signalled, now: float, memo: Memo
         _next_step(run, plan, now, memo, out)
 
 
-def _reset_from(run: RunRecord, plan: Plan, restart: int, keep: frozenset[int]) -> list[str]:
-    """Put the steps from `restart` on back to pending (except `keep`); their names."""
-    changed = []
+def _reset_from(
+    run: RunRecord, plan: Plan, restart: int, keep: frozenset[int], memo: Memo, *, resume: bool = False
+) -> list[str]:
+    """Put the steps from `restart` on back to pending (except `keep`); their names. A
+    resume that goes on from a group keeps the members that are done (`groups.resume`); any
+    other reset of a map drops its items, to be asked for again."""
+    changed: list[str] = []
+    cut: int | None = None
     for sp in plan.steps[restart:]:
         rec = run.steps[sp.index]
+        if sp.index in keep:
+            continue
+        if resume and sp.index == restart and sp.kind in _GROUPS and rec.started_at is not None:
+            changed.extend(groups.resume(run, plan, sp, memo))
+            continue
+        if (
+            resume
+            and sp.group is not None
+            and sp.group == plan.steps[restart].name
+            and rec.status in STEP_DONE
+        ):
+            continue
+        if sp.kind == "map":
+            base = saga.item_base(run, plan, memo, sp.name)
+            if base is not None:
+                cut = base if cut is None else min(cut, base)
         fresh = StepRecord(rec.name, rec.kind)
-        if sp.index in keep or rec == fresh:
+        if rec == fresh:
             continue
         run.steps[sp.index] = fresh
         changed.append(sp.name)
+    if cut is not None:  # the items of the maps reset: the last records of the run
+        del run.steps[cut:]
+        memo.where.clear()
+        memo.groups.clear()
     return changed
+
+
+_GROUPS = frozenset({"parallel", "map"})
 
 
 def _restart_point(run: RunRecord, upto: int, undone: frozenset[StepStatus]) -> int:
@@ -360,14 +414,22 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
             run.data_json = before
     keep: frozenset[int] = frozenset()
     crashed_step: StepRecord | None = None
+    crashed_members: list[str] = []
     if run.status is R.RUNNING and restart == first and first < len(run.steps):
         rec = run.steps[first]
-        if rec.status is S.RUNNING and rec.kind == "commit":
+        if first < len(plan.steps) and plan.steps[first].kind in _GROUPS:
+            # taken over in the middle of a group: its records stand; the members cut short
+            # run again (fill), counted as crashed in the write that takes the run over
+            gsp = plan.steps[first]
+            keep = frozenset({first, *gsp.members})
+            if ev.crashed:
+                crashed_members = groups.crashed(run, plan, gsp, memo)
+        elif rec.status is S.RUNNING and rec.kind == "commit":
             keep = frozenset({first})  # a commit in flight must be seen as interrupted
         elif ev.crashed:
             keep = frozenset({first})
             crashed_step = rec
-    changed = _reset_from(run, plan, restart, keep)
+    changed = _reset_from(run, plan, restart, keep, memo, resume=True) + crashed_members
     never_started = run.status is R.PENDING and all(s.started_at is None for s in run.steps)
     run.status = check_run(run.status, R.RUNNING)
     run.error = run.error_type = run.error_step = None
@@ -377,7 +439,7 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
     if changed:
         out.append(Outputs(drop=tuple(changed)))
     if never_started:
-        emit(out, run, plan, now, E.WORKFLOW_START, {"status": "running", "meta": _start_meta(run, plan)},
+        emit(out, run, plan, now, E.WORKFLOW_START, _start_fields(run, plan),
              {"input": run.input_json})  # fmt: skip
     else:
         name = run.steps[restart].name if restart < len(run.steps) else ""
@@ -405,10 +467,11 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
 
 
 def _retry_from(run: RunRecord, plan: Plan, ev: RetryFrom, now: float, memo: Memo, out: list[Effect]) -> None:
-    index = plan.by_name[ev.step].index
+    sp = plan.of(ev.step)
+    index = plan.by_name[sp.group].index if sp.group is not None else sp.index  # a member: its group
     restart = _restart_point(run, index, _UNDONE | {S.COMPENSATING})
     run.data_json = run.steps[restart].data_before or run.data_json
-    changed = _reset_from(run, plan, restart, frozenset())
+    changed = _reset_from(run, plan, restart, frozenset(), memo)
     run.status = check_run(run.status, R.PENDING if ev.enqueue else R.RUNNING)
     run.error = run.error_type = run.error_step = None
     run.completed_at = None

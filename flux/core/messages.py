@@ -68,6 +68,18 @@ class AttemptEnded:
     stack: list[dict[str, Any]] | None = None
     #: A sleep, or a wait with a timeout (then `signal` is None).
     timer: Timer | None = None
+    #: A branch's or an item's changes to its own copy of the data (JSON; None: none).
+    delta_json: str | None = None
+
+
+@dataclass(slots=True)
+class ItemsEnded:
+    """A map's `items(ctx)` returned (`items_json`, a JSON list of `count` items) or raised."""
+
+    step: StepRef
+    items_json: str | None = None
+    count: int = 0
+    error: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -120,7 +132,7 @@ class SaveFailed:
 
 Event = Union[  # noqa: UP007 - a runtime alias: `X | Y` of classes needs 3.10's types.UnionType
     Started, Resumed, WhenEnded, AttemptEnded, BackoffEnded, CompensationEnded, Signalled,
-    RetryFrom, CancelNow, SaveFailed, Proceeded, Woke,
+    RetryFrom, CancelNow, SaveFailed, Proceeded, Woke, ItemsEnded,
 ]  # fmt: skip
 
 # ---------------------------------------------------------------------- effects (outputs)
@@ -148,14 +160,21 @@ class Emit:
 
 @dataclass(slots=True)
 class Invoke:
-    """Call the step's handler (`when`, `handler` or `compensate`) once."""
+    """Call the step's handler (`when`, `handler`, `compensate`, or a map's `items`) once."""
 
     step: StepRef
-    what: str  # "when" | "handler" | "compensate"
+    what: str  # "when" | "handler" | "compensate" | "items"
     attempt: int
     timeout: float | None
     #: The step's position in the definition (what the driver looks its handler up by).
     index: int = -1
+    #: A branch or a map item: run it alongside the others (the driver feeds its outcome
+    #: back when it ends), on its own copy of this data; report its changes as a delta.
+    concurrent: bool = False
+    data_json: str | None = None
+    #: A map item's position, and its map (`ctx.item` comes from the map's stored items).
+    item: int | None = None
+    group: str | None = None
 
 
 @dataclass(slots=True)
@@ -166,6 +185,8 @@ class Wait:
     step: StepRef
     retry: int
     compensation: bool = False
+    #: A branch's or an item's backoff: waited out alongside the others.
+    concurrent: bool = False
 
 
 @dataclass(slots=True)
@@ -213,8 +234,17 @@ class Pause:
 
 
 @dataclass(slots=True)
+class Interrupt:
+    """Cancel these concurrent attempts and backoffs (a sibling failed for good): each still
+    ends with its own event, an `AttemptEnded` with an error or a `BackoffEnded`."""
+
+    steps: tuple[StepRef, ...]
+    reason: str
+
+
+@dataclass(slots=True)
 class Done:
     """The machine has nothing more to do for now: the run is at rest, or left for a worker."""
 
 
-Effect = Union[Save, Emit, Invoke, Wait, Hook, Log, Outputs, Proceed, Pause, Done]  # noqa: UP007
+Effect = Union[Save, Emit, Invoke, Wait, Hook, Log, Outputs, Proceed, Pause, Interrupt, Done]  # noqa: UP007

@@ -32,16 +32,68 @@ _CANCELS = frozenset({RunCancelledError.__name__, _DEADLINE})
 _TO_UNDO = frozenset({S.COMPLETED, S.COMPENSATING})
 
 
+class GroupState:
+    """What one execution knows of a parallel group's or a map's members (rebuilt from the
+    records after a resume): their names and positions in the run, how many are not done,
+    which have an attempt or a backoff out, the first that may still need a start, and the
+    member that failed for good (name, error, frames)."""
+
+    __slots__ = ("cursor", "failure", "indexes", "inflight", "left", "names")
+
+    def __init__(self, names: list[str], indexes: list[int], left: int) -> None:
+        self.names = names
+        self.indexes = indexes
+        self.left = left
+        self.inflight: set[str] = set()
+        self.cursor = 0
+        self.failure: tuple[str, BaseException, list[dict[str, Any]] | None] | None = None
+
+
 class Memo:
     """What the machine remembers between the events of one execution and never stores:
-    the exception a failed run ended with, for the `workflow_error` hook."""
+    the exception a failed run ended with, for the `workflow_error` hook, and the state of
+    the groups and maps under way."""
 
-    __slots__ = ("failure", "stack")
+    __slots__ = ("failure", "groups", "stack", "where")
 
     def __init__(self) -> None:
         self.failure: BaseException | None = None
         #: The failed attempt's frames, for the run's `workflow:error` event.
         self.stack: list[dict[str, Any]] | None = None
+        self.groups: dict[str, GroupState] = {}
+        #: The positions of map items' records in the run, by name.
+        self.where: dict[str, int] = {}
+
+
+def item_base(run: RunRecord, plan: Plan, memo: Memo, map_name: str) -> int | None:
+    """Where the records of a map's items begin in the run (None: not made yet)."""
+    first = f"{map_name}[0]"
+    at = memo.where.get(first)
+    if at is not None:
+        return at
+    for i in range(len(plan.steps), len(run.steps)):
+        if run.steps[i].name == first:
+            memo.where[first] = i
+            return i
+    return None
+
+
+def record_of(run: RunRecord, plan: Plan, memo: Memo, name: str) -> StepRecord:
+    """The record of a step, a branch or a map item, by name."""
+    sp = plan.by_name.get(name)
+    if sp is not None:
+        return run.steps[sp.index]
+    at = memo.where.get(name)
+    if at is None:
+        for i in range(len(plan.steps), len(run.steps)):
+            memo.where[run.steps[i].name] = i
+        at = memo.where[name]
+    return run.steps[at]
+
+
+def save_of(plan: Plan, memo: Memo, name: str) -> Save:
+    sp = plan.by_name.get(name)
+    return sp.save if sp is not None else Save((name,), (memo.where[name],))
 
 
 def duration_ms(run: RunRecord, now: float) -> float:
@@ -105,10 +157,24 @@ def fail_step(
 
 
 def _todo(run: RunRecord, plan: Plan) -> list[str]:
-    """The steps to compensate, latest first (one cut short by a crash is done again)."""
-    return [
-        sp.name for sp in reversed(plan.steps) if sp.has_compensate and run.steps[sp.index].status in _TO_UNDO
+    """The steps, branches and items to compensate, the latest completed first (one cut
+    short by a crash is done again)."""
+    if len(run.steps) == len(plan.steps) and not any(sp.kind in _GROUPS for sp in plan.steps):
+        return [
+            sp.name
+            for sp in reversed(plan.steps)
+            if sp.has_compensate and run.steps[sp.index].status in _TO_UNDO
+        ]
+    todo = [
+        (rec.completed_at or 0.0, i, rec.name)
+        for i, rec in enumerate(run.steps)
+        if rec.status in _TO_UNDO and plan.of(rec.name).has_compensate
     ]
+    todo.sort(reverse=True)
+    return [name for _, _, name in todo]
+
+
+_GROUPS = frozenset({"parallel", "map"})
 
 
 def next_compensation(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) -> None:
@@ -116,20 +182,21 @@ def next_compensation(run: RunRecord, plan: Plan, now: float, memo: Memo, out: l
     if not todo:
         _end_rollback(run, plan, now, memo, out)
         return
-    rec = run.steps[plan.by_name[todo[0]].index]
+    rec = record_of(run, plan, memo, todo[0])
     if rec.status is S.COMPLETED:
         rec.status = check_step(rec.status, S.COMPENSATING)
-        out.append(Save((rec.name,)))
+        out.append(save_of(plan, memo, rec.name))
     compensate_again(run, plan, rec.name, now, memo, out)
 
 
 def compensate_again(
     run: RunRecord, plan: Plan, step: str, now: float, memo: Memo, out: list[Effect]
 ) -> None:
-    sp = plan.by_name[step]
-    rec = run.steps[sp.index]
+    sp = plan.of(step)
+    rec = record_of(run, plan, memo, step)
     rec.compensation_attempts += 1
-    out.append(Invoke(step, "compensate", rec.compensation_attempts, sp.timeout, sp.index))
+    out.append(Invoke(step, "compensate", rec.compensation_attempts, sp.timeout, sp.index, item=sp.item,
+                      group=sp.group))  # fmt: skip
 
 
 def compensation_ended(
@@ -137,11 +204,13 @@ def compensation_ended(
 ) -> None:
     from .machine import may_retry
 
-    sp = plan.by_name[ev.step]
-    rec = run.steps[sp.index]
+    sp = plan.of(ev.step)
+    rec = record_of(run, plan, memo, ev.step)
     if ev.error is not None:
         exc = ev.error
         fields = error_fields(sp, rec, exc, ev.duration, ev.stack)
+        if sp.tags:
+            fields.update(sp.tags)
         fields["attempt"] = rec.compensation_attempts
         if may_retry(exc, sp, rec.compensation_attempts):
             emit(out, run, plan, now, E.STEP_COMPENSATE_ERROR, fields)
@@ -149,7 +218,7 @@ def compensation_ended(
             return
         rec.status = check_step(rec.status, S.COMPENSATION_FAILED)
         rec.error = f"compensation failed: {error_text(exc)}"
-        out.append(Save((sp.name,)))
+        out.append(save_of(plan, memo, sp.name))
         fields["status"] = "compensation_failed"
         emit(out, run, plan, now, E.STEP_COMPENSATE_ERROR, fields)
         out.append(
@@ -163,10 +232,12 @@ def compensation_ended(
     rec.status = check_step(rec.status, S.COMPENSATED)
     rec.compensated_at = now
     out.append(Outputs(drop=(sp.name,)))
-    out.append(Save((sp.name,)))
-    emit(out, run, plan, now, E.STEP_COMPENSATE, {"stepName": sp.name, "stepIndex": sp.index,
-         "attempt": rec.compensation_attempts, "duration": ev.duration * 1000,
-         "status": "compensated"})  # fmt: skip
+    out.append(save_of(plan, memo, sp.name))
+    fields = {"stepName": sp.name, "stepIndex": sp.index, "attempt": rec.compensation_attempts,
+              "duration": ev.duration * 1000, "status": "compensated"}  # fmt: skip
+    if sp.tags:
+        fields.update(sp.tags)
+    emit(out, run, plan, now, E.STEP_COMPENSATE, fields)
     next_compensation(run, plan, now, memo, out)
 
 

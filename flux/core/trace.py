@@ -23,6 +23,8 @@ def emit(
     resume in any process goes on from it."""
     if not plan.traced:
         return
+    if plan.calls and kind.value.startswith("step:") and fields.get("stepName") in plan.calls:
+        fields["childId"] = f"{run.id}/{fields['stepName']}"
     run.seq += 1
     out.append(Emit(kind, run.seq, timestamp_ms(now), fields, raw))
 

@@ -149,7 +149,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         common=_V4_RETENTION,
         sqlite=_V4_SQLITE_RUN_DATA,
     ),
-    Migration(5, "branches: the data changes of branches and items, map items, child runs", common=_V5_BRANCHES),
+    Migration(
+        5, "branches: the data changes of branches and items, map items, child runs", common=_V5_BRANCHES
+    ),
 )
 
 #: The schema version this code writes and understands.
