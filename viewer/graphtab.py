@@ -21,7 +21,8 @@ from flux.events import EventType
 from flux.graph import StepShape, build, mermaid, shapes_of
 
 from .pages import _common, _render, _store
-from .runpage import _render_clean, _RunContext
+from .runpage import _render_clean, _RunContext, run_page
+from .runroute import run_of
 from .runview import RunView
 from .templating import run_url
 from .timeline import order_events
@@ -167,9 +168,9 @@ def _workflows(request: Request) -> Mapping[str, Any]:
     return found if isinstance(found, Mapping) else {}
 
 
-async def _graph_of(request: Request) -> tuple[dict[str, Any], _RunContext] | None:
+async def _graph_of(request: Request, run_id: str) -> tuple[dict[str, Any], _RunContext] | None:
     store = await _store(request)
-    run = await store.find(request.path_params["run_id"])
+    run = await store.find(run_id)
     if run is None:
         return None
     ctx = _RunContext(request, store, run)
@@ -180,7 +181,10 @@ async def _graph_of(request: Request) -> tuple[dict[str, Any], _RunContext] | No
 async def run_graph_json(request: Request) -> Response:
     """``GET /runs/{id}/graph.json``: the graph coloured by the run's state (at ``at``, if a
     replay position is given)."""
-    found = await _graph_of(request)
+    run_id, fragment = run_of(request.scope, request.path_params["run_id"])
+    if not fragment:  # the page of a child run whose call is named "graph.json"
+        return await run_page(request)
+    found = await _graph_of(request, run_id)
     if found is None:
         return Response(json.dumps({"error": "no such run"}), status_code=404, media_type="application/json")
     # ASCII JSON: a lone surrogate from the trace is written as \\udXXX, never as bad UTF-8.
@@ -190,10 +194,12 @@ async def run_graph_json(request: Request) -> Response:
 async def run_graph_tab(request: Request) -> Response:
     """``GET /runs/{id}/graph``: the tab's partial for htmx; a plain visit opens the run page
     on the tab."""
-    run_id = request.path_params["run_id"]
+    run_id, fragment = run_of(request.scope, request.path_params["run_id"])
+    if not fragment:  # the page of a child run whose call is named "graph"
+        return await run_page(request)
     if request.headers.get("hx-request") != "true":
         return RedirectResponse(run_url(run_id) + "?tab=graph", status_code=303)
-    found = await _graph_of(request)
+    found = await _graph_of(request, run_id)
     if found is None:
         store = await _store(request)
         return _render(request, "_run_missing.html", {**_common(store), "run_id": run_id})

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from flux import Backoff, FatalError, FluxEngine, create_workflow
-from flux.builder import step
+from flux.builder import commit, step
 from flux.trace import MemoryTraceSink
 from tests.viewer.conftest import Viewer
 from tests.viewer.factory import RunWriter
@@ -233,3 +233,49 @@ def test_a_branch_defined_with_flux_step_is_drawn_from_its_definition(viewer: Vi
     assert data["source"] == "definition"
     assert data["groups"] == [{"id": "s0", "name": "both", "kind": "parallel", "members": ["s1", "s2"]}]
     assert _status(data) == {"both": "completed", "x": "pending", "y": "pending"}
+
+
+def test_a_child_run_named_like_the_tab_has_its_page(viewer: Viewer) -> None:
+    viewer.write(
+        [*_engine_trace(saga, "P"), *_engine_trace(saga, "P/graph"), *_engine_trace(saga, "P/graph.json")]
+    )
+    for child in ("P%2Fgraph", "P%2Fgraph.json"):
+        page = viewer.client.get(f"/runs/{child}", follow_redirects=False)
+        assert page.status_code == 200 and '<main class="run-page"' in page.text
+    assert _graph(viewer, "P%2Fgraph")["run"]["id"] == "P/graph"
+    assert _graph(viewer, "P")["run"]["id"] == "P"
+    tab = viewer.client.get("/runs/P%2Fgraph.json/graph", headers=HX)
+    assert 'data-graph-src="/runs/P%2Fgraph.json/graph.json"' in tab.text
+
+
+def keep_item(ctx: Any) -> int:
+    return 1
+
+
+branchy = (
+    create_workflow("branchy")
+    .step("a", keep, compensate=release)
+    .parallel("g", step("b1", keep, compensate=release), commit("b2", keep))
+    .map("m", keep_item, items=lambda ctx: [1, 2, 3], max_concurrency=2)
+    .step("z", declined)
+)
+
+
+def test_the_engines_trace_of_a_group_and_a_map(viewer: Viewer) -> None:
+    viewer.write(_engine_trace(branchy, "B-1"))
+    from_trace = _graph(viewer, "B-1")
+    viewer.client.app.state.workflows = {"branchy": branchy}  # type: ignore[attr-defined]
+    from_definition = _graph(viewer, "B-1")
+    assert (from_trace["source"], from_definition["source"]) == ("trace", "definition")
+    for data in (from_trace, from_definition):
+        assert {g["name"]: g["kind"] for g in data["groups"]} == {"g": "parallel", "m": "map"}
+        status = {n["id"]: n["status"] for n in data["nodes"]}
+        assert status["s0"] == "compensated" and status["s0_undo"] == "compensated"
+        assert status["s2"] == "compensated" and status["s3"] == "completed"
+        assert status["s4_each"] == "completed" and status["s5"] == "failed"
+        each = next(n for n in data["nodes"] if n["kind"] == "each")
+        assert each["items"] == {"completed": 3}
+        assert next(n for n in data["nodes"] if n["name"] == "b2")["commit"] is True
+    assert next(n for n in from_definition["nodes"] if n["kind"] == "each")["label"] == [
+        "keep_item", "× items, max 2 at once",
+    ]  # fmt: skip
