@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flux import Backoff, FatalError, FluxEngine, FluxSilentLogger, JsonFileTraceSink, create_workflow
+from flux.builder import step
 from tests.e2e.conftest import Server
 from tests.viewer.factory import RunWriter
 
@@ -45,7 +46,7 @@ def declined(ctx: Any) -> None:
 saga = (
     create_workflow("saga")
     .step(HOSTILE, keep, compensate=undo)
-    .step("stock", keep)
+    .parallel("checks", step("stock", keep), step("fraud", keep, compensate=undo))
     .commit("charge", declined)
     .step("ship", keep)
 )
@@ -96,14 +97,16 @@ def test_the_tab_draws_a_node_per_step_coloured_by_the_run(server: Server, page:
         node.get_attribute("data-step"): node.get_attribute("class")
         for node in svg.locator("g.gnode:not(.gk-compensation)").all()
     }
-    assert set(statuses) == {HOSTILE, "stock", "charge", "ship"}
+    assert set(statuses) == {HOSTILE, "stock", "fraud", "charge", "ship"}
     # the engine's trace of a saga: it failed at the commit, undid the steps before it
     assert "gs-compensated" in statuses[HOSTILE].split()
     assert "gs-failed" in statuses["charge"].split() and "gk-commit" in statuses["charge"].split()
     assert "gs-pending" in statuses["ship"].split()
     assert "gs-completed" in statuses["stock"].split()  # nothing to undo
-    expect(svg.locator('g.gnode.gk-compensation[data-status="compensated"]')).to_have_count(1)
-    expect(svg.locator("path.gedge.ge-compensate")).to_have_count(1)
+    assert "gs-compensated" in statuses["fraud"].split()
+    expect(svg.locator('g.ggroup.gk-parallel[data-step="checks"]')).to_have_count(1)
+    expect(svg.locator('g.gnode.gk-compensation[data-status="compensated"]')).to_have_count(2)
+    expect(svg.locator("path.gedge.ge-compensate")).to_have_count(2)
     _assert_hostile_name_is_text(page, svg)
     # and back to the timeline
     page.locator('.run-tabs [data-tab="timeline"]').click()
@@ -183,8 +186,9 @@ def test_the_definition_is_drawn_when_the_dashboard_knows_it(
     _run(tmp_path / "trace.ndjson", "SAGA-3")
     svg = _open_graph(page, defined.url + "/runs/SAGA-3")
     expect(page.locator("#graph-panel .graph-source")).to_contain_text("The definition of saga")
-    undo_node = svg.locator("g.gnode.gk-compensation")
-    expect(undo_node).to_have_attribute("data-step", "undo")  # the compensation's own name
+    undo_nodes = svg.locator("g.gnode.gk-compensation")
+    expect(undo_nodes).to_have_count(2)
+    assert {n.get_attribute("data-step") for n in undo_nodes.all()} == {"undo"}  # the function's name
     expect(svg.locator("g.gnode.gk-commit")).to_have_attribute("data-step", "charge")
     _assert_hostile_name_is_text(page, svg)
 
