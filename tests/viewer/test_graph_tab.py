@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from typing import Any
@@ -279,3 +280,32 @@ def test_the_engines_trace_of_a_group_and_a_map(viewer: Viewer) -> None:
     assert next(n for n in from_definition["nodes"] if n["kind"] == "each")["label"] == [
         "keep_item", "× items, max 2 at once",
     ]  # fmt: skip
+
+
+def test_a_run_only_the_storage_holds(tmp_path: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from flux.storage import open_storage
+    from viewer.server import create_app
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with FluxEngine(storage=url, default_backoff=Backoff(initial=0, jitter=0)) as engine:
+        engine.execute_sync(branchy, {}, id="ST-1")
+    app = create_app(tmp_path / "trace.ndjson")  # no trace at all
+    storage = app.state.storage = open_storage(url, create=False)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        stored = client.get("/runs/ST-1/graph.json").json()
+        app.state.workflows = {"branchy": branchy}
+        defined = client.get("/runs/ST-1/graph.json").json()
+        assert client.get("/runs/nope/graph.json").status_code == 404
+    asyncio.run(storage.close())
+    assert (stored["source"], defined["source"]) == ("storage", "definition")
+    assert stored["run"] == {"id": "ST-1", "status": "rolled_back"}
+    for data in (stored, defined):
+        status = {n["id"]: n["status"] for n in data["nodes"]}
+        assert status["s0"] == "compensated" and status["s0_undo"] == "compensated"
+        assert status["s5"] == "failed" and status["s4_each"] == "completed"
+        assert next(n for n in data["nodes"] if n["kind"] == "each")["items"] == {"completed": 3}
+    # without the definition, the stored shape knows kinds, not which group a branch is in
+    assert {n["name"]: n["kind"] for n in stored["nodes"] if n["kind"] != "compensation"}["g"] == "parallel"
+    assert defined["groups"][0]["members"] == ["s2", "s2_undo", "s3"]
