@@ -298,6 +298,9 @@ def test_a_run_only_the_storage_holds(tmp_path: Any) -> None:
         app.state.workflows = {"branchy": branchy}
         defined = client.get("/runs/ST-1/graph.json").json()
         assert client.get("/runs/nope/graph.json").status_code == 404
+        assert "The definition of <code>branchy</code>" in client.get("/runs/ST-1/graph", headers=HX).text
+        app.state.workflows = {}
+        assert "Drawn from the stored run" in client.get("/runs/ST-1/graph", headers=HX).text
     asyncio.run(storage.close())
     assert (stored["source"], defined["source"]) == ("storage", "definition")
     assert stored["run"] == {"id": "ST-1", "status": "rolled_back"}
