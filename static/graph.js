@@ -330,6 +330,10 @@
     document.querySelectorAll(".run-tabs [data-tab]").forEach(function (a) {
       a.setAttribute("aria-selected", a.getAttribute("data-tab") === which ? "true" : "false");
     });
+    var address = new URL(window.location.href); // a reload opens the same tab
+    if (graph) address.searchParams.set("tab", "graph");
+    else address.searchParams.delete("tab");
+    if (address.href !== window.location.href) window.history.replaceState(window.history.state, "", address.href);
     if (graph) {
       var link = document.querySelector('.run-tabs [data-tab="graph"]');
       var url = link ? link.getAttribute("href") : null;

@@ -108,10 +108,12 @@ def test_the_tab_draws_a_node_per_step_coloured_by_the_run(server: Server, page:
     expect(svg.locator('g.gnode.gk-compensation[data-status="compensated"]')).to_have_count(2)
     expect(svg.locator("path.gedge.ge-compensate")).to_have_count(2)
     _assert_hostile_name_is_text(page, svg)
+    assert page.url.endswith("/runs/SAGA-1?tab=graph")  # a reload opens the tab again
     # and back to the timeline
     page.locator('.run-tabs [data-tab="timeline"]').click()
     expect(page.locator("#timeline")).to_be_visible()
     expect(page.locator("#graph-panel")).to_be_hidden()
+    assert page.url.endswith("/runs/SAGA-1")
 
 
 def test_a_link_to_the_tab_opens_the_page_on_it(server: Server, page: Any) -> None:
