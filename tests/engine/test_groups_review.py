@@ -934,3 +934,58 @@ def test_a_trace_of_a_map_names_every_item_once_per_attempt(tmp_path: Path) -> N
     assert sorted(starts) == [("each[0]", 1), ("each[1]", 1), ("each[1]", 2)]
     retries = [e for e in sink.events if e["type"] == "step:retry"]
     assert [(e["stepName"], e.get("item"), e.get("group")) for e in retries] == [("each[1]", 1, "each")]
+
+
+# ---------------------------------------------------------------- a member interrupted before it starts
+
+_NOT_STARTED = (
+    "a member spawned and interrupted in one batch is cancelled before it starts: driver .result() raises "
+    "CancelledError, execute raises and the run stays running"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=_NOT_STARTED)
+def test_an_item_failing_while_the_next_one_is_being_started_fails_the_run_cleanly(
+    engine: FluxEngine,
+) -> None:
+    started: list[int] = []
+
+    async def handle(ctx: Ctx) -> int:
+        started.append(ctx.item)
+        if ctx.item == 1:
+            raise RuntimeError("item 1 is broken")
+        return int(ctx.item)
+
+    # items 0 and 1 end in one turn of the loop: 0's end starts item 2, 1's failure interrupts it
+    flow = create_workflow("nostart").map("each", handle, items=lambda ctx: [0, 1, 2, 3], max_concurrency=2)
+    result = run(engine.execute(flow, {}, id="ns-1"))
+    assert result.status is RunStatus.FAILED
+    assert "item 1 is broken" in (result.error or "")
+    stored = run(engine.get("ns-1"))
+    assert stored is not None and stored.status is RunStatus.FAILED
+    assert 3 not in started
+
+
+@pytest.mark.xfail(strict=True, reason=_NOT_STARTED)
+def test_a_branch_failing_while_a_sibling_goes_into_its_backoff_fails_the_run_cleanly(
+    engine: FluxEngine,
+) -> None:
+    async def flaky(ctx: Ctx) -> None:
+        raise ConnectionError("try again")
+
+    async def fatal(ctx: Ctx) -> None:
+        raise RuntimeError("fatal")
+
+    async def ok(ctx: Ctx) -> int:
+        return 1
+
+    # all three end in one turn of the loop: ok's end is saved first, flaky's backoff is
+    # spawned, then interrupted by fatal before it starts
+    flow = create_workflow("nostart-b").parallel(
+        "g", step("ok", ok), step("flaky", flaky, retries=3, backoff=QUICK), step("fatal", fatal)
+    )
+    result = run(engine.execute(flow, {}, id="nsb-1"))
+    assert result.status is RunStatus.FAILED
+    assert "fatal" in (result.error or "")
+    stored = run(engine.get("nsb-1"))
+    assert stored is not None and stored.status is RunStatus.FAILED
