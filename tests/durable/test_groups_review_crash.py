@@ -327,3 +327,56 @@ def test_a_second_sqlite_storage_in_one_process_leaves_the_first_one_working(tmp
             await second.close()
 
     assert asyncio.run(main()) == '{"i": 19}'
+
+
+# ---------------------------------------------------------------- `flux worker` with concurrency
+
+
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_groups_and_maps_run_by_flux_worker_with_concurrency(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    from . import groups_review_flows as flows
+
+    effects = tmp_path / "effects.log"
+    url = postgres_url_or_skip(request) if backend == "postgres" else f"sqlite:///{tmp_path / 'flux.db'}"
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "EFFECTS": str(effects), "PYTHONPATH": PYTHONPATH}
+    ids = [f"w-{i}" for i in range(30)]
+
+    async def enqueue() -> None:
+        engine = FluxEngine(storage=url, logger=FluxSilentLogger())
+        try:
+            for i, run_id in enumerate(ids):
+                await engine.start(flows.GROUPED, {"n": i}, id=run_id)
+        finally:
+            await engine.close()
+
+    asyncio.run(enqueue())
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flux.cli", "worker", "tests.durable.groups_review_flows:GROUPED",
+         "--storage", url, "--concurrency", "3", "--poll", "0.05", "--lease", "2"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        async def results() -> dict[str, Any]:
+            engine = FluxEngine(storage=url, logger=FluxSilentLogger())
+            try:
+                return {run_id: await engine.wait(run_id, timeout=GUARD) for run_id in ids}
+            finally:
+                await engine.close()
+
+        got = asyncio.run(results())
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    for i, run_id in enumerate(ids):
+        result = got[run_id]
+        assert result.status is RunStatus.COMPLETED, (run_id, result.error)
+        assert result.outputs["done"] == 10 * i
+        assert result.data == {"charge": True, "mail": True, "stock": True}
+    calls = Counter(tuple(line.split()[:2]) for line in effects.read_text().splitlines())
+    assert all(calls[(run_id, "charge")] == 1 for run_id in ids)
+    assert set(calls.values()) == {1}  # nothing ran twice: no crash, no takeover
