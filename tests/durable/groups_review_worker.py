@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -191,6 +192,20 @@ async def poll_gate(ctx: Ctx) -> str:
     return ctx.step_name
 
 
+def die(ctx: Ctx) -> str:
+    """Kill this very process, every time: a crash loop."""
+    effect(ctx.step_name, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return "never"
+
+
+def item_dies(ctx: Ctx) -> int:
+    effect(ctx.step_name, "start")
+    if ctx.item == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return int(ctx.item)
+
+
 def prep(ctx: Ctx) -> str:
     effect("prep", "start")
     return "prepped"
@@ -225,6 +240,11 @@ FLOWS = {
         step("async", wait_go, compensate=undo),
     )
     .step("after", quick),
+    # a branch, and an item, that kill their process whenever they run
+    "crash-branch": create_workflow("gr-crash-branch").parallel("g", step("boom", die), step("ok", quick)),
+    "crash-item": create_workflow("gr-crash-item").map(
+        "each", item_dies, items=lambda ctx: [0, 1, 2], max_concurrency=1
+    ),
     # its lease stolen in the middle
     "lease": create_workflow("gr-lease")
     .parallel("g", step("a", poll_gate), step("b", poll_gate))
