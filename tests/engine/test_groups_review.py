@@ -989,3 +989,86 @@ def test_a_branch_failing_while_a_sibling_goes_into_its_backoff_fails_the_run_cl
     assert "fatal" in (result.error or "")
     stored = run(engine.get("nsb-1"))
     assert stored is not None and stored.status is RunStatus.FAILED
+
+
+# ---------------------------------------------------------------- what a member sees on resume
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="on resume, driver.outputs is read from every stored record: a re-run branch sees its "
+    "siblings' outputs in ctx.outputs, an uninterrupted run never shows them",
+)
+def test_a_branch_run_again_on_resume_sees_the_outputs_an_uninterrupted_run_sees(engine: FluxEngine) -> None:
+    seen: list[list[str]] = []
+    broken = {"yes": True}
+
+    def ship(ctx: Ctx) -> str:
+        seen.append(sorted(ctx.outputs))
+        if broken["yes"]:
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+    async def charge(ctx: Ctx) -> str:
+        return "charged"
+
+    flow = (
+        create_workflow("views")
+        .step("first", lambda ctx: 1)
+        .parallel("g", step("charge", charge), step("ship", ship))
+    )
+
+    async def main() -> Any:
+        one = await engine.execute(flow, {}, id="vw-1")
+        assert one.status is RunStatus.FAILED
+        broken["yes"] = False
+        return await engine.resume(flow, "vw-1")
+
+    result = run(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert seen[0] == ["first"]
+    assert seen[1] == seen[0]  # a resumed run sees exactly what an uninterrupted one sees
+
+
+def test_a_group_with_every_branch_skipped_completes_with_empty_outputs(engine: FluxEngine) -> None:
+    flow = (
+        create_workflow("allskip")
+        .parallel(
+            "g",
+            step("a", lambda ctx: 1, when=lambda ctx: False),
+            step("b", lambda ctx: 2, when=lambda ctx: False),
+        )
+        .step("after", lambda ctx: dict(ctx.outputs["g"]))
+    )
+    result = run(engine.execute(flow, {}))
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert result.outputs["g"] == {} and result.outputs["after"] == {}
+
+
+def test_retry_step_of_a_failed_branch_runs_a_completed_commit_again_with_the_same_key(
+    engine: FluxEngine,
+) -> None:
+    """Documented (docs/concepts/branches.md): retry_step of a branch runs its whole group
+    again, its commits too; what keeps that safe is the commit's unchanged idempotency key."""
+    keys: list[str] = []
+    broken = {"yes": True}
+
+    def charge(ctx: Ctx) -> str:
+        keys.append(ctx.idempotency_key)
+        return "charged"
+
+    def ship(ctx: Ctx) -> str:
+        if broken["yes"]:
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+    flow = create_workflow("rk").parallel("g", commit("charge", charge), step("ship", ship))
+
+    async def main() -> Any:
+        await engine.execute(flow, {}, id="rk-1")
+        broken["yes"] = False
+        return await engine.retry_step(flow, "rk-1", "ship")
+
+    result = run(main())
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert len(keys) == 2 and keys[0] == keys[1]
