@@ -206,6 +206,20 @@ def item_dies(ctx: Ctx) -> int:
     return int(ctx.item)
 
 
+async def tiny(ctx: Ctx) -> str:
+    effect(ctx.step_name, "start")
+    await asyncio.sleep(0.002)
+    effect(ctx.step_name, "done")
+    return ctx.step_name
+
+
+def _chain() -> Any:
+    flow: Any = create_workflow("gr-chain")
+    for k in range(6):
+        flow = flow.parallel(f"g{k}", commit(f"c{k}", tiny), step(f"s{k}", tiny), step(f"t{k}", tiny))
+    return flow
+
+
 def prep(ctx: Ctx) -> str:
     effect("prep", "start")
     return "prepped"
@@ -245,6 +259,8 @@ FLOWS = {
     "crash-item": create_workflow("gr-crash-item").map(
         "each", item_dies, items=lambda ctx: [0, 1, 2], max_concurrency=1
     ),
+    # six groups, each with a commit, for kills at many points
+    "chain": _chain(),
     # its lease stolen in the middle
     "lease": create_workflow("gr-lease")
     .parallel("g", step("a", poll_gate), step("b", poll_gate))

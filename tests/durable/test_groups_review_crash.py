@@ -407,3 +407,31 @@ def test_a_member_that_kills_its_process_every_time_fails_after_max_crashes(proc
     assert outcome["status"] == "failed" and outcome["error_type"] == "StepCrashedError", outcome
     member = "boom" if flow == "crash-branch" else "each[1]"
     assert procs.count()[(member, "start")] == 3
+
+
+# ---------------------------------------------------------------- kills at many points
+
+
+@pytest.mark.parametrize("after", [1, 5, 11, 19, 31])
+def test_a_kill_at_any_point_of_a_chain_of_groups_never_runs_a_commit_twice(procs: Procs, after: int) -> None:
+    proc = procs.start("chain", "run")
+    poll(f"{after} effects", lambda: len(procs.effects_list()) >= after or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    outcomes, err = procs.recover("chain")
+    counts = procs.count()
+    commits = {k: counts[(f"c{k}", "start")] for k in range(6)}
+    assert max(commits.values()) <= 1, commits
+    if proc.returncode == 0:
+        return  # it ended before the kill
+    assert len(outcomes) <= 1, err
+    if not outcomes:
+        return  # killed before the run was stored
+    outcome = outcomes[0]
+    if outcome["status"] == "completed":
+        assert set(commits.values()) == {1}
+    else:
+        assert outcome["error_type"] == "CommitInterruptedError", outcome
+        cut = next(k for k in range(6) if outcome["steps"][f"c{k}"] == "failed")
+        # killed after its start was stored: it ran once, or the kill came before its first line
+        assert all(commits[k] == 1 for k in range(cut)) and all(commits[k] == 0 for k in range(cut + 1, 6))
