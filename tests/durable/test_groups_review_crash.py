@@ -289,7 +289,8 @@ asyncio.run(main())
 @pytest.mark.xfail(
     strict=True,
     reason="SQLiteStorage._open reads the header with open(): closing it drops this process's fcntl "
-    "locks, another process's close deletes the WAL under the live connection (malformed / I/O error)",
+    "locks, another process's close deletes the WAL under the live connection: its acknowledged "
+    "writes are invisible to other processes (and 'database disk image is malformed')",
 )
 def test_a_second_sqlite_storage_in_one_process_leaves_the_first_one_working(tmp_path: Path) -> None:
     """Found by the cancel test above (when its victim polled through a second SQLiteStorage):

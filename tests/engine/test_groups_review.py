@@ -1072,3 +1072,35 @@ def test_retry_step_of_a_failed_branch_runs_a_completed_commit_again_with_the_sa
     result = run(main())
     assert result.status is RunStatus.COMPLETED, result.error
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_every_attempt_of_a_retried_commit_branch_is_stored_before_it_is_called(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "rc.db")
+    engine = FluxEngine(storage, logger=FluxSilentLogger())
+    seen: list[tuple[int, str, int]] = []
+
+    async def charge(ctx: Ctx) -> str:
+        stored = await storage.load_run(ctx.id)
+        assert stored is not None
+        rec = next(s for s in stored.steps if s.name == "charge")
+        seen.append((ctx.attempt, rec.status.value, rec.attempts))
+        if ctx.attempt < 3:
+            raise ConnectionError("gateway timeout")
+        return "charged"
+
+    flow = create_workflow("rcommit").parallel(
+        "g", commit("charge", charge, retries=2, backoff=QUICK), step("mail", lambda ctx: 1)
+    )
+    result = run(engine.execute(flow, {}))
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert seen == [(1, "running", 1), (2, "running", 2), (3, "running", 3)]
+
+
+def test_a_map_item_returning_a_non_json_value_fails_naming_the_item(engine: FluxEngine) -> None:
+    def handle(ctx: Ctx) -> Any:
+        return object() if ctx.item == 1 else ctx.item
+
+    flow = create_workflow("badout").map("each", handle, items=lambda ctx: [0, 1, 2], max_concurrency=1)
+    result = run(engine.execute(flow, {}))
+    assert result.status is RunStatus.FAILED
+    assert "each[1]" in (result.error or ""), result.error
