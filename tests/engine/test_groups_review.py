@@ -1104,3 +1104,42 @@ def test_a_map_item_returning_a_non_json_value_fails_naming_the_item(engine: Flu
     result = run(engine.execute(flow, {}))
     assert result.status is RunStatus.FAILED
     assert "each[1]" in (result.error or ""), result.error
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="resume of a rolled-back run restarts at the first compensated step and resets every later "
+    "record, a completed commit branch too: it runs again (a plain .commit the same: machine._reset_from)",
+)
+def test_resuming_a_rolled_back_run_never_runs_a_finished_commit_branch_again(engine: FluxEngine) -> None:
+    calls: list[str] = []
+    broken = {"yes": True}
+
+    def undo(ctx: Ctx) -> None:
+        calls.append(f"undo {ctx.step_name}")
+
+    def charge(ctx: Ctx) -> str:
+        calls.append("charge")
+        return "charged"
+
+    def ship(ctx: Ctx) -> str:
+        calls.append("ship")
+        if broken["yes"]:
+            raise RuntimeError("carrier down")
+        return "shipped"
+
+    flow = (
+        create_workflow("rb-commit")
+        .step("reserve", lambda ctx: 1, compensate=undo)
+        .parallel("g", commit("charge", charge), step("mail", lambda ctx: 2))
+        .step("ship", ship)
+    )
+
+    async def main() -> Any:
+        one = await engine.execute(flow, {}, id="rbc-1")
+        assert one.status is RunStatus.ROLLED_BACK
+        broken["yes"] = False
+        return await engine.resume(flow, "rbc-1")
+
+    run(main())
+    assert calls.count("charge") == 1, calls  # "a finished commit never runs again on resume"
