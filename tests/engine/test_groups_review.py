@@ -1179,3 +1179,32 @@ def test_the_saga_starts_only_once_an_interrupted_sync_branch_has_returned(engin
     assert result.status is RunStatus.ROLLED_BACK
     assert ended.wait(30)
     assert order == ["sync ended", "undo"]  # docs/concepts/branches.md: "once none is running"
+
+
+def test_a_deadline_in_the_middle_of_a_map_with_max_concurrency_stops_it(tmp_path: Path) -> None:
+    engine = make(tmp_path)
+    started: list[int] = []
+    undone: list[int] = []
+
+    async def handle(ctx: Ctx) -> int:
+        started.append(ctx.item)
+        if ctx.item < 3:
+            return int(ctx.item)
+        await asyncio.Event().wait()  # items 3 and 4 hang until the deadline
+        return -1
+
+    def undo(ctx: Ctx) -> None:
+        undone.append(ctx.item)
+
+    flow = (
+        create_workflow("mdl")
+        .deadline(0.3)
+        .map("each", handle, items=lambda ctx: list(range(50)), max_concurrency=2, compensate=undo)
+    )
+    result = run(engine.execute(flow, {}))
+    assert result.status is RunStatus.CANCELLED, result.error
+    assert result.error_type == "DeadlineExceededError"
+    assert sorted(started) == [0, 1, 2, 3, 4]
+    assert undone == [2, 1, 0]
+    st = statuses(result)
+    assert st["each[3]"] is StepStatus.CANCELLED and st["each[5]"] is StepStatus.PENDING
