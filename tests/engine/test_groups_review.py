@@ -1208,3 +1208,35 @@ def test_a_deadline_in_the_middle_of_a_map_with_max_concurrency_stops_it(tmp_pat
     assert undone == [2, 1, 0]
     st = statuses(result)
     assert st["each[3]"] is StepStatus.CANCELLED and st["each[5]"] is StepStatus.PENDING
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_hostile_item_values_round_trip_on_both_storages(
+    request: pytest.FixtureRequest, tmp_path: Path, backend: str
+) -> None:
+    url: Any = SQLiteStorage(tmp_path / "h.db") if backend == "sqlite" else postgres_url_or_skip(request)
+    engine = FluxEngine(url, logger=FluxSilentLogger(), default_retries=0)
+    items: list[Any] = [
+        10**400,
+        -(2**63) - 1,
+        "\x00",
+        "\u2028\u2029",
+        "😀" * 1000,
+        {"": {"\x00k": [None]}},
+        1e308,
+    ]
+
+    async def main() -> Any:
+        try:
+            result = await engine.execute(
+                create_workflow("hv").map("each", lambda ctx: ctx.item, items=lambda ctx: items),
+                {},
+                id="hv-1",
+            )
+            return result, await engine.get("hv-1")
+        finally:
+            await engine.close()
+
+    result, stored = asyncio.run(asyncio.wait_for(main(), 60))
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert stored is not None and stored.outputs["each"] == items
