@@ -247,6 +247,19 @@ class Workflow(Generic[T]):
         (a group, a map and a call are steps of their kind; a group's branches follow it)."""
         return [[s.name, s.kind] for s in self._steps]
 
+    @overload
+    def graph(self, format: Literal["mermaid"] = "mermaid") -> str: ...
+    @overload
+    def graph(self, format: Literal["json"]) -> dict[str, Any]: ...
+    @overload
+    def graph(self, format: str) -> str | dict[str, Any]: ...
+    def graph(self, format: str = "mermaid") -> str | dict[str, Any]:
+        """The graph (SPEC §11): Mermaid `flowchart TD` text, or the same graph as data
+        (`format="json"`); see `flux.graph`."""
+        from .graph import graph
+
+        return graph(self, format)
+
     def __repr__(self) -> str:
         return f"<Workflow {self.name!r} steps={[s.name for s in self._steps]}>"
 

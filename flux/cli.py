@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import __version__, cli_schedules
+from . import __version__, cli_graph, cli_schedules
 from . import serialization as ser
 from .builder import Workflow
 from .engine import FluxEngine
@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dev(args)
         if args.command == "worker":
             return _worker(args)
+        if args.command == "graph":
+            return cli_graph.run(args, load_workflow=load_workflow, usage_error=CLIError)
         if args.command == "schedules":
             return asyncio.run(
                 cli_schedules.run(
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flux", description="Flux workflow engine")
     parser.add_argument("--version", action="version", version=f"flux {__version__} (gravito-flux)")
-    sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs,schedules}")
+    sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs,schedules,graph}")
 
     dev = sub.add_parser("dev", help="serve the live trace dashboard")
     dev.add_argument("--trace", default="./.flux/trace.ndjson", help="NDJSON trace file to tail")
@@ -132,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--workflow", required=True, help="the definition, as module:attribute")
     signal.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
     cli_schedules.add_parser(sub, storage_help)
+    cli_graph.add_parser(sub)
     prune = actions.add_parser("prune", help="delete old runs (default: finished ones) and print how many")
     add_storage(prune)
     prune.add_argument(

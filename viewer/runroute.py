@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 PREFIX = "/runs/"
 #: The fragments of a run's page, as the routes name them (``viewer.server``).
-FRAGMENTS = frozenset({"header", "timeline", "step", "live"})
+FRAGMENTS = frozenset({"header", "timeline", "step", "live", "graph", "graph.json"})  # graph: the graph tab
 
 
 def run_of(scope: Mapping[str, Any], routed_id: str) -> tuple[str, bool]:

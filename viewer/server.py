@@ -21,7 +21,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("flux dev needs the viewer extra: pip install 'gravito-flux[viewer]'") from exc
 
-from . import pages, sse
+from . import graphtab, pages, sse
 from .connections import REQUEST_TIMEOUT_S, deadline_protocol
 from .hosts import HostCheck, allowed_hosts, is_loopback
 from .hub import Hub
@@ -104,6 +104,8 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
         Route("/runs/{run_id:path}/timeline", pages.run_timeline),
         Route("/runs/{run_id:path}/step", pages.run_step),
         Route("/runs/{run_id:path}/live", pages.run_live),
+        Route("/runs/{run_id:path}/graph.json", graphtab.run_graph_json),  # the graph tab
+        Route("/runs/{run_id:path}/graph", graphtab.run_graph_tab),  # the graph tab
         Route("/runs/{run_id:path}", pages.run_page),
         Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"),
     ]
