@@ -62,6 +62,20 @@ if TYPE_CHECKING:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+def _seen(plan: Plan, run: RunRecord) -> list[StepRecord]:
+    """The records whose outputs the run's steps see: not a map's items (the map's list has
+    them), nor the branches of a group that has not ended (as in an uninterrupted run)."""
+    steps = run.steps[: len(plan.steps)]
+    if not any(sp.group is not None for sp in plan.steps):
+        return steps
+    open_groups = {
+        sp.name
+        for sp in plan.steps
+        if sp.kind == "parallel" and steps[sp.index].status is not StepStatus.COMPLETED
+    }
+    return [rec for sp, rec in zip(plan.steps, steps, strict=True) if sp.group not in open_groups]
+
+
 def stored_outputs(steps: list[StepRecord]) -> dict[str, Any]:
     """Step name → output, decoded, for the steps that completed."""
     return {
@@ -85,9 +99,10 @@ class RunDriver:
         #: The branches and map items in flight (attempts and backoffs), by step name.
         self.members: dict[str, asyncio.Task[Event]] = {}
         self.member_cancels: dict[str, threading.Event] = {}
+        self.backoffs: set[str] = set()
         #: A map's stored items, decoded once: what `ctx.item` is read from.
         self.items: dict[str, list[Any]] = {}
-        self.outputs: dict[str, Any] = stored_outputs(run.steps[: len(plan.steps)])
+        self.outputs: dict[str, Any] = stored_outputs(_seen(plan, run))
         self.outputs_view = MappingProxyType(self.outputs)
         #: The stored text of each output: what a context's own copies are decoded from.
         self.outputs_json: dict[str, str | None] = {
@@ -180,7 +195,7 @@ class RunDriver:
             return None
         if kind is Wait:
             if effect.concurrent:  # type: ignore[union-attr]
-                self.spawn(effect.step, self.member_wait(effect))  # type: ignore[union-attr, arg-type]
+                self.spawn(effect.step, self.member_wait(effect), backoff=True)  # type: ignore[union-attr, arg-type]
                 return None
             return await self.wait(effect)  # type: ignore[arg-type]
         if kind is Pause:
@@ -423,26 +438,52 @@ class RunDriver:
 
     # ------------------------------------------------------------------ branches and items
 
-    def spawn(self, step: str, work: Any) -> None:
-        self.members[step] = asyncio.ensure_future(work)
+    def spawn(self, step: str, work: Any, backoff: bool = False) -> None:
+        task = asyncio.ensure_future(work)
+        if backoff:
+            self.backoffs.add(step)
+        self.members[step] = task
 
     def ended_member(self) -> Event | None:
-        """The outcome of a member that has ended already, if any (without waiting)."""
-        done = next((name for name, task in self.members.items() if task.done()), None)
-        if done is None:
+        """The outcome of the member that ended first among those that have (without waiting)."""
+        first: Event | None = None
+        first_at = 0.0
+        for name, task in self.members.items():
+            if not task.done():
+                continue
+            event = self._outcome(name, task)
+            at = getattr(event, "at", None)
+            if at is None:  # a backoff or an interruption: no time of its own, taken at once
+                first = event
+                break
+            if first is None or at < first_at:
+                first, first_at = event, at
+        if first is None:
             return None
-        self.member_cancels.pop(done, None)
-        return self.members.pop(done).result()
+        name = first.step  # type: ignore[union-attr]
+        self.member_cancels.pop(name, None)
+        self.backoffs.discard(name)
+        del self.members[name]
+        return first
+
+    def _outcome(self, name: str, task: asyncio.Task[Event]) -> Event:
+        if not task.cancelled():
+            return task.result()
+        # interrupted before it began: what it would have said had it begun
+        if name in self.backoffs:
+            return BackoffEnded(name)
+        error = self.lease_lost() if self.lost else RunCancelledError(
+            f"step '{name}' of run '{self.run.id}' ({self.run.name}) was cancelled"
+        )  # fmt: skip
+        return AttemptEnded(name, 0.0, error=error)
 
     async def next_member_event(self) -> Event:
-        """The outcome of the first member to end (in the order they were started)."""
-        tasks = self.members
-        done = next((name for name, task in tasks.items() if task.done()), None)
-        if done is None:
-            await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
-            done = next(name for name, task in tasks.items() if task.done())
-        self.member_cancels.pop(done, None)
-        return tasks.pop(done).result()
+        """The outcome of the first member to end."""
+        event = self.ended_member()
+        while event is None:
+            await asyncio.wait(self.members.values(), return_when=asyncio.FIRST_COMPLETED)
+            event = self.ended_member()
+        return event
 
     def interrupt_members(self, steps: tuple[str, ...]) -> None:
         for name in steps:
@@ -502,7 +543,7 @@ class RunDriver:
             self.set_item(ctx, effect)
         started = time.perf_counter()
         try:
-            if "step_start" in self.plan.hooks and effect.item is None:
+            if "step_start" in self.plan.hooks:
                 await self.engine._call_hook("step_start", name, ctx)
             result = await self.engine.attempts.call(
                 sdef.handler, ctx, is_async=sdef.is_async, timeout=effect.timeout, cancel=cancel,
@@ -534,8 +575,9 @@ class RunDriver:
         except Exception as exc:
             stack = stack_of(exc) if self.trace is not None else None
             return AttemptEnded(name, time.perf_counter() - started, error=exc, stack=stack)
+        took = time.perf_counter() - started
         return AttemptEnded(
-            name, time.perf_counter() - started, output_json=output_json, delta_json=delta_json
+            name, took, output_json=output_json, delta_json=delta_json, at=self.engine.clock.now()
         )
 
     async def member_wait(self, effect: Wait) -> Event:
@@ -627,7 +669,10 @@ class RunDriver:
         name = effect.name
         if name == "step_complete":
             ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
-            await self.engine._call_hook(name, effect.step, ctx, self.outputs.get(effect.step))
+            output = (
+                self.outputs.get(effect.step) if effect.output_json is None else ser.loads(effect.output_json)
+            )
+            await self.engine._call_hook(name, effect.step, ctx, output)
         elif name == "step_error":
             ctx = self._hook_ctx or self.ctx(effect.step, effect.attempt)
             await self.engine._call_hook(name, effect.step, ctx, effect.error)
@@ -670,10 +715,21 @@ def _batchable(effects: list[Effect]) -> bool:
     return True
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (1, True and 1.0 are stored apart)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
     """What a member changed in its copy of the data: keys set (new or changed) and keys
     deleted; None when nothing changed."""
-    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    changed = {k: v for k, v in after.items() if k not in before or not _same(before[k], v)}
     gone = [k for k in before if k not in after]
     if not changed and not gone:
         return None

@@ -203,8 +203,10 @@ def attempt(
         rec.started_at = now
     rec.attempts += 1
     rec.status = check_step(rec.status, S.RUNNING)
-    if sp.commit:
-        out.append(sp.save)  # at-most-once: the start is durable before the call
+    # The start is stored before the call: at-most-once for a commit (a write of its own); for
+    # a step, in the write of whatever came before (the driver merges them), so that a crash
+    # in the middle is counted against `max_crashes`.
+    out.append(sp.save if sp.item is None else Save((sp.name,), (st.indexes[sp.item],)))
     fields = {"stepName": sp.name, "stepIndex": sp.index, "commit": sp.commit, "attempt": rec.attempts,
               "maxRetries": sp.retries}  # fmt: skip
     _tag(fields, sp)
@@ -306,14 +308,14 @@ def member_ended(
     rec.status = check_step(rec.status, S.COMPLETED)
     rec.output_json = ev.output_json
     rec.delta_json = ev.delta_json
-    rec.completed_at = now
+    rec.completed_at = ev.at if ev.at is not None else now
     rec.error = rec.error_type = None
     out.append(sp.save if sp.item is None else Save((sp.name,), (memo.where[sp.name],)))
     fields = _tag({"stepName": sp.name, "stepIndex": sp.index, "commit": sp.commit, "attempt": rec.attempts,
                    "duration": ev.duration * 1000, "status": "completed"}, sp)  # fmt: skip
     emit(out, run, plan, now, E.STEP_COMPLETE, fields, {"output": ev.output_json})
-    if "step_complete" in plan.hooks and sp.item is None:
-        out.append(Hook("step_complete", sp.name, rec.attempts))
+    if "step_complete" in plan.hooks:
+        out.append(Hook("step_complete", sp.name, rec.attempts, output_json=ev.output_json))
     st.left -= 1
     if st.failure is not None or run.cancel_reason is not None:
         _settle(run, plan, gsp, st, now, memo, out)

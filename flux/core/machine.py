@@ -361,6 +361,8 @@ def _reset_from(
             and rec.status in STEP_DONE
         ):
             continue
+        if resume and rec.kind == "commit" and rec.status is S.COMPLETED:
+            continue  # a finished commit never runs again on resume (SPEC §5); retry_step may
         if sp.kind == "map":
             base = saga.item_base(run, plan, memo, sp.name)
             if base is not None:

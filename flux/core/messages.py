@@ -70,6 +70,9 @@ class AttemptEnded:
     timer: Timer | None = None
     #: A branch's or an item's changes to its own copy of the data (JSON; None: none).
     delta_json: str | None = None
+    #: When a branch or an item ended (the engine's clock): members that end together are
+    #: decided in this order, and it is their completion time (the saga undoes the latest first).
+    at: float | None = None
 
 
 @dataclass(slots=True)
@@ -197,6 +200,9 @@ class Hook:
     step: StepRef = ""
     attempt: int = 0
     error: BaseException | None = None
+    #: A branch's or an item's output, for `step_complete` (the live outputs have it only
+    #: once its group has ended).
+    output_json: str | None = None
 
 
 @dataclass(slots=True)

@@ -168,7 +168,7 @@ def _todo(run: RunRecord, plan: Plan) -> list[str]:
     todo = [
         (rec.completed_at or 0.0, i, rec.name)
         for i, rec in enumerate(run.steps)
-        if rec.status in _TO_UNDO and plan.of(rec.name).has_compensate
+        if rec.status in _TO_UNDO and rec.kind not in _GROUPS and plan.of(rec.name).has_compensate
     ]
     todo.sort(reverse=True)
     return [name for _, _, name in todo]
@@ -195,6 +195,8 @@ def compensate_again(
     sp = plan.of(step)
     rec = record_of(run, plan, memo, step)
     rec.compensation_attempts += 1
+    if sp.group is not None and rec.output_json is not None:
+        out.append(Outputs({step: rec.output_json}))  # a member's undo sees its own output
     out.append(Invoke(step, "compensate", rec.compensation_attempts, sp.timeout, sp.index, item=sp.item,
                       group=sp.group))  # fmt: skip
 

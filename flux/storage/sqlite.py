@@ -47,7 +47,6 @@ from ._text import from_column, to_column
 from .migrations import LATEST, parse_version, pending
 
 SCHEMA_VERSION = LATEST
-_HEADER = b"SQLite format 3\x00"
 _LOCK_WAIT = 120.0  # seconds a writer keeps trying before giving up with StorageError
 T = TypeVar("T")
 #: What a statement raises when SQLite refuses it or its values (text that is not valid
@@ -156,16 +155,23 @@ class SQLiteStorage:
         if exists:
             if self.path.is_dir():
                 raise StorageError(f"{where} is a directory")
-            with open(self.path, "rb") as f:
-                header = f.read(16)
-            if header and header != _HEADER:
-                raise StorageError(f"{where} is not a SQLite database (left untouched)")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
         except sqlite3.Error as exc:
             raise StorageError(f"{where} cannot be opened: {exc}") from exc
+        if exists:
+            # SQLite reads the header itself. The file is never opened here by Python: closing
+            # any descriptor of it would drop every POSIX lock this process holds on it, those
+            # of its other connections included (another process could then delete their WAL).
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                if "not a database" in str(exc) or "malformed" in str(exc):
+                    raise StorageError(f"{where} is not a SQLite database (left untouched)") from None
+                raise StorageError(f"{where} cannot be opened: {exc}") from exc
 
         def prepare() -> None:
             self._version(conn, where)

@@ -20,6 +20,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 from contextlib import closing
 from typing import Any
@@ -156,11 +157,17 @@ async def sibling(ctx: Ctx) -> str:
     return "ran"
 
 
+#: Set once the sync branch saw its cancel: the saga does not wait for it (a thread cannot be
+#: stopped), so the process does before it reports, for the test to see what the branch saw.
+SAW_CANCEL = threading.Event()
+
+
 def sync_until_cancelled(ctx: Ctx) -> str:
     effect(ctx.step_name, "start")
     while not ctx.cancelled:
         time.sleep(0.005)
     effect(ctx.step_name, "saw-cancel")
+    SAW_CANCEL.set()
     return "late"
 
 
@@ -278,6 +285,8 @@ async def main() -> None:
         if MODE == "run":
             try:
                 result = await engine.execute(FLOW, {}, id=RUN_ID)
+                if FLOW_NAME == "cancel":
+                    await asyncio.to_thread(SAW_CANCEL.wait, 60)
                 print(RUN_ID, result.status.value, result.error_type, flush=True)
             except LeaseLostError:
                 print("LeaseLostError", flush=True)

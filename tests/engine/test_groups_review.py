@@ -297,10 +297,6 @@ def test_a_cancel_during_a_branch_backoff_ends_the_run_without_another_attempt(e
 # ---------------------------------------------------------------- saga order
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="members that ended together are decided (and stamped completed_at) in start order, not end order",
-)
 def test_compensation_follows_completion_order_across_a_group_and_a_map(engine: FluxEngine) -> None:
     undone: list[str] = []
     gates = {n: asyncio.Event() for n in ("a", "b", "c")}
@@ -370,10 +366,6 @@ def test_a_failing_branch_compensation_ends_rollback_failed_and_the_others_still
     assert "first" in undone and "mail" in undone
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a completed map's own record is compensated too: compensate runs once more, ctx.item None",
-)
 def test_a_map_item_compensation_sees_its_item_and_output(engine: FluxEngine) -> None:
     seen: list[tuple[Any, Any, Any]] = []
 
@@ -467,7 +459,6 @@ def test_a_branch_that_sets_ctx_data_to_a_non_dict_fails_naming_it(engine: FluxE
     assert result.data["keep"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="_delta compares with ==: 1 -> True, 0 -> False, 1 -> 1.0 are lost")
 @pytest.mark.parametrize(("old", "new"), [(1, True), (0, False), (1, 1.0)])
 def test_a_branch_changing_a_value_to_an_equal_value_of_another_type_is_kept(
     engine: FluxEngine, old: Any, new: Any
@@ -649,10 +640,6 @@ def test_hooks_see_each_branch_start_complete_with_its_output_and_error(tmp_path
     assert set(done) == {"a", "b", "g"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="step_complete hook of a branch gets None: its output reaches driver.outputs only at group end",
-)
 def test_the_step_complete_hook_of_a_branch_gets_its_output(tmp_path: Path) -> None:
     done: dict[str, Any] = {}
 
@@ -666,7 +653,6 @@ def test_the_step_complete_hook_of_a_branch_gets_its_output(tmp_path: Path) -> N
     assert done == {"a": "A", "b": "B", "g": {"a": "A", "b": "B"}}
 
 
-@pytest.mark.xfail(strict=True, reason="step_error fires for map items; step_start / step_complete do not")
 def test_hooks_for_map_items_are_consistent(tmp_path: Path) -> None:
     """step_start / step_complete are not called for items; step_error should not be either."""
     seen: list[tuple[str, str]] = []
@@ -944,7 +930,6 @@ _NOT_STARTED = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_NOT_STARTED)
 def test_an_item_failing_while_the_next_one_is_being_started_fails_the_run_cleanly(
     engine: FluxEngine,
 ) -> None:
@@ -966,7 +951,6 @@ def test_an_item_failing_while_the_next_one_is_being_started_fails_the_run_clean
     assert 3 not in started
 
 
-@pytest.mark.xfail(strict=True, reason=_NOT_STARTED)
 def test_a_branch_failing_while_a_sibling_goes_into_its_backoff_fails_the_run_cleanly(
     engine: FluxEngine,
 ) -> None:
@@ -994,11 +978,6 @@ def test_a_branch_failing_while_a_sibling_goes_into_its_backoff_fails_the_run_cl
 # ---------------------------------------------------------------- what a member sees on resume
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on resume, driver.outputs is read from every stored record: a re-run branch sees its "
-    "siblings' outputs in ctx.outputs, an uninterrupted run never shows them",
-)
 def test_a_branch_run_again_on_resume_sees_the_outputs_an_uninterrupted_run_sees(engine: FluxEngine) -> None:
     seen: list[list[str]] = []
     broken = {"yes": True}
@@ -1106,11 +1085,6 @@ def test_a_map_item_returning_a_non_json_value_fails_naming_the_item(engine: Flu
     assert "each[1]" in (result.error or ""), result.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resume of a rolled-back run restarts at the first compensated step and resets every later "
-    "record, a completed commit branch too: it runs again (a plain .commit the same: machine._reset_from)",
-)
 def test_resuming_a_rolled_back_run_never_runs_a_finished_commit_branch_again(engine: FluxEngine) -> None:
     calls: list[str] = []
     broken = {"yes": True}
@@ -1143,42 +1117,6 @@ def test_resuming_a_rolled_back_run_never_runs_a_finished_commit_branch_again(en
 
     run(main())
     assert calls.count("charge") == 1, calls  # "a finished commit never runs again on resume"
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="an interrupted sync branch is abandoned at once (attempts._in_thread returns on cancel): the "
-    "saga starts while its thread still runs, not 'once none is running'",
-)
-def test_the_saga_starts_only_once_an_interrupted_sync_branch_has_returned(engine: FluxEngine) -> None:
-    order: list[str] = []
-    release, ended = threading.Event(), threading.Event()
-
-    def undo(ctx: Ctx) -> None:
-        order.append("undo")
-        release.set()
-
-    def sync_branch(ctx: Ctx) -> str:
-        while not ctx.cancelled:
-            release.wait(0.005)
-        release.wait(2)  # winds down; set by the compensation if it (wrongly) runs meanwhile
-        order.append("sync ended")
-        ended.set()
-        return "late"
-
-    async def bad(ctx: Ctx) -> None:
-        await asyncio.sleep(0)
-        raise RuntimeError("fraud")
-
-    flow = (
-        create_workflow("wind-down")
-        .step("first", lambda ctx: 1, compensate=undo)
-        .parallel("g", step("sync", sync_branch), step("bad", bad))
-    )
-    result = run(engine.execute(flow, {}))
-    assert result.status is RunStatus.ROLLED_BACK
-    assert ended.wait(30)
-    assert order == ["sync ended", "undo"]  # docs/concepts/branches.md: "once none is running"
 
 
 def test_a_deadline_in_the_middle_of_a_map_with_max_concurrency_stops_it(tmp_path: Path) -> None:
