@@ -12,7 +12,7 @@ from ..records import Lease, RunRecord
 from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus
 from ._cancel import CANCELLABLE, saved_reason
-from ._children import CHILD_TIMER, awaited_child, ends_child, waiting_for
+from ._children import CHILD_TIMER, awaited_child, ends_child, ends_parent, orphan_reason, waiting_for
 
 
 class MemoryStorage:
@@ -84,6 +84,14 @@ class MemoryStorage:
             child = self._runs.get(child_id)
             if child is not None and child.status in RUN_TERMINAL:
                 self._wake(run, run.updated_at)
+        if ends_parent(run):
+            reason = orphan_reason(run)
+            for child in self._runs.values():
+                if child.parent_id == run.id and child.status in CANCELLABLE and child.cancel_reason is None:
+                    child.cancel_reason = reason
+                    if child.status is RunStatus.SUSPENDED:
+                        child.wake_at = run.updated_at
+                        self._track(child)
 
     def _wake(self, run: RunRecord, at: float) -> None:
         run.wake_at = at

@@ -28,7 +28,10 @@ from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._children import (
     awaited_child,
+    cancel_children_params,
+    cancel_children_sql,
     ends_child,
+    ends_parent,
     wake_parent_params,
     wake_parent_sql,
     wake_self_params,
@@ -336,7 +339,7 @@ class PostgresStorage:
             params.extend(_step_columns(run.id, steps, run.steps))
 
         what = f"saving run '{run.id}'"
-        linked = ends_child(run) or awaited_child(run) is not None
+        linked = ends_child(run) or awaited_child(run) is not None or ends_parent(run)
         try:
             if self._closed:
                 raise StorageError(f"{self._where}: the storage is closed")
@@ -368,8 +371,8 @@ class PostgresStorage:
 
     @staticmethod
     def _save_linked(conn: psycopg.Connection[Any], run: RunRecord, sql: str, params: list[Any]) -> Any:
-        """The save of a child that ends, or of a parent that suspends on its child, with
-        the other's wake-up (`_children`). Both lock the parent's row first, so that of two
+        """The save of a child that ends, of a parent that suspends on its child or that
+        ends, with what it does to the other (`_children`). Both lock the parent's row first, so that of two
         such writes at once the second sees the first: no parent is left asleep."""
         with conn.transaction():
             if ends_child(run):
@@ -381,6 +384,8 @@ class PostgresStorage:
                 child_id = awaited_child(run)
                 if child_id is not None:
                     conn.execute(_WAKE_SELF, wake_self_params(run, child_id))
+                if ends_parent(run):  # the parent's row first, then its children's: one order
+                    conn.execute(_CANCEL_CHILDREN, cancel_children_params(run))
             return row
 
     async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
@@ -651,6 +656,7 @@ _HEARTBEAT = (
 #: A child's end wakes its parent, in the same transaction (`_children`).
 _WAKE_PARENT = wake_parent_sql("%s", "LEAST")
 _WAKE_SELF = wake_self_sql("%s", "LEAST")
+_CANCEL_CHILDREN = cancel_children_sql("%s")
 _GIVE = """
     UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
         lease_identity=%s

@@ -32,7 +32,10 @@ from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._children import (
     awaited_child,
+    cancel_children_params,
+    cancel_children_sql,
     ends_child,
+    ends_parent,
     wake_parent_params,
     wake_parent_sql,
     wake_self_params,
@@ -82,6 +85,7 @@ _UPDATE_RUN_RELEASE = (
 #: A child's end wakes its parent, in the same transaction (`_children`).
 _WAKE_PARENT = wake_parent_sql("?", "MIN")
 _WAKE_SELF = wake_self_sql("?", "MIN")
+_CANCEL_CHILDREN = cancel_children_sql("?")
 #: Due runs, earliest first, through the partial index on `due_at` (migration 3).
 # `INDEXED BY`: walking the due index in order stops at the first due run of these workflows;
 # the planner would otherwise pick the name index and sort every run of the workflow.
@@ -400,6 +404,8 @@ class SQLiteStorage:
                 conn.execute(_WAKE_PARENT, wake_parent_params(run))
             if child_id is not None:
                 conn.execute(_WAKE_SELF, wake_self_params(run, child_id))
+            if ends_parent(run):
+                conn.execute(_CANCEL_CHILDREN, cancel_children_params(run))
 
         try:
             await self._submit(Write(save, f"saving run '{run.id}'"))

@@ -222,3 +222,21 @@ def test_engine_list_filters_by_parent_id_and_checks_it(engine: FluxEngine) -> N
     engine.execute_sync(CHECKOUT, {"id": 2}, id="L2")
     assert [r.id for r in engine.list_sync(parent_id="L2")] == ["L2/invoice"]
     assert {r.id for r in engine.list_sync(name="invoice")} == {"L1/invoice", "L2/invoice"}
+
+
+def test_a_parent_past_its_deadline_cancels_its_waiting_child(make_engine: EngineFactory) -> None:
+    import datetime as dt
+
+    from flux.testing import VirtualClock
+
+    clock = VirtualClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    engine = make_engine(clock=clock)
+    approval = create_workflow("slow-approval").step("ask", lambda ctx: Flux.wait("ok"))
+    flow = create_workflow("hurried").deadline(60).call("approval", approval, input=lambda ctx: {})
+    result = engine.execute_sync(flow, {}, id="D1")
+    assert result.status is RunStatus.SUSPENDED and result.waiting_for == "child:D1/approval"
+    clock.advance_sync(61)
+    parent, child = engine.get_sync("D1"), engine.get_sync("D1/approval")
+    assert parent.status is RunStatus.CANCELLED and parent.error_type == "DeadlineExceededError"
+    assert child.status is RunStatus.CANCELLED
+    assert "its parent run 'D1' ended cancelled" in (child.error or "")

@@ -144,3 +144,50 @@ def test_a_parent_that_suspends_on_a_running_child_sleeps(make_storage: Factory)
     suspend_on(storage, parent, child.id)
     stored = run(make_storage().load_run("p1"))
     assert stored is not None and stored.wake_at is None and stored.timer is None
+
+
+@pytest.mark.parametrize("final", [RunStatus.CANCELLED, RunStatus.FAILED])
+def test_a_parent_that_ends_requests_the_cancel_of_its_unfinished_children(
+    make_storage: Factory, final: RunStatus
+) -> None:
+    storage = make_storage()
+    parent = parent_run(storage)
+    done = child_of(storage, "p1", "b")
+    end_child(storage, done, RunStatus.COMPLETED, at=T0 + 1)
+    asleep = child_of(storage, "p1", "c")
+    claimed = run(storage.claim_next(["child-wf"], lease("w-c"), now=T0 + 1))
+    assert claimed is not None and claimed.id == asleep.id
+    claimed.status, claimed.waiting_for = RunStatus.SUSPENDED, "approval"
+    claimed.steps[0].status = StepStatus.SUSPENDED
+    save(storage, claimed, [0], "w-c")
+    pending = child_of(storage, "p1", "a")
+    other = child_of(storage, "p2", "a", name="other-child")  # another parent's child: untouched
+    parent.status, parent.error = final, "stop it"
+    parent.updated_at = parent.completed_at = T0 + 9
+    parent.steps[0].status = StepStatus.CANCELLED if final is RunStatus.CANCELLED else StepStatus.FAILED
+    save(storage, parent, [0], "w-parent")
+    view = make_storage()
+    why = f"its parent run 'p1' ended {final.value}: stop it"
+    for child in (pending, asleep):
+        stored = run(view.load_run(child.id))
+        assert stored is not None and stored.cancel_reason == why, child.id
+    for child in (done, other):
+        stored = run(view.load_run(child.id))
+        assert stored is not None and stored.cancel_reason is None, child.id
+    # the suspended child is due at once, for a worker to cancel it; the pending one is claimable
+    assert run(view.next_due(["child-wf"])) == T0 + 9
+    first = run(view.claim_next(["child-wf"], lease("w"), now=T0 + 9))
+    assert first is not None and first.id == asleep.id
+    second = run(view.claim_next(["child-wf"], lease("w"), now=T0 + 9))
+    assert second is not None and second.id == pending.id
+
+
+def test_a_completed_parent_without_calls_writes_nothing_more(make_storage: Factory) -> None:
+    storage = make_storage()
+    plain = make_run("p9", "plain", created=T0, lease=lease("w"))
+    assert run(storage.create_run(plain))
+    stray = child_of(storage, "p9", "x")  # a run naming it as parent, though it has no call
+    plain.status, plain.completed_at = RunStatus.COMPLETED, T0 + 1
+    save(storage, plain, [], "w")
+    stored = run(make_storage().load_run(stray.id))
+    assert stored is not None and stored.cancel_reason is None
