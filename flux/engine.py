@@ -879,7 +879,13 @@ class FluxEngine:
         while (left := deadline - clock.now()) > 0:
             await clock.sleep(left)
         run = driver.run
-        driver.interrupt(cancel_reason=f"run '{run.id}' ({run.name}) passed its deadline ({iso(deadline)})")
+        reason = f"run '{run.id}' ({run.name}) passed its deadline ({iso(deadline)})"
+        driver.interrupt(cancel_reason=reason)
+        # a `.call` in flight waits for its child: the child is cancelled too, then the call ends
+        try:
+            await self._cancel_children(run, reason)
+        except Exception as exc:  # the watch is a task: say it, the parent is cancelled anyway
+            self.logger.error(f"cancelling the children failed: {exc}", workflow=run.name, run=run.id, exc=exc)
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None

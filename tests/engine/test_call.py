@@ -240,3 +240,25 @@ def test_a_parent_past_its_deadline_cancels_its_waiting_child(make_engine: Engin
     assert parent.status is RunStatus.CANCELLED and parent.error_type == "DeadlineExceededError"
     assert child.status is RunStatus.CANCELLED
     assert "its parent run 'D1' ended cancelled" in (child.error or "")
+
+
+def test_a_parent_past_its_deadline_cancels_its_child_running_in_the_same_process(
+    make_engine: EngineFactory,
+) -> None:
+    import datetime as dt
+
+    from flux.testing import VirtualClock
+
+    clock = VirtualClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    engine = make_engine(clock=clock)
+    napping = create_workflow("napping").step("nap", lambda ctx: Flux.sleep(3)).step("after", bill)
+    flow = create_workflow("in-a-hurry").deadline(1).call("nap", napping, input=lambda ctx: {"order": 1})
+
+    async def scenario() -> Any:
+        return await clock.run(engine.execute(flow, {}, id="D2"))
+
+    parent = engine._run_on_loop(scenario)
+    child = engine.get_sync("D2/nap")
+    assert parent.status is RunStatus.CANCELLED and parent.error_type == "DeadlineExceededError"
+    assert child.status is RunStatus.CANCELLED, child.status
+    assert calls == []  # the child's step after its nap never ran
