@@ -884,8 +884,10 @@ class FluxEngine:
         # a `.call` in flight waits for its child: the child is cancelled too, then the call ends
         try:
             await self._cancel_children(run, reason)
-        except Exception as exc:  # the watch is a task: say it, the parent is cancelled anyway
-            self.logger.error(f"cancelling the children failed: {exc}", workflow=run.name, run=run.id, exc=exc)
+        except Exception as exc:  # a task: said here; the parent is cancelled anyway
+            self.logger.error(
+                f"cancelling its children failed: {exc}", workflow=run.name, run=run.id, exc=exc
+            )
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
