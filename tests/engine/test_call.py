@@ -262,3 +262,31 @@ def test_a_parent_past_its_deadline_cancels_its_child_running_in_the_same_proces
     assert parent.status is RunStatus.CANCELLED and parent.error_type == "DeadlineExceededError"
     assert child.status is RunStatus.CANCELLED, child.status
     assert calls == []  # the child's step after its nap never ran
+
+
+def test_calls_nest_and_a_cancel_reaches_the_grandchild(make_engine: EngineFactory) -> None:
+    leaf = create_workflow("leaf").step("ask", lambda ctx: Flux.wait("go")).step("bill", bill)
+    middle = create_workflow("middle").call("leaf", leaf, input=lambda ctx: {"order": 2})
+    top = create_workflow("top").call("middle", middle, input=lambda ctx: {})
+    engine = make_engine()
+    result = engine.execute_sync(top, {}, id="N1")
+    assert result.waiting_for == "child:N1/middle"
+    assert engine.get_sync("N1/middle").waiting_for == "child:N1/middle/leaf"
+    assert engine.get_sync("N1/middle/leaf").parent_id == "N1/middle"
+    engine.cancel_sync("N1", reason="enough")
+    for run_id in ("N1", "N1/middle", "N1/middle/leaf"):
+        assert engine.get_sync(run_id).status is RunStatus.CANCELLED, run_id
+
+
+def test_nested_calls_complete_and_wake_up_the_chain(make_engine: EngineFactory) -> None:
+    leaf = create_workflow("leaf2").step("ask", lambda ctx: Flux.wait("go")).step("bill", bill)
+    middle = create_workflow("middle2").call("leaf", leaf, input=lambda ctx: {"order": 3})
+    top = create_workflow("top2").call("middle", middle, input=lambda ctx: {}).step("after", lambda ctx: 1)
+    engine = make_engine()
+    engine.execute_sync(top, {}, id="N2")
+    engine.signal_sync(leaf, "N2/middle/leaf", "go")
+    engine.work_sync([top], burst=True)  # the middle, then the top: each woken by its child's end
+    done = engine.get_sync("N2")
+    assert done.status is RunStatus.COMPLETED, done.error
+    assert done.outputs["middle"] == {}  # the middle's data: its call left it unchanged
+    assert engine.get_sync("N2/middle").outputs["leaf"]["invoice"] == "INV-3"
