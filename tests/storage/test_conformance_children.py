@@ -191,3 +191,78 @@ def test_a_completed_parent_without_calls_writes_nothing_more(make_storage: Fact
     save(storage, plain, [], "w")
     stored = run(make_storage().load_run(stray.id))
     assert stored is not None and stored.cancel_reason is None
+
+
+def test_a_child_ending_while_its_parent_suspends_never_leaves_the_parent_asleep(
+    make_storage: Factory,
+) -> None:
+    """The two writes at the same instant, from two connections (two processes' views), many
+    times over: whichever commits first, the parent ends up due."""
+    import asyncio
+    import threading
+
+    if not make_storage().durable:
+        pytest.skip("the memory storage lives in one thread: its writes cannot interleave")
+    views = [make_storage(), make_storage()]
+    setup = make_storage()
+    rounds = 60
+    for i in range(rounds):
+        parent = parent_run(setup, f"p{i}")
+        child = child_of(setup, parent.id, "call")
+        claimed = run(setup.claim_next(["child-wf"], lease("w-child"), now=T0))
+        assert claimed is not None and claimed.id == child.id
+        claimed.status = RunStatus.RUNNING
+        save(setup, claimed, [], "w-child")
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def parent_side() -> None:
+        async def go() -> None:
+            for i in range(rounds):
+                record = run_in(await views[0].load_run(f"p{i}"))
+                record.status = RunStatus.SUSPENDED
+                record.waiting_for = f"child:p{i}/call"
+                record.steps[0].status = StepStatus.SUSPENDED
+                record.updated_at, record.rev = T0 + 1, record.rev + 1
+                barrier.wait()
+                await views[0].save_run(record, [0], "w-parent")
+
+        asyncio.run(go())
+
+    def child_side() -> None:
+        async def go() -> None:
+            for i in range(rounds):
+                record = run_in(await views[1].load_run(f"p{i}/call"))
+                record.status = RunStatus.COMPLETED
+                record.steps[0].status = StepStatus.COMPLETED
+                record.updated_at = record.completed_at = T0 + 2
+                record.rev += 1
+                barrier.wait()
+                await views[1].save_run(record, [0], "w-child")
+
+        asyncio.run(go())
+
+    def guarded(fn: object) -> None:
+        try:
+            fn()  # type: ignore[operator]
+        except BaseException as exc:
+            failures.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=guarded, args=(f,)) for f in (parent_side, child_side)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    asleep = []
+    for i in range(rounds):
+        stored = run_in(run(setup.load_run(f"p{i}")))
+        if stored.timer != "child" or stored.due_at() is None:
+            asleep.append(stored.id)
+    assert asleep == []
+
+
+def run_in(record: RunRecord | None) -> RunRecord:
+    assert record is not None
+    return record
