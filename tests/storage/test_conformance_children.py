@@ -50,6 +50,10 @@ def end_child(storage: WorkflowStorage, child: RunRecord, status: RunStatus, at:
     claimed.status = RunStatus.RUNNING
     claimed.steps[0].status = StepStatus.RUNNING
     save(storage, claimed, [0], "w-child")
+    # a step's save with the run's state unchanged: SQLite's one-statement fast path, which
+    # must never carry the final write that follows (it changes the run's status)
+    claimed.data_json = '{"step": 1}'
+    save(storage, claimed, [0], "w-child")
     claimed.status = status
     claimed.steps[0].status = StepStatus.COMPLETED if status is RunStatus.COMPLETED else StepStatus.FAILED
     claimed.updated_at = at
