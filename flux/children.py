@@ -17,8 +17,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
-from .core.messages import AttemptEnded, Invoke
-from .errors import ChildWorkflowError, RunConflictError
+from .core.messages import AttemptEnded, Invoke, Started
+from .errors import ChildWorkflowError, RunConflictError, RunNotFoundError, RunStateError
 from .events import stack_of
 from .records import RunRecord
 from .status import RUN_TERMINAL, RunStatus
@@ -27,6 +27,7 @@ from .storage._children import waiting_for
 if TYPE_CHECKING:
     from .builder import StepDefinition, Workflow
     from .driver import RunDriver
+    from .engine import FluxEngine
 
 
 def child_id(parent_id: str, step: str) -> str:
@@ -82,7 +83,7 @@ async def _child(
             value = sdef.child_input(driver.ctx(effect.step, effect.attempt))
             if inspect.isawaitable(value):
                 value = await driver.interruptibly(value)
-        created = await engine._start_child(flow, run_id, parent.id, value, inline=inline)
+        created = await _start(engine, flow, run_id, parent.id, value, inline=inline)
         if created is not None:
             return created
         child = await engine.storage.load_run(run_id)  # created meanwhile: take that one
@@ -93,5 +94,56 @@ async def _child(
             f"as a run of workflow '{child.name}' that this run did not start"
         )
     if inline and child.status not in RUN_TERMINAL:
-        return await engine._continue_child(flow, child)
+        return await _continue(engine, flow, child)
     return child
+
+
+async def _start(
+    engine: FluxEngine, flow: Workflow[Any], run_id: str, parent_id: str, input: Any, *, inline: bool
+) -> RunRecord | None:
+    """Store the child run (None if its id exists): driven here at once if `inline`, else
+    `pending` for any worker. Returns it as it stands then."""
+    from .engine import _new_run
+
+    value, input_json = engine._prepare_input(flow, input)
+    lease = engine.leases.new() if inline else None
+    status = RunStatus.RUNNING if inline else RunStatus.PENDING
+    run = _new_run(flow, run_id, input_json, status, lease, engine.clock.now())
+    run.parent_id = parent_id
+    if not await engine.storage.create_run(run):
+        return None
+    if not inline:
+        return run
+    await engine._drive(flow, run, Started(), value)
+    return await _reload(engine, run_id)
+
+
+async def _continue(engine: FluxEngine, flow: Workflow[Any], child: RunRecord) -> RunRecord:
+    """Bring a stored child forward here, as `execute` would (taken if nobody holds it)."""
+    await engine._wait_active(child.id)
+    await engine._continue(flow, child, reason="call")
+    return await _reload(engine, child.id)
+
+
+async def _reload(engine: FluxEngine, run_id: str) -> RunRecord:
+    run = await engine.storage.load_run(run_id)
+    if run is None:
+        raise RunNotFoundError(f"run '{run_id}' vanished from the storage")
+    return run
+
+
+async def cancel_children(engine: FluxEngine, run: RunRecord, reason: str) -> None:
+    """Cancel the unfinished child runs of `run` (started by its `.call` steps), and theirs
+    (each cancel cascades in turn)."""
+    if not any(s.kind == "call" for s in run.steps):
+        return
+    why = f"its parent run '{run.id}' was cancelled: {reason}"
+    for child in await engine.storage.list_runs(parent_id=run.id, limit=10_000):
+        if child.status in RUN_TERMINAL:
+            continue
+        try:
+            await engine.cancel(child.id, why)
+        except RunStateError:
+            now = await engine.storage.load_run(child.id)
+            if now is not None and now.status not in RUN_TERMINAL:
+                raise  # not "it ended meanwhile": say why it cannot be cancelled

@@ -335,19 +335,9 @@ class FluxEngine:
         return result
 
     async def _cancel_children(self, run: RunRecord, reason: str) -> None:
-        """Cancel the unfinished child runs of `run` (its `.call` steps), and theirs."""
-        if not any(s.kind == "call" for s in run.steps):
-            return
-        why = f"its parent run '{run.id}' was cancelled: {reason}"
-        for child in await self.storage.list_runs(parent_id=run.id, limit=10_000):
-            if child.status in RUN_TERMINAL:
-                continue
-            try:
-                await self.cancel(child.id, why)
-            except RunStateError:
-                now = await self.storage.load_run(child.id)
-                if now is not None and now.status not in RUN_TERMINAL:
-                    raise  # not "it ended meanwhile": say why it cannot be cancelled
+        from .children import cancel_children
+
+        await cancel_children(self, run, reason)
 
     @staticmethod
     def _check_cancellable(run: RunRecord) -> None:
@@ -843,35 +833,6 @@ class FluxEngine:
         """Whether the `.call` children of this run (driven here) are driven here too: yes
         under `execute` and friends, no under the work loop."""
         return run_id not in self._detached
-
-    async def _start_child(
-        self, flow: Workflow[Any], run_id: str, parent_id: str, input: Any, *, inline: bool
-    ) -> RunRecord | None:
-        """Store the child run (None if its id exists): driven here at once if `inline`,
-        else `pending` for any worker. Returns it as it stands then."""
-        value, input_json = self._prepare_input(flow, input)
-        now = self.clock.now()
-        lease = self.leases.new() if inline else None
-        run = _new_run(flow, run_id, input_json, R.RUNNING if inline else R.PENDING, lease, now)
-        run.parent_id = parent_id
-        if not await self.storage.create_run(run):
-            return None
-        if not inline:
-            return run
-        await self._drive(flow, run, Started(), value)
-        return await self._reload(run_id)
-
-    async def _continue_child(self, flow: Workflow[Any], child: RunRecord) -> RunRecord:
-        """Bring a stored child forward here, as `execute` would (taken if nobody holds it)."""
-        await self._wait_active(child.id)
-        await self._continue(flow, child, reason="call")
-        return await self._reload(child.id)
-
-    async def _reload(self, run_id: str) -> RunRecord:
-        run = await self.storage.load_run(run_id)
-        if run is None:
-            raise RunNotFoundError(f"run '{run_id}' vanished from the storage")
-        return run
 
     async def _watch_deadline(self, driver: RunDriver, deadline: float) -> None:
         """Interrupt the run at its deadline, as a cancel does (the machine calls it one)."""
