@@ -659,10 +659,11 @@ class FluxEngine:
             raise WorkflowDefinitionError(f"workflow '{flow.name}' has no steps")
         if self._closed:
             raise FluxError("this FluxEngine is closed")
-        self._known.setdefault(flow.name, flow)
-        for s in flow.steps:  # what a cancel of a parent needs to compensate its children
-            if s.child is not None and s.child.name not in self._known:
-                self._check_flow(s.child)
+        if flow.name not in self._known:
+            self._known[flow.name] = flow
+            for s in flow.steps:  # what a cancel of a parent needs to compensate its children
+                if s.child is not None:
+                    self._check_flow(s.child)
 
     def _prepare_input(self, flow: Workflow[Any], input: Any) -> tuple[Any, str]:
         """The input as handlers will see it, and as it is stored; nothing is stored yet."""
