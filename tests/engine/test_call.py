@@ -290,3 +290,26 @@ def test_nested_calls_complete_and_wake_up_the_chain(make_engine: EngineFactory)
     assert done.status is RunStatus.COMPLETED, done.error
     assert done.outputs["middle"] == {}  # the middle's data: its call left it unchanged
     assert engine.get_sync("N2/middle").outputs["leaf"]["invoice"] == "INV-3"
+
+
+def test_a_failed_child_is_run_again_by_retrying_it_then_the_parents_call(make_engine: EngineFactory) -> None:
+    broken = {"yes": True}
+
+    def flaky(ctx: WorkflowContext[Any]) -> str:
+        calls.append(ctx.id)
+        if broken["yes"]:
+            raise ValueError("down")
+        return "up"
+
+    child = create_workflow("flaky-child").step("try", flaky, retries=0)
+    flow = create_workflow("flaky-parent").call("child", child, input=lambda ctx: {})
+    flow = flow.step("after", lambda ctx: 1)
+    engine = make_engine()
+    assert engine.execute_sync(flow, {}, id="T1").error_type == "ChildWorkflowError"
+    again = engine.retry_step_sync(flow, "T1", "child")  # the child has failed for good: same error
+    assert again.error_type == "ChildWorkflowError" and calls == ["T1/child"]
+    broken["yes"] = False
+    assert engine.retry_step_sync(child, "T1/child", "try").status is RunStatus.COMPLETED
+    done = engine.retry_step_sync(flow, "T1", "child")
+    assert done.status is RunStatus.COMPLETED and done.outputs["child"] == {}
+    assert calls == ["T1/child", "T1/child"]
