@@ -136,6 +136,9 @@ class FluxEngine:
         self.heartbeat = Heartbeat(self.storage, self.leases.owner, self.lease_seconds, self.logger)
         self._active: dict[str, asyncio.Future[None]] = {}
         self._drivers: dict[str, RunDriver] = {}
+        #: Runs driven by the work loop (`inline=False`): their `.call` children are left
+        #: `pending` for any worker instead of being driven here (`flux.children`).
+        self._detached: set[str] = set()
         self._plans: dict[int, tuple[Workflow[Any], Plan]] = {}
         #: Workflows this engine has been given, by name: what a cancel needs to compensate.
         self._known: dict[str, Workflow[Any]] = {}
@@ -316,19 +319,30 @@ class FluxEngine:
         self._check_cancellable(stored)
         if driver is not None:  # this very engine drives it
             driver.interrupt(cancel_reason=reason)
+            # its children next: a call in flight then ends with the parent's cancel
+            await self._cancel_children(stored, reason)
             await self._wait_active(run_id)
             return await self.get(run_id)
         if run.status in EXECUTING and holder_alive:
+            await self._cancel_children(stored, reason)
             return self._result(stored)  # its holder cancels it at its next heartbeat
         assert known is not None  # set above for every case that reaches here
         adopt_definition(known, stored)
         taken = await self._take(known, stored, strict=False)
         if taken is None:
+            await self._cancel_children(stored, reason)
             return await self.get(run_id)
         if taken.status in RUN_TERMINAL:
             await self.leases.release(run_id)
             return self._result(taken)
-        return await self._drive(known, taken, CancelNow())
+        result = await self._drive(known, taken, CancelNow())
+        await self._cancel_children(stored, reason)
+        return result
+
+    async def _cancel_children(self, run: RunRecord, reason: str) -> None:
+        from .children import cancel_children
+
+        await cancel_children(self, run, reason)
 
     @staticmethod
     def _check_cancellable(run: RunRecord) -> None:
@@ -498,7 +512,10 @@ class FluxEngine:
         status: RunStatus | str | Sequence[RunStatus | str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> builtins.list[FluxResult]:
+        """Runs, newest first, by workflow name, statuses, and the run whose `.call` started
+        them (`parent_id`)."""
         for field, value in (("limit", limit), ("offset", offset)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FluxError(f"list({field}={value!r}): must be an int >= 0")
@@ -511,7 +528,12 @@ class FluxEngine:
                 raise FluxError(
                     f"list(status={status!r}): unknown status; use one of {[s.value for s in RunStatus]}"
                 ) from None
-        runs = await self.storage.list_runs(name=name, status=statuses, limit=limit, offset=offset)
+        if parent_id is None:
+            runs = await self.storage.list_runs(name=name, status=statuses, limit=limit, offset=offset)
+        else:
+            runs = await self.storage.list_runs(
+                name=name, status=statuses, limit=limit, offset=offset, parent_id=self._check_id(parent_id)
+            )
         return [self._result(r) for r in runs]
 
     # ------------------------------------------------------------------ retention (h/lean)
@@ -622,10 +644,18 @@ class FluxEngine:
         return plan
 
     def _by_name(self, flows: Iterable[Workflow[Any]]) -> dict[str, Workflow[Any]]:
+        """The workflows a worker (or `recover`) serves, by name: those given, and the ones
+        their `.call` steps start (a worker that runs a parent runs its children too)."""
         by_name: dict[str, Workflow[Any]] = {}
         for flow in flows:
             self._check_flow(flow)
             by_name[flow.name] = flow
+        todo = builtins.list(by_name.values())
+        while todo:  # the children, theirs, ...: the workflows given win over a namesake
+            for s in todo.pop().steps:
+                if s.child is not None and s.child.name not in by_name:
+                    by_name[s.child.name] = s.child
+                    todo.append(s.child)
         return by_name
 
     def _check_flow(self, flow: object) -> None:
@@ -635,7 +665,11 @@ class FluxEngine:
             raise WorkflowDefinitionError(f"workflow '{flow.name}' has no steps")
         if self._closed:
             raise FluxError("this FluxEngine is closed")
-        self._known.setdefault(flow.name, flow)
+        if flow.name not in self._known:
+            self._known[flow.name] = flow
+            for s in flow.steps:  # what a cancel of a parent needs to compensate its children
+                if s.child is not None:
+                    self._check_flow(s.child)
 
     def _prepare_input(self, flow: Workflow[Any], input: Any) -> tuple[Any, str]:
         """The input as handlers will see it, and as it is stored; nothing is stored yet."""
@@ -766,6 +800,8 @@ class FluxEngine:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._active[run_id] = done
         self._drivers[run_id] = driver
+        if not inline:
+            self._detached.add(run_id)
         # A memory storage lives and dies with this process: no other process can take a run
         # over, and holding its lease would cost more than the run's steps.
         held = self.storage.durable
@@ -794,8 +830,16 @@ class FluxEngine:
                 await self.leases.release(run_id)
             del self._active[run_id]
             del self._drivers[run_id]
+            self._detached.discard(run_id)
             done.set_result(None)
         return self._result(driver.run, driver.data, dict(driver.outputs))
+
+    # ------------------------------------------------------------------ child runs (SPEC §11)
+
+    def _drives_inline(self, run_id: str) -> bool:
+        """Whether the `.call` children of this run (driven here) are driven here too: yes
+        under `execute` and friends, no under the work loop."""
+        return run_id not in self._detached
 
     async def _watch_deadline(self, driver: RunDriver, deadline: float) -> None:
         """Interrupt the run at its deadline, as a cancel does (the machine calls it one)."""
@@ -803,7 +847,15 @@ class FluxEngine:
         while (left := deadline - clock.now()) > 0:
             await clock.sleep(left)
         run = driver.run
-        driver.interrupt(cancel_reason=f"run '{run.id}' ({run.name}) passed its deadline ({iso(deadline)})")
+        reason = f"run '{run.id}' ({run.name}) passed its deadline ({iso(deadline)})"
+        driver.interrupt(cancel_reason=reason)
+        # a `.call` in flight waits for its child: the child is cancelled too, then the call ends
+        try:
+            await self._cancel_children(run, reason)
+        except Exception as exc:  # a task: said here; the parent is cancelled anyway
+            self.logger.error(
+                f"cancelling its children failed: {exc}", workflow=run.name, run=run.id, exc=exc
+            )
 
     def _result(
         self, run: RunRecord, data: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None
@@ -828,6 +880,7 @@ class FluxEngine:
             completed_at=as_utc(end),
             wake_at=as_utc(run.wake_at) if run.status in _ASLEEP else None,
             deadline=as_utc(run.deadline),
+            parent_id=run.parent_id,
             _steps=run.steps,
         )
 

@@ -15,12 +15,12 @@
     │   └── ScheduleConflictError the schedule id exists with another definition
     └── StepError                 the families below end a step attempt
         ├── FatalError            raised by a handler: fail the step at once, no retry
+        │   └── ChildWorkflowError  a child run (`.call`) failed for good: no retry either
         ├── StepTimeoutError      the attempt ran past its timeout
         ├── CommitInterruptedError  a commit started but its end was never recorded
         ├── StepCrashedError      the step's process died `max_crashes` times in it
         ├── SignalTimeoutError    a wait for a signal passed its timeout
         ├── DeadlineExceededError the run passed its deadline (it is cancelled)
-        ├── ChildWorkflowError    a child run failed for good
         └── RunCancelledError     the run was cancelled (`engine.cancel`) while the step ran
 
 Messages name the workflow, run, step and field involved.
@@ -119,8 +119,9 @@ class DeadlineExceededError(StepError):
     """The run passed its `deadline`; it is cancelled."""
 
 
-class ChildWorkflowError(StepError):
-    """A child run started by `.call` failed for good."""
+class ChildWorkflowError(FatalError):
+    """A child run started by `.call` failed for good (it has had its own retries and its
+    saga): the call step fails at once, never retried, since its child would not run again."""
 
 
 class RunCancelledError(StepError):

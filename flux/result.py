@@ -36,6 +36,8 @@ class FluxResult:
     wake_at: dt.datetime | None = None
     #: When the run is cancelled if still unfinished (`.deadline(...)`, aware UTC); else None.
     deadline: dt.datetime | None = field(default=None, repr=False)
+    #: The run whose `.call` step started this one (its id is "<parent id>/<step>"); else None.
+    parent_id: str | None = None
     _steps: list[StepRecord] = field(default_factory=list, repr=False, compare=False)
 
     @cached_property

@@ -6,6 +6,8 @@ the run's `wake_at` (and `timer`, what happens then). A sleep that ends within t
 `inline_sleep` is slept in this process (`Pause`), the run still held and `running`; any
 other is stored `suspended` and released, for whichever process works the storage to take
 when it is due (`Woke`). A run past its `deadline` is cancelled (the cancel path of §9).
+A parent waiting for its `.call` child is made due by the storage when the child ends
+(`timer` "child"): its call step then runs again and reads the child's outcome (§11).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from ..events import timestamp_ms
 from ..records import RunRecord, StepRecord
 from ..status import RunStatus, StepStatus, check_run, check_step
 from . import saga
-from .messages import AttemptEnded, Done, Effect, Hook, Log, Outputs, Pause, Save
+from .messages import AttemptEnded, Done, Effect, Hook, Invoke, Log, Outputs, Pause, Save
 from .plan import Plan, StepPlan
 from .saga import Memo
 from .trace import emit
@@ -30,6 +32,7 @@ S = StepStatus
 SLEEP = "sleep"
 TIMEOUT = "timeout"
 DEFAULT = "default:"
+CHILD = "child"
 
 
 def iso(epoch: float) -> str:
@@ -132,6 +135,9 @@ def woke(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) 
             run.status = check_run(run.status, R.RUNNING)
         saga.cancel(run, plan, now, memo, out)
         return
+    if rec is not None and run.timer == CHILD:
+        child_ended(run, plan, rec, now, out)
+        return
     if rec is None or run.wake_at is None or now < run.wake_at:
         # Not due after all (taken at a deadline that is not yet past, or a stale wake-up):
         # the run rests as it was.
@@ -175,3 +181,17 @@ def woke(run: RunRecord, plan: Plan, now: float, memo: Memo, out: list[Effect]) 
     if "step_complete" in plan.hooks:
         out.append(Hook("step_complete", rec.name, rec.attempts))
     next_step(run, plan, now, memo, out, sp.index + 1)
+
+
+def child_ended(run: RunRecord, plan: Plan, rec: StepRecord, now: float, out: list[Effect]) -> None:
+    """The child that the call step `rec` waits for has ended (the storage made the run due
+    in the write that ended it): the step runs again, as the same attempt, to read it."""
+    sp = plan.by_name[rec.name]
+    clear(run)
+    run.waiting_for = None
+    if run.status is R.SUSPENDED:
+        run.status = check_run(run.status, R.RUNNING)
+    rec.status = check_step(rec.status, S.RUNNING)
+    rec.waiting_for = None
+    emit(out, run, plan, now, E.STEP_WAKE, {"stepName": sp.name, "stepIndex": sp.index, "status": "running"})
+    out.append(Invoke(sp.name, "handler", rec.attempts, sp.timeout, sp.index))

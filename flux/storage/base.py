@@ -36,6 +36,10 @@ class WorkflowStorage(Protocol):
         With `owner`, the write happens only while `owner` holds the run's lease; otherwise
         it raises `LeaseLostError` and writes nothing. A run saved in a state where nobody
         executes it (suspended, completed, failed, ...) gives up its lease in the same write.
+        A child run (`parent_id`) saved in a final state makes its parent due in the same
+        transaction if the parent is suspended waiting for it (`waiting_for` "child:<id>"):
+        `wake_at` and `due_at` = the child's `updated_at`, `timer` "child"; a run saved
+        suspended on a child that has already ended is made due so in the same write.
         `steps` may name indexes beyond the stored ones (a definition that grew); stored
         steps past the end of `run.steps` (a definition that shrank) are dropped.
         """
@@ -48,8 +52,10 @@ class WorkflowStorage(Protocol):
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by creation), filtered by workflow name and statuses."""
+        """Runs, newest first (by creation), filtered by workflow name, statuses and the
+        run that started them with `.call` (`parent_id`, by an index)."""
         ...
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:

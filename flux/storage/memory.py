@@ -10,8 +10,9 @@ from dataclasses import replace
 from ..errors import LeaseLostError
 from ..records import Lease, RunRecord
 from ..schedules import ScheduleRecord
-from ..status import CLAIMABLE, EXECUTING, RunStatus
+from ..status import CLAIMABLE, EXECUTING, RUN_TERMINAL, RunStatus
 from ._cancel import CANCELLABLE, saved_reason
+from ._children import CHILD_TIMER, awaited_child, ends_child, ends_parent, orphan_reason, waiting_for
 
 
 class MemoryStorage:
@@ -67,6 +68,35 @@ class MemoryStorage:
             else:
                 kept.append(copy)
         self._track(stored)
+        self._link(stored)
+
+    def _link(self, run: RunRecord) -> None:
+        """A child's end wakes its parent; a parent that suspends on an ended child wakes at
+        once (`_children`): in the same write, as the SQL storages do it."""
+        if ends_child(run):
+            assert run.parent_id is not None
+            parent = self._runs.get(run.parent_id)
+            awaits = waiting_for(run.id)
+            if parent is not None and parent.status is RunStatus.SUSPENDED and parent.waiting_for == awaits:
+                self._wake(parent, run.updated_at)
+        child_id = awaited_child(run)
+        if child_id is not None:
+            child = self._runs.get(child_id)
+            if child is not None and child.status in RUN_TERMINAL:
+                self._wake(run, run.updated_at)
+        if ends_parent(run):
+            reason = orphan_reason(run)
+            for child in self._runs.values():
+                if child.parent_id == run.id and child.status in CANCELLABLE and child.cancel_reason is None:
+                    child.cancel_reason = reason
+                    if child.status is RunStatus.SUSPENDED:
+                        child.wake_at = run.updated_at
+                        self._track(child)
+
+    def _wake(self, run: RunRecord, at: float) -> None:
+        run.wake_at = at
+        run.timer = CHILD_TIMER
+        self._track(run)
 
     async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
         run = self._runs.get(run_id)
@@ -83,12 +113,15 @@ class MemoryStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
         wanted = set(status) if status else None
         runs = [
             r
             for r in self._runs.values()
-            if (name is None or r.name == name) and (wanted is None or r.status in wanted)
+            if (name is None or r.name == name)
+            and (wanted is None or r.status in wanted)
+            and (parent_id is None or r.parent_id == parent_id)
         ]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return [r.copy() for r in runs[offset : offset + limit]]

@@ -26,6 +26,17 @@ from ..records import Lease, RunRecord, StepRecord
 from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
+from ._children import (
+    awaited_child,
+    cancel_children_params,
+    cancel_children_sql,
+    ends_child,
+    ends_parent,
+    wake_parent_params,
+    wake_parent_sql,
+    wake_self_params,
+    wake_self_sql,
+)
 from ._group import Write
 from ._rows import (
     RUN_COLUMNS,
@@ -328,16 +339,14 @@ class PostgresStorage:
             params.extend(_step_columns(run.id, steps, run.steps))
 
         what = f"saving run '{run.id}'"
+        linked = ends_child(run) or awaited_child(run) is not None or ends_parent(run)
         try:
             if self._closed:
                 raise StorageError(f"{self._where}: the storage is closed")
-            write = Write(
-                lambda conn: conn.execute(sql, params),
-                what,
-                single=True,
-                alone=lambda: self._call_now(lambda conn: conn.execute(sql, params).fetchone(), what),
-            )
-            row = await self._group.submit(write)
+            if linked:  # once per child run: its own transaction, outside the group commit
+                row = await self._call(lambda conn: self._save_linked(conn, run, sql, params), what)
+            else:
+                row = await self._group.submit(self._write(sql, params, what))
             if not row or row[0] != 1:
                 raise LeaseLostError(
                     f"run '{run.id}' ({run.name}): not saved, the lease of {owner} was taken over"
@@ -351,6 +360,33 @@ class PostgresStorage:
             self._known_len.pop(run.id, None)
         else:
             self._known_len[run.id] = len(run.steps)
+
+    def _write(self, sql: str, params: list[Any], what: str) -> Write:
+        return Write(
+            lambda conn: conn.execute(sql, params),
+            what,
+            single=True,
+            alone=lambda: self._call_now(lambda conn: conn.execute(sql, params).fetchone(), what),
+        )
+
+    @staticmethod
+    def _save_linked(conn: psycopg.Connection[Any], run: RunRecord, sql: str, params: list[Any]) -> Any:
+        """The save of a child that ends, of a parent that suspends on its child or that
+        ends, with what it does to the other (`_children`). Both lock the parent's row first, so that of two
+        such writes at once the second sees the first: no parent is left asleep."""
+        with conn.transaction():
+            if ends_child(run):
+                conn.execute("SELECT 1 FROM flux_runs WHERE id=%s FOR UPDATE", (run.parent_id,))
+            row = conn.execute(sql, params).fetchone()
+            if row and row[0] == 1:
+                if ends_child(run):
+                    conn.execute(_WAKE_PARENT, wake_parent_params(run))
+                child_id = awaited_child(run)
+                if child_id is not None:
+                    conn.execute(_WAKE_SELF, wake_self_params(run, child_id))
+                if ends_parent(run):  # the parent's row first, then its children's: one order
+                    conn.execute(_CANCEL_CHILDREN, cancel_children_params(run))
+            return row
 
     async def request_cancel(self, run_id: str, reason: str) -> RunRecord | None:
         def cancel(conn: psycopg.Connection[Any]) -> RunRecord | None:
@@ -371,12 +407,16 @@ class PostgresStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
         if name is not None:
             where.append("name=%s")
             args.append(name)
+        if parent_id is not None:
+            where.append("parent_id=%s")
+            args.append(parent_id)
         if status:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])
@@ -613,6 +653,10 @@ _HEARTBEAT = (
 )
 
 
+#: A child's end wakes its parent, in the same transaction (`_children`).
+_WAKE_PARENT = wake_parent_sql("%s", "LEAST")
+_WAKE_SELF = wake_self_sql("%s", "LEAST")
+_CANCEL_CHILDREN = cancel_children_sql("%s")
 _GIVE = """
     UPDATE flux_runs r SET lease_owner=%s, lease_host=%s, lease_pid=%s, lease_expires_at=%s,
         lease_identity=%s

@@ -30,6 +30,17 @@ from ..records import Lease, RunRecord, StepRecord
 from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
+from ._children import (
+    awaited_child,
+    cancel_children_params,
+    cancel_children_sql,
+    ends_child,
+    ends_parent,
+    wake_parent_params,
+    wake_parent_sql,
+    wake_self_params,
+    wake_self_sql,
+)
 from ._compact import MARK, against, decode
 from ._group import GroupCommit, Write
 from ._rows import (
@@ -70,6 +81,10 @@ _UPDATE_RUN_RELEASE = (
     "lease_owner=NULL, lease_host=NULL, lease_pid=NULL, lease_expires_at=NULL, lease_identity=NULL, "
     f"{SAVE_REASON_SQLITE} WHERE id=?"
 )
+#: A child's end wakes its parent, in the same transaction (`_children`).
+_WAKE_PARENT = wake_parent_sql("?", "MIN")
+_WAKE_SELF = wake_self_sql("?", "MIN")
+_CANCEL_CHILDREN = cancel_children_sql("?")
 #: Due runs, earliest first, through the partial index on `due_at` (migration 3).
 # `INDEXED BY`: walking the due index in order stops at the first due run of these workflows;
 # the planner would otherwise pick the name index and sort every run of the workflow.
@@ -378,6 +393,7 @@ class SQLiteStorage:
         if owner is not None:
             sql += " AND lease_owner=?"
             params += (owner,)
+        child_id = awaited_child(run)
 
         def save(conn: sqlite3.Connection) -> None:
             if conn.execute(sql, params).rowcount != 1:
@@ -390,6 +406,12 @@ class SQLiteStorage:
                 conn.executemany(_INSERT_STEP, [_step_row(run.id, i, run.steps) for i in steps])
             if shrunk:
                 conn.execute("DELETE FROM flux_steps WHERE run_id=? AND idx>=?", (run.id, len(run.steps)))
+            if ends_child(run):
+                conn.execute(_WAKE_PARENT, wake_parent_params(run))
+            if child_id is not None:
+                conn.execute(_WAKE_SELF, wake_self_params(run, child_id))
+            if ends_parent(run):
+                conn.execute(_CANCEL_CHILDREN, cancel_children_params(run))
 
         try:
             await self._submit(Write(save, f"saving run '{run.id}'"))
@@ -418,11 +440,15 @@ class SQLiteStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent_id: str | None = None,
     ) -> list[RunRecord]:
         where, args = [], []
         if name is not None:
             where.append("name=?")
             args.append(name)
+        if parent_id is not None:
+            where.append("parent_id=?")
+            args.append(parent_id)
         if status:
             where.append(f"status IN ({', '.join('?' * len(status))})")
             args.extend(s.value for s in status)
