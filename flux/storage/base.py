@@ -48,8 +48,10 @@ class WorkflowStorage(Protocol):
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by creation), filtered by workflow name and statuses."""
+        """Runs, newest first (by creation), filtered by workflow name, statuses and the start
+        of their id (`id_prefix`, matched exactly, case and all), each by an index."""
         ...
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:

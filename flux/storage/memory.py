@@ -83,12 +83,15 @@ class MemoryStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         wanted = set(status) if status else None
         runs = [
             r
             for r in self._runs.values()
-            if (name is None or r.name == name) and (wanted is None or r.status in wanted)
+            if (name is None or r.name == name)
+            and (wanted is None or r.status in wanted)
+            and (not id_prefix or r.id.startswith(id_prefix))
         ]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return [r.copy() for r in runs[offset : offset + limit]]

@@ -116,6 +116,24 @@ _V4_SQLITE_RUN_DATA = (
     END""",
 )
 
+#: The dashboard (SPEC §12): PostgreSQL tells whoever LISTENs on `flux_runs` which run changed
+#: (its id; '' for an id too long for a notification's payload), so that `flux dev --storage`
+#: follows the storage without polling it; and a run found by the start of its id by an index
+#: whatever the database's collation (`LIKE 'prefix%'` needs `text_pattern_ops` outside "C").
+#: SQLite needs neither: the dashboard watches its files, and its ids compare as code points.
+_V6_POSTGRES_NOTIFY = (
+    """CREATE OR REPLACE FUNCTION flux_runs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        run_id TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
+    BEGIN
+        PERFORM pg_notify('flux_runs', CASE WHEN octet_length(run_id) < 7900 THEN run_id ELSE '' END);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER flux_runs_notify AFTER INSERT OR UPDATE OR DELETE ON flux_runs
+    FOR EACH ROW EXECUTE FUNCTION flux_runs_notify()""",
+    "CREATE INDEX flux_runs_id_prefix ON flux_runs (id text_pattern_ops)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -139,6 +157,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "retention: runs by state and age; compact storage of big data",
         common=_V4_RETENTION,
         sqlite=_V4_SQLITE_RUN_DATA,
+    ),
+    # Version 5 is the branches' (SPEC §11), on another line of work.
+    Migration(
+        6,
+        "the dashboard: change notifications and id-prefix search on PostgreSQL",
+        postgres=_V6_POSTGRES_NOTIFY,
     ),
 )
 

@@ -27,6 +27,7 @@ from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._group import Write
+from ._prefix import like_prefix, searchable
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -368,12 +369,19 @@ class PostgresStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
         if name is not None:
             where.append("name=%s")
             args.append(name)
+        if id_prefix and not searchable(id_prefix):
+            return []
+        if id_prefix:
+            # Left-anchored: the `text_pattern_ops` index of migration 6 serves it.
+            where.append("id LIKE %s ESCAPE '\\'")
+            args.append(like_prefix(id_prefix))
         if status:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])

@@ -32,6 +32,7 @@ from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._compact import MARK, against, decode
 from ._group import GroupCommit, Write
+from ._prefix import prefix_successor, searchable
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -412,11 +413,22 @@ class SQLiteStorage:
         status: Sequence[RunStatus] | None = None,
         limit: int = 50,
         offset: int = 0,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         where, args = [], []
         if name is not None:
             where.append("name=?")
             args.append(name)
+        if id_prefix and not searchable(id_prefix):
+            return []
+        if id_prefix:
+            # A range of the primary key: BINARY collation orders as code points do.
+            where.append("id >= ?")
+            args.append(id_prefix)
+            upper = prefix_successor(id_prefix)
+            if upper is not None:
+                where.append("id < ?")
+                args.append(upper)
         if status:
             where.append(f"status IN ({', '.join('?' * len(status))})")
             args.extend(s.value for s in status)
