@@ -1,8 +1,9 @@
 """Following a storage without polling it: each change becomes a notification on the hub.
 
 - SQLite: the database file and its ``-wal`` are watched (watchfiles, as the trace is); an
-  event is a real change only if ``PRAGMA data_version`` moved (a checkpoint, or a reader,
-  touches the files without changing any run). Which runs changed SQLite cannot say: open
+  event is a real change only if ``PRAGMA data_version`` moved (a reader, or a checkpoint
+  that keeps the WAL, touches the files without changing any run; one that truncates the WAL
+  moves it, which costs the open pages one look). Which runs changed SQLite cannot say: open
   pages all look again, each at what it shows (one indexed query).
 - PostgreSQL: ``LISTEN flux_runs``; migration 6's trigger sends each changed run's id.
 
@@ -44,6 +45,8 @@ class StorageWatch:
         self.version = 0
         #: Set once the watch is in place (tests and the bench wait for it).
         self.ready = asyncio.Event()
+        #: Set after each look at the database that file events caused (for the tests).
+        self.looked = asyncio.Event()
 
     def _changed(self, runs: frozenset[str] | None) -> None:
         self.version += 1
@@ -112,6 +115,7 @@ async def _sqlite(watch: StorageWatch, stop: asyncio.Event) -> None:
             if now != seen:
                 seen = now
                 watch._changed(None)
+            watch.looked.set()
     finally:
         conn.close()
 
