@@ -16,28 +16,15 @@ import pytest
 
 from tests.services import postgres_url_or_skip
 
-from .conftest import ROOT, Server
+from .conftest import ROOT
+from .stored_server import DevServer
 
 MARK = "window.__notReloaded = 'yes'"
 
 
-class StoredServer(Server):
+def StoredServer(url: str, cwd: Path) -> DevServer:
     """`flux dev --storage URL` (and nothing else) in its own process."""
-
-    def __init__(self, url: str, cwd: Path) -> None:
-        launcher = "import sys; from flux.cli import main; sys.exit(main(sys.argv[1:]))"
-        cmd = [sys.executable, "-c", launcher, "dev", "--storage", url, "--port", "0"]
-        self.trace = cwd / "none.ndjson"
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
-        )
-        self.url = self._wait_for_url()
-        self._wait_until_it_answers()
+    return DevServer(["--storage", url], cwd)
 
 
 def writer(url: str, mode: str, run_id: str) -> subprocess.Popen[str]:
@@ -64,7 +51,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def stored(url: str, tmp_path: Path) -> Iterator[StoredServer]:
+def stored(url: str, tmp_path: Path) -> Iterator[DevServer]:
     write(url, "execute", "FIRST-1")  # the storage exists before the dashboard opens it
     srv = StoredServer(url, tmp_path)
     try:
@@ -74,7 +61,7 @@ def stored(url: str, tmp_path: Path) -> Iterator[StoredServer]:
 
 
 def test_a_run_changed_by_another_process_appears_without_reload(
-    stored: StoredServer, url: str, page: Any
+    stored: DevServer, url: str, page: Any
 ) -> None:
     page.goto(stored.url + "/")
     page.wait_for_selector('tr.run[data-run-id="FIRST-1"]')
@@ -93,9 +80,7 @@ def test_a_run_changed_by_another_process_appears_without_reload(
     assert page.evaluate("window.__notReloaded") == "yes"
 
 
-def test_the_stuck_view_lists_a_run_whose_process_was_killed(
-    stored: StoredServer, url: str, page: Any
-) -> None:
+def test_the_stuck_view_lists_a_run_whose_process_was_killed(stored: DevServer, url: str, page: Any) -> None:
     holder = writer(url, "hold", "HOLD-1")
     try:
         assert holder.stdout is not None
