@@ -201,3 +201,47 @@ def test_events_say_missed_when_the_storage_moved(dash: Dashboard) -> None:
             if line.startswith("data:"):
                 assert line == "data: missed"
                 break
+
+
+def test_several_traces_each_run_from_the_one_that_holds_it(url: str, tmp_path: Path) -> None:
+    first, second = tmp_path / "a.ndjson", tmp_path / "b.ndjson"
+    asyncio.run(_fill(url, first))
+
+    async def more() -> None:
+        engine = FluxEngine(storage=url, trace=JsonFileTraceSink(second), logger=FluxSilentLogger())
+        try:
+            await engine.execute(ok_flow, {"n": 9}, id="OTHER-1")
+        finally:
+            await engine.close()
+
+    asyncio.run(more())
+    storage = open_storage(url, create=False)
+    try:
+        app = create_app([first, second, tmp_path / "absent.ndjson"], storage=storage)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            other = client.get("/runs/OTHER-1").text
+            assert str(second) in other and 'id="timeline"' in other
+            mine = client.get("/runs/OK-1").text
+            assert str(first) in mine and 'id="timeline"' in mine
+            step = client.get("/runs/OTHER-1/step?step=one")
+            assert step.status_code == 200 and "one" in step.text
+    finally:
+        asyncio.run(storage.close())
+
+
+def test_without_a_trace_the_page_says_where_the_timeline_comes_from(url: str, tmp_path: Path) -> None:
+    asyncio.run(_fill(url, tmp_path / "unused.ndjson"))
+    storage = open_storage(url, create=False)
+    try:
+        with TestClient(create_app(None, storage=storage), base_url="http://127.0.0.1") as client:
+            html = client.get("/runs/OK-1").text
+            assert 'id="no-trace"' in html and 'data-status="completed"' in html
+            assert client.get("/runs/NOPE").status_code == 404
+            assert client.get("/runs/NOPE/timeline").status_code == 200  # a fragment: says missing
+    finally:
+        asyncio.run(storage.close())
+
+
+def test_without_storage_exactly_one_trace(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exactly one trace"):
+        create_app([tmp_path / "a", tmp_path / "b"])
