@@ -7,8 +7,9 @@ A run is stuck when nobody will move it on by themselves:
   takes the lease over and goes on from the stored state);
 - not finished and past its deadline (``RunRecord.deadline``) with nobody acting on it:
   *cancel* it;
-- ``suspended`` for longer than the threshold (``flux dev --stuck-after``): *signal* it
-  when it waits for a signal, else *cancel* it.
+- ``suspended`` for longer than the threshold (``flux dev --stuck-after``) waiting for a
+  signal: *signal* it; asleep with its wake time passed that long ago (no worker took it
+  up): *recover* it. A run asleep until a time still ahead is not stuck: its timer wakes it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ CANDIDATES = (RunStatus.RUNNING, RunStatus.ROLLING_BACK, RunStatus.SUSPENDED, Ru
 
 @dataclass(frozen=True)
 class Stuck:
-    #: ``no_lease``, ``lease_expired``, ``holder_dead``, ``past_deadline``, ``suspended_long``.
+    #: ``no_lease``, ``lease_expired``, ``holder_dead``, ``past_deadline``, ``suspended_long``,
+    #: ``overdue``.
     reason: str
     #: What the view says about it, in words.
     detail: str
@@ -68,9 +70,18 @@ def classify(
             return Stuck("lease_expired", f"its lease ({lease.owner}) expired {ago} ago", "recover")
     if run.deadline is not None and run.deadline < now:
         return Stuck("past_deadline", f"past its deadline by {span(now - run.deadline)}", "cancel")
-    if run.status is RunStatus.SUSPENDED and now - run.updated_at > stuck_after:
-        waited = span(now - run.updated_at)
-        if run.waiting_for:
+    if run.status is not RunStatus.SUSPENDED:
+        return None
+    if run.waiting_for:
+        if now - run.updated_at > stuck_after:
+            waited = span(now - run.updated_at)
             return Stuck("suspended_long", f"waiting for {run.waiting_for!s} for {waited}", "signal")
-        return Stuck("suspended_long", f"suspended for {waited}", "cancel")
+        return None
+    if run.wake_at is not None:
+        if now - run.wake_at > stuck_after:
+            late = span(now - run.wake_at)
+            return Stuck("overdue", f"due {late} ago, and no worker took it up", "recover")
+        return None
+    if now - run.updated_at > stuck_after:  # suspended with nothing to wake it
+        return Stuck("suspended_long", f"suspended for {span(now - run.updated_at)}", "cancel")
     return None

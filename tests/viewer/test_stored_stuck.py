@@ -39,7 +39,16 @@ ROWS = [
         record(RunStatus.SUSPENDED, waiting_for="approval", updated_at=NOW - DAY - 1),
         ("suspended_long", "signal"),
     ),
-    (record(RunStatus.SUSPENDED, wake_at=NOW + DAY, updated_at=NOW - 2 * DAY), ("suspended_long", "cancel")),
+    # asleep until a time ahead: its timer wakes it, however long it has slept
+    (record(RunStatus.SUSPENDED, wake_at=NOW + DAY, updated_at=NOW - 9 * DAY), None),
+    (record(RunStatus.SUSPENDED, wake_at=NOW - DAY + 1, updated_at=NOW - 9 * DAY), None),
+    (record(RunStatus.SUSPENDED, wake_at=NOW - DAY - 1, updated_at=NOW - 9 * DAY), ("overdue", "recover")),
+    (record(RunStatus.SUSPENDED, updated_at=NOW - 2 * DAY), ("suspended_long", "cancel")),
+    # a wait for a signal with a timeout ahead is still a wait nobody answered
+    (
+        record(RunStatus.SUSPENDED, waiting_for="x", wake_at=NOW + DAY, updated_at=NOW - 2 * DAY),
+        ("suspended_long", "signal"),
+    ),
     (record(RunStatus.PENDING), None),
     (record(RunStatus.PENDING, deadline=NOW - 1), ("past_deadline", "cancel")),
     # finished runs are never stuck, whatever their leftovers say
