@@ -77,16 +77,21 @@ class _App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def _action_routes() -> list[BaseRoute]:
-    """The actions' routes (retry, resume, cancel, signal, bulk: ``viewer.actions``)."""
+def _install_actions(app: Starlette) -> None:
+    """The dashboard's actions (``viewer.actions``: retry, resume, cancel, signal, bulk; their
+    CSRF and Origin checks), when that module is part of this build: it wires its routes,
+    middleware and template helpers into ``app`` itself, from ``app.state``."""
     try:
         actions = importlib.import_module(f"{__package__}.actions")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.actions":
             raise
-        return []
-    routes: list[BaseRoute] = list(actions.action_routes())
-    return routes
+        return
+    install = getattr(actions, "install_actions", None)
+    if install is not None:
+        install(app)
+    else:  # only routes: before the run page's catch-all path
+        app.router.routes[:0] = list(actions.action_routes())
 
 
 def storage_url(storage: Any) -> str:
@@ -174,8 +179,6 @@ def create_app(
         ]
     else:
         routes = [
-            # --- the actions (viewer/actions.py): before the run page's catch-all path
-            *_action_routes(),
             Route("/", stored_pages.runs_page),
             Route("/fragments/runs", stored_pages.runs_fragment),
             Route("/stuck", stored_pages.stuck_page),
@@ -188,8 +191,8 @@ def create_app(
     routes.append(Mount("/static", StaticFiles(directory=asset_dir("static")), name="static"))
     allowed = frozenset(hosts) if hosts is not None else allowed_hosts("127.0.0.1")
     middleware = [Middleware(HostCheck, allowed=allowed)]
-    # --- the actions' CSRF and Origin middleware (viewer/actions.py) is wired here.
     app = _App(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.hosts = allowed
     app.state.store = stores[0] if stores else None
     app.state.stores = stores
     app.state.trace_paths = paths
@@ -206,6 +209,8 @@ def create_app(
     app.state.headlines = OrderedDict()
     app.state.rows = OrderedDict()
     app.state.templates = make_env()
+    # --- dashboard actions (viewer/actions.py): routes, CSRF/Origin middleware, template helpers
+    _install_actions(app)
     return app
 
 
