@@ -118,6 +118,7 @@ def create_app(
     workflows: dict[str, Any] | None = None,
     read_only: bool = False,
     stuck_after: float = DEFAULT_STUCK_AFTER_S,
+    trace_paths: Sequence[Path] | None = None,
 ) -> Starlette:
     """The dashboard for the trace at ``trace``; it need not exist yet.
 
@@ -128,8 +129,11 @@ def create_app(
     With ``storage`` (a ``WorkflowStorage``), the runs are those stored there, live, and
     ``trace`` may be several files (or none): each run's page adds the timeline of the
     first that holds it. ``workflows`` (name -> ``Workflow``) are the definitions the
-    actions may run; ``read_only`` refuses every action.
+    actions may run; ``read_only`` refuses every action. ``trace_paths``, if given, are
+    the trace files instead of ``trace``.
     """
+    if trace_paths is not None:
+        trace = list(trace_paths)
     if trace is None:
         paths: list[Path] = []
     elif isinstance(trace, (str, Path)):
