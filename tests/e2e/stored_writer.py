@@ -6,12 +6,14 @@
 - `wait`: run "approve" as RUN_ID, which suspends waiting for the signal "approval".
 - `signal`: send "approval" to RUN_ID (it completes); prints `done`.
 - `hold`: run "hold" as RUN_ID with a long lease; its step prints `blocked` and then blocks
-  until the process is killed (the test SIGKILLs it).
+  until the process is killed (the test SIGKILLs it). It blocks only where FLUX_HOLD=1 (this
+  process): run again elsewhere (the dashboard's recover), the step just completes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from typing import Any
@@ -19,9 +21,12 @@ from typing import Any
 from flux import Flux, FluxEngine, FluxSilentLogger, create_workflow
 
 
-def _block(ctx: Any) -> None:
+def _block(ctx: Any) -> str:
+    if os.environ.get("FLUX_HOLD") != "1":
+        return "went on"
     print("blocked", flush=True)
     threading.Event().wait()  # until SIGKILL
+    return "never"
 
 
 quick = create_workflow("quick").step("one", lambda ctx: 1).step("two", lambda ctx: 2)

@@ -33,8 +33,21 @@ def writer(url: str, mode: str, run_id: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FLUX_HOLD": "1" if mode == "hold" else "0"},
     )
+
+
+def killed_holder(url: str, run_id: str) -> None:
+    """A real process executing ``run_id``, SIGKILLed in the middle of its step."""
+    holder = writer(url, "hold", run_id)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "blocked"  # the step runs: the lease is stored
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
 
 
 def write(url: str, mode: str, run_id: str) -> None:
@@ -81,18 +94,28 @@ def test_a_run_changed_by_another_process_appears_without_reload(
 
 
 def test_the_stuck_view_lists_a_run_whose_process_was_killed(stored: DevServer, url: str, page: Any) -> None:
-    holder = writer(url, "hold", "HOLD-1")
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "blocked"  # the step runs: the lease is stored
-    finally:
-        os.kill(holder.pid, signal.SIGKILL)
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
+    killed_holder(url, "HOLD-1")
     page.goto(stored.url + "/")
     page.click("#stuck-link")
     row = page.wait_for_selector('#stuck tr.run[data-run-id="HOLD-1"]')
     assert row.get_attribute("data-reason") == "holder_dead"
     assert page.text_content('#stuck tr.run[data-run-id="HOLD-1"] td.act b') == "recover"
     assert page.query_selector('#stuck tr.run[data-run-id="FIRST-1"]') is None
+
+
+def test_recover_from_the_stuck_view_finishes_the_killed_run(url: str, tmp_path: Path, page: Any) -> None:
+    """With the actions (viewer/actions.py) in this build: the stuck row's resume runs it on."""
+    pytest.importorskip("viewer.actions", reason="the dashboard's actions are not in this build")
+    write(url, "execute", "FIRST-1")
+    srv = DevServer(["--storage", url, "--workflows", "tests.e2e.stored_writer"], tmp_path)
+    try:
+        killed_holder(url, "HOLD-2")
+        page.goto(srv.url + "/stuck")
+        row = page.locator('#stuck tr.run[data-run-id="HOLD-2"]')
+        row.locator(".action-resume button[type=submit]").click()
+        dialog = page.locator("dialog.confirm-dialog")
+        dialog.locator(".confirm-text").filter(has_text="Resume run HOLD-2").wait_for()
+        dialog.locator(".confirm-yes").click()
+        page.wait_for_selector('#stored-status[data-status="completed"]')
+    finally:
+        srv.stop()
