@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,42 @@ def _touch(path: Path, commit: bool = False) -> None:
             conn.execute("UPDATE flux_runs SET updated_at = updated_at + 1 WHERE id = 'FIRST-1'")
     finally:
         conn.close()
+
+
+def test_postgres_names_saved_runs_but_not_lease_renewals(request: pytest.FixtureRequest) -> None:
+    """A heartbeat (only the lease's expiry moves) is no change to show: no notification."""
+    url = postgres_url_or_skip(request)
+    write(url, "execute", "FIRST-1")
+
+    async def scenario() -> None:
+        from flux.records import Lease, RunRecord
+        from flux.status import RunStatus
+        from flux.storage import open_storage
+
+        storage = open_storage(url)
+        now = time.time()
+        held = RunRecord("HELD-1", "wf", RunStatus.RUNNING, "{}", created_at=now, updated_at=now)
+        held.lease = Lease("me", "host", 1, now + 60, "")
+        await storage.create_run(held)
+        hub = Hub()
+        watch = StorageWatch(url, hub)
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.run(stop))
+        try:
+            await asyncio.wait_for(watch.ready.wait(), DEADLINE_S)
+            sub = hub.subscribe()
+            assert await storage.renew_lease("HELD-1", "me", now + 120)
+            other = RunRecord("OTHER-1", "wf", RunStatus.PENDING, "{}", created_at=now, updated_at=now)
+            assert await storage.create_run(other)  # a real change, after
+            seen: set[str] = set()
+            while "OTHER-1" not in seen:  # notifications come in commit order
+                pending = await sub.next(DEADLINE_S)
+                assert pending, "no change published"
+                seen |= pending.runs
+            assert "HELD-1" not in seen
+        finally:
+            stop.set()
+            await task
+            await storage.close()
+
+    asyncio.run(scenario())
