@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_duration,
         default=24 * 3600.0,
         metavar="SPAN",
-        help="a run suspended longer than this is listed as stuck: 90s, 30m, 12h, 2d (default 24h)",
+        help="a run waiting for a signal (or overdue) longer than this is listed as stuck: "
+        "90s, 30m, 12h, 2d (default 24h)",
     )
     dev.add_argument("--port", type=int, default=4280)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
