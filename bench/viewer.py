@@ -11,6 +11,10 @@ scale    a trace of 1,000,000 events over 50,000 runs: time from starting the
          <= 200 MB. With orjson installed (the viewer extra) and without.
 steps    a run of 2,000 steps: time until its run page is rendered in
          Chromium. Goal: <= 1 s.
+stored   ``flux dev --storage`` over 100,000 stored runs, SQLite and PostgreSQL:
+         first page, filters, id search, a deep page (goal <= 300 ms each) and a
+         change in storage until the open page shows it (goal p95 <= 200 ms);
+         see bench/viewer_stored.py.
 
 Figures are printed; nothing is asserted. The server is a real
 ``python -m viewer`` process; the trace goes to a temporary folder.
@@ -372,8 +376,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    benches = {"live": live, "scale": scale, "steps": steps}
-    parser.add_argument("which", nargs="*", help="live, scale, steps (default: all three)")
+    from bench.viewer_stored import stored
+
+    benches = {"live": live, "scale": scale, "steps": steps, "stored": stored}
+    parser.add_argument("which", nargs="*", help="live, scale, steps, stored (default: all four)")
     chosen = parser.parse_args().which or list(benches)
     for name in chosen:
         if name not in benches:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import glob
 import importlib
 import json
 import os
@@ -66,8 +67,37 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flux {__version__} (gravito-flux)")
     sub = parser.add_subparsers(dest="command", metavar="{dev,worker,runs,schedules,graph}")
 
-    dev = sub.add_parser("dev", help="serve the live trace dashboard")
-    dev.add_argument("--trace", default="./.flux/trace.ndjson", help="NDJSON trace file to tail")
+    dev = sub.add_parser("dev", help="serve the live dashboard of a trace, or of stored runs")
+    dev.add_argument(
+        "--trace",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help=f"NDJSON trace file to tail (default {DEFAULT_TRACE}); with --storage, repeatable "
+        "or a glob ('.flux/*.ndjson'): the traces of many processes",
+    )
+    dev.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="show the runs stored there, live: sqlite:///path.db or postgresql://...",
+    )
+    dev.add_argument(
+        "--workflows",
+        action="append",
+        default=[],
+        metavar="MODULE[,MODULE]",
+        help="modules whose workflow definitions the dashboard's actions may run (or module:attribute)",
+    )
+    dev.add_argument("--read-only", action="store_true", help="offer no action: only show")
+    dev.add_argument(
+        "--stuck-after",
+        type=_duration,
+        default=24 * 3600.0,
+        metavar="SPAN",
+        help="a run waiting for a signal (or overdue) longer than this is listed as stuck: "
+        "90s, 30m, 12h, 2d (default 24h)",
+    )
     dev.add_argument("--port", type=int, default=4280)
     dev.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     dev.add_argument("--demo", action="store_true", help="run the bundled example workflows first")
@@ -173,6 +203,74 @@ def _open_storage(url: str) -> Any:
         raise CLIError(f"--storage {url.partition('://')[0]}://...: {exc}") from None
 
 
+DEFAULT_TRACE = "./.flux/trace.ndjson"
+
+
+def _duration(text: str) -> float:
+    """`--stuck-after`: a time span as `flux runs prune --older-than` reads one (`parse_age`)."""
+    try:
+        value = parse_age(text)
+    except FluxError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time span such as 90s, 30m, 12h or 2d") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a time span must be positive")
+    return value
+
+
+def _traces(given: list[str] | None, storage: str | None) -> list[Path]:
+    """The trace files: each `--trace`, a glob expanded (sorted); by default the default one
+    (with --storage, only if it exists: the storage alone is enough)."""
+    if not given:
+        default = Path(DEFAULT_TRACE)
+        return [default] if storage is None or default.exists() else []
+    paths: list[Path] = []
+    for spec in given:
+        if any(c in spec for c in "*?["):
+            matched = sorted(glob.glob(spec))
+            if not matched:
+                raise CLIError(f"--trace {spec!r}: the pattern matches no file")
+            paths.extend(Path(m) for m in matched)
+        else:
+            paths.append(Path(spec))
+    unique = list(dict.fromkeys(paths))
+    if storage is None and len(unique) > 1:
+        raise CLIError(
+            "several trace files (--trace given more than once, or a glob) need --storage: "
+            "the stored runs are what joins them"
+        )
+    return unique
+
+
+def load_workflows(specs: list[str]) -> dict[str, Workflow[Any]]:
+    """`--workflows`: each module's workflow definitions (or one `module:attribute`), by name."""
+    found: dict[str, Workflow[Any]] = {}
+    for spec in (part.strip() for given in specs for part in given.split(",")):
+        if not spec:
+            continue
+        if ":" in spec:
+            flows = [load_workflow(spec)]
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            try:
+                module = importlib.import_module(spec)
+            except ImportError as exc:
+                raise CLIError(f"--workflows {spec!r}: cannot import it: {exc}") from None
+            except Exception as exc:  # the module's own top-level code failed
+                raise CLIError(
+                    f"--workflows {spec!r}: importing it raised {type(exc).__name__}: {exc}"
+                ) from None
+            flows = [v for v in vars(module).values() if isinstance(v, Workflow)]
+            if not flows:
+                raise CLIError(f"--workflows {spec!r}: the module defines no workflow (create_workflow())")
+        for flow in flows:
+            other = found.get(flow.name)
+            if other is not None and other is not flow:
+                raise CLIError(f"--workflows: two definitions are named {flow.name!r} ({spec})")
+            found[flow.name] = flow
+    return found
+
+
 def _dev(args: argparse.Namespace) -> int:
     try:
         run = dashboard("server").run
@@ -180,13 +278,24 @@ def _dev(args: argparse.Namespace) -> int:
         raise CLIError(
             f"flux dev needs the viewer extra: pip install 'gravito-flux[viewer]' ({exc})"
         ) from None
+    if args.storage is None and (args.workflows or args.read_only) and not args.demo:
+        raise CLIError("--workflows and --read-only are about stored runs: pass --storage URL too")
+    traces = _traces(args.trace, args.storage)
+    storage = None
+    if args.storage is not None and not args.demo:
+        storage = _open_storage(args.storage)
     return run(  # type: ignore[no-any-return]
-        Path(args.trace),
+        traces[0] if traces else Path(DEFAULT_TRACE),
         host=args.host,
         port=args.port,
         demo=args.demo,
         open_browser=args.open,
         allow_hosts=args.allow_host,
+        storage=storage,
+        traces=traces,
+        workflows=load_workflows(args.workflows),
+        read_only=args.read_only,
+        stuck_after=args.stuck_after,
     )
 
 

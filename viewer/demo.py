@@ -113,6 +113,20 @@ def demo_folder(trace: Path) -> Path:
     return Path(trace).parent / "demo"
 
 
+#: The definitions of the last demo's runs, by name: the dashboard's actions run them.
+_LOADED: dict[str, Workflow[Any]] = {}
+
+
+def loaded_workflows() -> dict[str, Workflow[Any]]:
+    """The workflows the last ``run_demo`` ran, by name (for ``flux dev``'s actions)."""
+    return dict(_LOADED)
+
+
+def storage_url(out: Path) -> str:
+    """The demo's SQLite file (in ``out``, the demo's folder) as a storage URL."""
+    return f"sqlite:///{(Path(out) / 'workflows.db').resolve()}"
+
+
 def _run_kwargs(module: ModuleType, out: Path) -> dict[str, Any]:
     """Where an example that writes files should write them, and the tag of its run ids."""
     params = inspect.signature(module.run).parameters
@@ -138,7 +152,7 @@ def _fresh_database(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         stale.unlink(missing_ok=True)
-    return f"sqlite:///{path.resolve()}"
+    return storage_url(path.parent)
 
 
 def step_ms(workflow: str, step: str, compensate: bool = False) -> float:
@@ -191,10 +205,11 @@ async def _run_scenario(engine: FluxEngine, scenario: Scenario, out: Path) -> st
     if needed is not None and importlib.util.find_spec(needed[0]) is None:
         return f"  {stem:<20} skipped: needs {needed[0]} (pip install {needed[1]})"
     module = load_example(examples_dir() / f"{stem}.py")
-    if scenario.paced:
-        for value in list(vars(module).values()):
-            if isinstance(value, Workflow):
-                pace(value)
+    flows = [value for value in list(vars(module).values()) if isinstance(value, Workflow)]
+    for flow in flows:
+        if scenario.paced:
+            pace(flow)
+        _LOADED[flow.name] = flow
     results = await module.run(engine, **_run_kwargs(module, out))
     return _summary(results)
 

@@ -47,6 +47,12 @@ class Subscriber:
                 pending.overflow = True
         self._ready.set()
 
+    def push_all(self) -> None:
+        """Something changed, which runs unknown (a storage that does not say)."""
+        self._pending.runs.clear()
+        self._pending.overflow = True
+        self._ready.set()
+
     def close(self) -> None:
         self.closed = True
         self._ready.set()
@@ -72,6 +78,10 @@ class Hub:
     def publish(self, change: Change) -> None:
         for sub in self._subscribers:
             sub.push(change)
+
+    def publish_all(self) -> None:
+        for sub in self._subscribers:
+            sub.push_all()
 
     def subscribe(self) -> Subscriber:
         sub = Subscriber()

@@ -178,13 +178,32 @@ class _RunContext:
         return out
 
 
-async def _run_response(request: Request, template: str, fragment: bool) -> Response:
-    store = await _store(request)
+async def store_for(request: Request, run_id: str) -> TraceStore | None:
+    """The first of the traces (``--trace``, several with ``--storage``) that holds the run,
+    each read up to date first; None if none does."""
+    stores: list[TraceStore] = request.app.state.stores
+    for store in stores:
+        await store.sync()
+        # a run an early, partial index does not hold yet is waited for
+        if await store.find(run_id) is not None:
+            return store
+    return None
+
+
+async def run_response(request: Request, template: str, fragment: bool) -> Response:
+    """The run page (or a fragment of it) from the trace that holds the run."""
     # h/viewbranch: a child run's id holds a "/"; the raw path says which run and which part
     run_id, wants_fragment = run_of(request.scope, request.path_params["run_id"])
     if not wants_fragment:
         template, fragment = "run.html", False
-    run = await store.find(run_id)  # a run an early, partial index does not hold yet is waited for
+    found = await store_for(request, run_id)
+    if found is None and request.app.state.store is None:  # --storage without a trace
+        context: dict[str, Any] = {"trace_path": "", "error": None, "exists": True, "run_id": run_id}
+        if fragment:
+            return _render(request, "_run_missing.html", context)
+        return _render(request, "run_missing.html", context, status=404)
+    store = found if found is not None else await _store(request)
+    run = store.run(run_id) if found is not None else None
     if run is None:
         context = {**_common(store), "run_id": run_id}
         if fragment:
@@ -215,6 +234,9 @@ def _render_clean(request: Request, name: str, context: dict[str, Any], status: 
     env: Environment = request.app.state.templates
     body = clean_text(env.get_template(name).render(context))
     return HTMLResponse(body, status_code=status)
+
+
+_run_response = run_response
 
 
 async def run_page(request: Request) -> Response:

@@ -20,7 +20,6 @@ KEEPALIVE_S = 15.0
 
 
 async def events(request: Request) -> StreamingResponse:
-    store: TraceStore = request.app.state.store
     hub: Hub = request.app.state.hub
     run_id = request.query_params.get("run")
     try:
@@ -30,12 +29,22 @@ async def events(request: Request) -> StreamingResponse:
     # Subscribe before comparing versions: a change between the two is then
     # both reported as missed and queued, never lost.
     sub = hub.subscribe()
-    missed = since != store.version
+    missed = since != _version(request)
     return StreamingResponse(
         _stream(hub, sub, run_id, missed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _version(request: Request) -> int:
+    """The trace's version; with a storage, one that moves with it and every trace too."""
+    if request.app.state.storage is not None:
+        from .stored_pages import live_version
+
+        return live_version(request)
+    store: TraceStore = request.app.state.store
+    return store.version
 
 
 def _message(event: str, data: str) -> str:

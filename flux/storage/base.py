@@ -53,9 +53,11 @@ class WorkflowStorage(Protocol):
         limit: int = 50,
         offset: int = 0,
         parent_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first (by creation), filtered by workflow name, statuses and the
-        run that started them with `.call` (`parent_id`, by an index)."""
+        """Runs, newest first (by creation), filtered by workflow name, statuses, the run that
+        started them with `.call` (`parent_id`) and the start of their id (`id_prefix`,
+        matched exactly, case and all), each by an index."""
         ...
 
     async def acquire_lease(self, run_id: str, lease: Lease, *, take_from: str | None = None) -> bool:

@@ -114,6 +114,7 @@ class MemoryStorage:
         limit: int = 50,
         offset: int = 0,
         parent_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         wanted = set(status) if status else None
         runs = [
@@ -122,6 +123,7 @@ class MemoryStorage:
             if (name is None or r.name == name)
             and (wanted is None or r.status in wanted)
             and (parent_id is None or r.parent_id == parent_id)
+            and (not id_prefix or r.id.startswith(id_prefix))
         ]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return [r.copy() for r in runs[offset : offset + limit]]

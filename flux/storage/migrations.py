@@ -125,6 +125,31 @@ _V5_BRANCHES = (
     "CREATE INDEX flux_runs_parent ON flux_runs (parent_id) WHERE parent_id IS NOT NULL",
 )
 
+#: The dashboard (SPEC §12): PostgreSQL tells whoever LISTENs on `flux_runs` which run changed
+#: (its id; '' for an id too long for a notification's payload), so that `flux dev --storage`
+#: follows the storage without polling it. A lease renewal (a heartbeat: only
+#: `lease_expires_at` moves) is not a change anyone shows, and costs no notification. And a
+#: run found by the start of its id by an index whatever the database's collation
+#: (`LIKE 'prefix%'` needs `text_pattern_ops` outside "C"). SQLite needs neither: the
+#: dashboard watches its files, and its ids compare as code points.
+_V6_POSTGRES_NOTIFY = (
+    """CREATE OR REPLACE FUNCTION flux_runs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        run_id TEXT := CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END;
+    BEGIN
+        PERFORM pg_notify('flux_runs', CASE WHEN octet_length(run_id) < 7900 THEN run_id ELSE '' END);
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER flux_runs_notify AFTER INSERT OR DELETE ON flux_runs
+    FOR EACH ROW EXECUTE FUNCTION flux_runs_notify()""",
+    """CREATE TRIGGER flux_runs_notify_update AFTER UPDATE ON flux_runs FOR EACH ROW
+    WHEN (OLD.updated_at IS DISTINCT FROM NEW.updated_at OR OLD.status IS DISTINCT FROM NEW.status
+        OR OLD.lease_owner IS DISTINCT FROM NEW.lease_owner
+        OR OLD.cancel_reason IS DISTINCT FROM NEW.cancel_reason)
+    EXECUTE FUNCTION flux_runs_notify()""",
+    "CREATE INDEX flux_runs_id_prefix ON flux_runs (id text_pattern_ops)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the schema of Flux 0.1.0", sqlite=_SQLITE_1, postgres=_POSTGRES_1),
     Migration(
@@ -151,6 +176,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5, "branches: the data changes of branches and items, map items, child runs", common=_V5_BRANCHES
+    ),
+    Migration(
+        6,
+        "the dashboard: change notifications and id-prefix search on PostgreSQL",
+        postgres=_V6_POSTGRES_NOTIFY,
     ),
 )
 

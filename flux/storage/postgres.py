@@ -38,6 +38,7 @@ from ._children import (
     wake_self_sql,
 )
 from ._group import Write
+from ._prefix import like_prefix, searchable
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -408,6 +409,7 @@ class PostgresStorage:
         limit: int = 50,
         offset: int = 0,
         parent_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         where: list[str] = []
         args: list[Any] = []
@@ -417,6 +419,12 @@ class PostgresStorage:
         if parent_id is not None:
             where.append("parent_id=%s")
             args.append(parent_id)
+        if id_prefix and not searchable(id_prefix):
+            return []
+        if id_prefix:
+            # Left-anchored: the `text_pattern_ops` index of migration 6 serves it.
+            where.append("id LIKE %s ESCAPE '\\'")
+            args.append(like_prefix(id_prefix))
         if status:
             where.append("status = ANY(%s)")
             args.append([s.value for s in status])

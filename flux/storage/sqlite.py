@@ -43,6 +43,7 @@ from ._children import (
 )
 from ._compact import MARK, against, decode
 from ._group import GroupCommit, Write
+from ._prefix import prefix_successor, searchable
 from ._rows import (
     RUN_COLUMNS,
     RUN_WIDTH,
@@ -441,6 +442,7 @@ class SQLiteStorage:
         limit: int = 50,
         offset: int = 0,
         parent_id: str | None = None,
+        id_prefix: str | None = None,
     ) -> list[RunRecord]:
         where, args = [], []
         if name is not None:
@@ -449,6 +451,16 @@ class SQLiteStorage:
         if parent_id is not None:
             where.append("parent_id=?")
             args.append(parent_id)
+        if id_prefix and not searchable(id_prefix):
+            return []
+        if id_prefix:
+            # A range of the primary key: BINARY collation orders as code points do.
+            where.append("id >= ?")
+            args.append(id_prefix)
+            upper = prefix_successor(id_prefix)
+            if upper is not None:
+                where.append("id < ?")
+                args.append(upper)
         if status:
             where.append(f"status IN ({', '.join('?' * len(status))})")
             args.extend(s.value for s in status)

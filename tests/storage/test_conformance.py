@@ -307,3 +307,26 @@ def test_claimed_runs_are_exclusive_across_views(make_storage: Factory) -> None:
         seen.append(got.id)
     assert sorted(seen) == [f"r{i}" for i in range(5)]
     assert run(views[0].claim_next(["wf"], lease("late"))) is None
+
+
+def test_list_by_id_prefix(make_storage: Factory) -> None:
+    """The search of `flux dev --storage`: the start of the id, exactly, hostile characters too."""
+    storage = make_storage()
+    ids = ["ORD-1", "ORD-10", "ORD-2", "ord-3", "OR%D", "OR_X", "a\\b", "é-1", "é-2", "\U0010ffff1", "ORE"]
+    for i, run_id in enumerate(ids):
+        run(storage.create_run(make_run(run_id, name="a" if i % 2 else "b", created=1000.0 + i)))
+
+    def found(prefix: str, name: str | None = None, status: list[RunStatus] | None = None) -> list[str]:
+        return [r.id for r in run(storage.list_runs(id_prefix=prefix, name=name, status=status))]
+
+    assert found("ORD-1") == ["ORD-10", "ORD-1"]
+    assert found("ORD") == ["ORD-2", "ORD-10", "ORD-1"]  # not ord-3: case counts
+    assert found("OR%") == ["OR%D"] and found("OR_") == ["OR_X"]  # wildcards are plain characters
+    assert found("a\\") == ["a\\b"]
+    assert found("é") == ["é-2", "é-1"]
+    assert found("\U0010ffff") == ["\U0010ffff1"]
+    assert found("ORD", name="a") == ["ORD-10"]
+    assert found("ORD", status=[RunStatus.FAILED]) == []
+    assert [r.id for r in run(storage.list_runs(id_prefix="ORD", limit=1, offset=1))] == ["ORD-10"]
+    assert found("zzz") == [] and found("\x00") == [] and found("\ud800") == []
+    assert len(found("")) == len(ids)
