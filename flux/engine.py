@@ -229,6 +229,11 @@ class FluxEngine:
             raise RunStateError(
                 f"signal to run '{id}': the signal name must be a non-empty string, got {signal!r}"
             )
+        if signal.startswith("child:"):
+            raise RunStateError(
+                f"signal to run '{id}': '{signal}' is the end of a child run; it is delivered by the "
+                "child's own end, never by hand"
+            )
         payload_json = ser.dumps(payload, path="signal.payload")
         await self._wait_active(self._check_id(id))
         run = await self._load(flow, id)

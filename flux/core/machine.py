@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import (
     CommitInterruptedError,
     FatalError,
+    InputValidationError,
     SerializationError,
     StepCrashedError,
     WorkflowDefinitionError,
@@ -137,7 +138,7 @@ def may_retry(exc: BaseException, sp: StepPlan, tries: int) -> bool:
     """Whether an attempt that raised `exc`, after `tries` failed attempts, is tried again:
     steps and compensations follow the same rule."""
     return (
-        not isinstance(exc, (FatalError, SerializationError, WorkflowDefinitionError))
+        not isinstance(exc, (FatalError, SerializationError, WorkflowDefinitionError, InputValidationError))
         and tries <= sp.retries
         and (sp.retry_on is None or isinstance(exc, sp.retry_on))
     )
@@ -226,9 +227,7 @@ def _attempt_ended(
     if ev.error is not None:
         exc = ev.error
         if run.cancel_reason is not None:
-            rec.status = check_step(rec.status, S.CANCELLED)
-            rec.completed_at = now
-            saga.cancel(run, plan, now, memo, out)
+            saga.cancel(run, plan, now, memo, out)  # it marks the step cancelled, and stores it
             return
         tries = rec.attempts - rec.crashes
         if may_retry(exc, sp, tries):
@@ -284,7 +283,10 @@ def _suspend(
     out.append(Save((sp.name,)))
     emit(out, run, plan, now, E.STEP_SUSPEND, {"stepName": sp.name, "stepIndex": sp.index,
          "signal": ev.signal, "status": "suspended"})  # fmt: skip
-    out.append(Log("info", f"suspended, waiting for signal '{ev.signal}'", sp.name))
+    if sp.kind == "call":
+        out.append(Log("info", f"suspended, waiting for child run '{ev.signal[len('child:') :]}'", sp.name))
+    else:
+        out.append(Log("info", f"suspended, waiting for signal '{ev.signal}'", sp.name))
     out.append(Done())
 
 
