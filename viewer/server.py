@@ -8,8 +8,9 @@ import socket
 import sys
 import webbrowser
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 try:
     import uvicorn
@@ -22,6 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError("flux dev needs the viewer extra: pip install 'gravito-flux[viewer]'") from exc
 
 from . import pages, sse
+from .actions import install_actions
 from .connections import REQUEST_TIMEOUT_S, deadline_protocol
 from .hosts import HostCheck, allowed_hosts, is_loopback
 from .hub import Hub
@@ -43,7 +45,10 @@ CSP = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with a
+    # form's POST, and the dashboard's actions check the Origin (viewer/csrf.py). Other
+    # sites still get no Referer.
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
 
@@ -72,7 +77,15 @@ class _App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
+def create_app(
+    trace: Path,
+    hosts: Iterable[str] | None = None,
+    *,
+    storage: Any = None,
+    workflows: Mapping[str, Any] | None = None,
+    read_only: bool = False,
+    trace_paths: Sequence[Path] | None = None,
+) -> Starlette:
     """The dashboard for the trace at ``trace``; it need not exist yet.
 
     ``hosts``, the Host names it answers (see ``viewer.hosts``), guards against
@@ -110,6 +123,11 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
     allowed = frozenset(hosts) if hosts is not None else allowed_hosts("127.0.0.1")
     middleware = [Middleware(HostCheck, allowed=allowed)]
     app = _App(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.hosts = allowed
+    app.state.storage = storage
+    app.state.workflows = dict(workflows or {})
+    app.state.read_only = read_only
+    app.state.trace_paths = [Path(p) for p in trace_paths] if trace_paths is not None else [Path(trace)]
     app.state.store = store
     app.state.hub = hub
     app.state.order = RunOrder()
@@ -117,6 +135,10 @@ def create_app(trace: Path, hosts: Iterable[str] | None = None) -> Starlette:
     app.state.headlines = OrderedDict()
     app.state.rows = OrderedDict()
     app.state.templates = make_env()
+    # --- dashboard actions (h/actions): their POST routes, the session/CSRF cookie inside
+    # the Host check, and what the templates ask (viewer/actions.py, viewer/csrf.py).
+    install_actions(app)
+    # --- end of dashboard actions
     return app
 
 
