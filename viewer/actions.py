@@ -79,12 +79,14 @@ class Actions:
             self._engine = FluxEngine(storage=self.state.storage, trace=sink)
         return self._engine
 
-    def record(self, run: RunRecord, action: str, **fields: Any) -> None:
-        """Append the ``workflow:action`` for ``run`` as it was before the action."""
+    def record(self, run: RunRecord, at: float, action: str, **fields: Any) -> None:
+        """Append the ``workflow:action`` for ``run`` as it was before the action, which
+        began at ``at``: numbered as its last event then, it sorts ahead of what the engine
+        did for it (written once the engine has accepted it: a refused action is none)."""
         sink = self.engine.trace
         if sink is None:
             return
-        sink.emit(action_event(run_id=run.id, name=run.name, seq=run.seq, timestamp=timestamp_ms(time.time()),
+        sink.emit(action_event(run_id=run.id, name=run.name, seq=run.seq, timestamp=timestamp_ms(at),
                                action=action, by=BY, **fields))  # fmt: skip
 
     def drive(self, flow: Workflow[Any], run_id: str) -> None:
@@ -204,11 +206,12 @@ async def _retry(request: Request, form: Mapping[str, Any]) -> str:
     run, flow = await _target(request)
     assert flow is not None
     actions: Actions = request.app.state.actions
+    at = time.time()
     try:
         await actions.engine.retry_step(flow, run.id, step, enqueue=True)
     except FluxError as exc:
         raise _engine_error(exc, run.id) from None
-    actions.record(run, "retry", stepName=step)
+    actions.record(run, at, "retry", stepName=step)
     actions.drive(flow, run.id)
     return run.id
 
@@ -222,7 +225,7 @@ async def _resume(request: Request, form: Mapping[str, Any]) -> str:
         )
     _fits(flow, run)
     actions: Actions = request.app.state.actions
-    actions.record(run, "resume")
+    actions.record(run, time.time(), "resume")
     actions.drive(flow, run.id)
     return run.id
 
@@ -231,11 +234,12 @@ async def _cancel(request: Request, form: Mapping[str, Any]) -> str:
     reason = rules.text_field(form, "reason", required=False, default="cancelled from the dashboard")
     run, flow = await _target(request, need_flow=False)
     actions: Actions = request.app.state.actions
+    at = time.time()
     try:
         await actions.engine.cancel(run.id, reason, flow=flow)
     except FluxError as exc:
         raise _engine_error(exc, run.id) from None
-    actions.record(run, "cancel", reason=reason)
+    actions.record(run, at, "cancel", reason=reason)
     return run.id
 
 
@@ -245,11 +249,12 @@ async def _signal(request: Request, form: Mapping[str, Any]) -> str:
     run, flow = await _target(request)
     assert flow is not None
     actions: Actions = request.app.state.actions
+    at = time.time()
     try:
         await actions.engine.signal(flow, run.id, name, payload, enqueue=True)
     except FluxError as exc:
         raise _engine_error(exc, run.id) from None
-    actions.record(run, "signal", signal=name, data=payload)
+    actions.record(run, at, "signal", signal=name, data=payload)
     actions.drive(flow, run.id)
     return run.id
 
@@ -343,21 +348,21 @@ async def _bulk(request: Request, action: str) -> Response:
 async def _bulk_retry_one(state: Any, run: RunRecord) -> None:
     flow: Workflow[Any] = state.workflows[run.name]
     actions: Actions = state.actions
-    step = run.error_step
+    step, at = run.error_step, time.time()
     if step is not None and any(s.name == step and s.started_at for s in run.steps):
         await actions.engine.retry_step(flow, run.id, step, enqueue=True)
-        actions.record(run, "retry", stepName=step)
+        actions.record(run, at, "retry", stepName=step)
     else:
         _fits(flow, run)
-        actions.record(run, "resume")
+        actions.record(run, at, "resume")
     actions.drive(flow, run.id)
 
 
 async def _bulk_cancel_one(state: Any, run: RunRecord, reason: str | None) -> None:
     actions: Actions = state.actions
-    why = reason or "cancelled from the dashboard (bulk)"
+    why, at = reason or "cancelled from the dashboard (bulk)", time.time()
     await actions.engine.cancel(run.id, why, flow=state.workflows.get(run.name))
-    actions.record(run, "cancel", reason=why)
+    actions.record(run, at, "cancel", reason=why)
 
 
 async def bulk_retry(request: Request) -> Response:
