@@ -291,3 +291,36 @@ def test_the_timeline_marks_the_action(dash: Dash) -> None:
     # the trace run page reads the trace the action and the engine wrote to
     timeline = dash.client.get("/runs/T-1/timeline").text
     assert "retried from pay by dashboard" in timeline
+
+
+def test_a_run_another_process_holds_is_not_driven_by_the_dashboard(dash: Dash) -> None:
+    import time
+
+    from flux.records import Lease
+
+    with dash.engine() as engine:
+        engine.start_sync(flaky, {"gate": str(dash.tmp / "no-gate")}, id="W-1")  # pending, for a worker
+        worker = Lease("a-worker", "elsewhere", 1, time.time() + 60)
+        assert engine._run_on_loop(lambda: engine.storage.acquire_lease("W-1", worker))
+    response = dash.post("/runs/W-1/resume", {"csrf": dash.token("W-1")})
+    assert response.status_code == 303, response.text
+    dash.idle()
+    run = dash.run("W-1")
+    assert run.status.value == "pending" and run.lease.owner == "a-worker"
+    assert [s.started_at for s in run.steps] == [None, None, None]  # the worker's to run, not ours
+
+
+def test_what_storage_holds_is_escaped_in_the_forms(dash: Dash) -> None:
+    from urllib.parse import quote
+
+    hostile = '<img src=x onerror=alert(1)>"\'&'
+    dash.failed(hostile)
+    page = dash.client.get("/stored/" + quote(hostile, safe="")).text
+    assert "<img src=x" not in page
+    assert 'data-confirm="Retry run &lt;img src=x onerror=alert(1)&gt;&#34;&#39;&amp; from step' in page
+    assert f'action="/runs/{quote(hostile, safe="")}/retry"' in page
+    # and the action on it works, by that encoded path
+    form = {"csrf": csrf_of(page), "step": "fetch"}
+    response = dash.post(f"/runs/{quote(hostile, safe='')}/retry", form)
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/runs/" + quote(hostile, safe="")
