@@ -50,6 +50,8 @@ __all__ = ["Actions", "action_routes", "install_actions"]
 
 _log = logging.getLogger("flux.dev.actions")
 BY = "dashboard"
+#: Runs the dashboard drives at the same time, at most.
+DRIVEN_AT_ONCE = 8
 
 
 class Refused(Exception):
@@ -70,6 +72,7 @@ class Actions:
         self.state = state
         self._engine: FluxEngine | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._slots: asyncio.Semaphore | None = None  # made on the loop that serves
 
     @property
     def engine(self) -> FluxEngine:
@@ -90,10 +93,18 @@ class Actions:
                                action=action, by=BY, **fields))  # fmt: skip
 
     def drive(self, flow: Workflow[Any], run_id: str) -> None:
-        """Take the run forward in this process, unless another process holds it."""
-        task = asyncio.get_running_loop().create_task(self.engine.resume(flow, run_id))
+        """Take the run forward in this process, unless another process holds it; at most
+        ``DRIVEN_AT_ONCE`` at a time (a bulk retry's others wait, stored and free for a
+        worker to take meanwhile)."""
+        task = asyncio.get_running_loop().create_task(self._drive(flow, run_id))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+
+    async def _drive(self, flow: Workflow[Any], run_id: str) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(DRIVEN_AT_ONCE)
+        async with self._slots:
+            await self.engine.resume(flow, run_id)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
