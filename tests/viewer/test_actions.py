@@ -313,7 +313,7 @@ def test_a_run_another_process_holds_is_not_driven_by_the_dashboard(dash: Dash) 
 def test_what_storage_holds_is_escaped_in_the_forms(dash: Dash) -> None:
     from urllib.parse import quote
 
-    hostile = '<img src=x onerror=alert(1)>"\'&'
+    hostile = "<img src=x onerror=alert(1)>\"'&"
     dash.failed(hostile)
     page = dash.client.get("/stored/" + quote(hostile, safe="")).text
     assert "<img src=x" not in page
