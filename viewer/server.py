@@ -45,10 +45,7 @@ CSP = (
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    # same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with a
-    # form's POST, and the dashboard's actions check the Origin (viewer/csrf.py). Other
-    # sites still get no Referer.
-    (b"referrer-policy", b"same-origin"),
+    (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
 
