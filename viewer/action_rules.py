@@ -67,13 +67,15 @@ class RunActions:
         return bool(self.retry_steps or self.resume or self.cancel or self.signal)
 
 
-def held(run: RunRecord, now: float) -> bool:
-    """Whether a live process holds the run (its lease has not expired)."""
-    return run.status in EXECUTING and run.lease is not None and run.lease.expires_at > now
+def held(run: RunRecord, now: float, holder_dead: bool = False) -> bool:
+    """Whether a live process holds the run: its lease has not expired, and its holder is
+    not known to be dead (``flux.leases``: a process of this machine that is gone)."""
+    live = run.lease is not None and run.lease.expires_at > now and not holder_dead
+    return run.status in EXECUTING and live
 
 
-def run_actions(run: RunRecord, now: float) -> RunActions:
-    busy = held(run, now)
+def run_actions(run: RunRecord, now: float, holder_dead: bool = False) -> RunActions:
+    busy = held(run, now, holder_dead)
     retry = [] if busy or run.status is RunStatus.PENDING else [s.name for s in run.steps if s.started_at]
     resume = not busy and not _at_rest(run) and run.status is not RunStatus.SUSPENDED
     cancel = run.status not in RUN_TERMINAL
@@ -143,7 +145,9 @@ def expected_count(form: Mapping[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class BulkFilter:
-    """The runs page's filter, as a bulk action receives it in its query string."""
+    """The stored runs page's filter, as a bulk action receives it in its query string:
+    ``status``, ``workflow`` (or ``name``) and ``q``, the start of the run ids (the page's
+    search over stored runs, by the primary key's index)."""
 
     status: RunStatus | None = None
     name: str | None = None
@@ -157,7 +161,8 @@ class BulkFilter:
         except ValueError:
             known = ", ".join(s.value for s in RunStatus)
             raise FormError(f"field 'status': unknown status {raw[:40]!r} (known: {known})") from None
-        return cls(status, (params.get("name") or "").strip() or None, (params.get("q") or "").strip())
+        name = (params.get("workflow") or params.get("name") or "").strip() or None
+        return cls(status, name, params.get("q") or "")
 
     def statuses(self, action: str) -> list[RunStatus] | None:
         """The states to list for ``action``: the filter's, within those it applies to."""
@@ -172,16 +177,13 @@ class BulkFilter:
             f"status {self.status.value}" if self.status else "",
             f"workflow {self.name}" if self.name else "",
         ]
-        parts.append(f"matching {self.q!r}" if self.q else "")
+        parts.append(f"id starting {self.q!r}" if self.q else "")
         return ", ".join(p for p in parts if p) or "all runs"
 
 
 def matches(run: RunRecord, q: str) -> bool:
-    """The search of the runs page over a stored run: id, workflow or error, any case."""
-    if not q:
-        return True
-    needle = q.casefold()
-    return any(needle in (text or "").casefold() for text in (run.id, run.name, run.error))
+    """The search of the stored runs page: the run's id starts with ``q`` (as typed)."""
+    return run.id.startswith(q)
 
 
 def bulk_eligible(action: str, run: RunRecord, flt: BulkFilter, known: Mapping[str, object]) -> bool:

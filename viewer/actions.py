@@ -111,6 +111,11 @@ class Actions:
         if not task.cancelled() and (exc := task.exception()) is not None:
             _log.error("flux dev: driving a run after an action failed: %r", exc)
 
+    def offers(self, run: RunRecord) -> rules.RunActions:
+        """What the run's page may offer now (a dead holder's run may be resumed at once)."""
+        dead = self.engine.leases.dead_holder(run.lease) is not None
+        return rules.run_actions(run, time.time(), dead)
+
     async def idle(self) -> None:
         """Wait until the runs driven in the background have come to rest (for tests)."""
         while self._tasks:
@@ -121,8 +126,8 @@ def install_actions(app: Starlette) -> None:
     """Wire the actions into ``app`` (called once by ``viewer.server.create_app``)."""
     app.router.routes[:0] = action_routes()
     app.user_middleware.append(Middleware(SessionCSRF))
-    app.state.actions = Actions(app.state)
-    app.state.templates.globals["run_actions"] = lambda run: rules.run_actions(run, time.time())
+    actions = app.state.actions = Actions(app.state)
+    app.state.templates.globals["run_actions"] = actions.offers
 
 
 def action_routes() -> list[Route]:
@@ -230,7 +235,7 @@ async def _retry(request: Request, form: Mapping[str, Any]) -> str:
 async def _resume(request: Request, form: Mapping[str, Any]) -> str:
     run, flow = await _target(request)
     assert flow is not None
-    if not rules.run_actions(run, time.time()).resume:
+    if not request.app.state.actions.offers(run).resume:
         raise Refused(
             409, f"run '{run.id}' ({run.name}) is {run.status.value}: there is nothing to resume", run.id
         )
@@ -348,7 +353,8 @@ async def _bulk(request: Request, action: str) -> Response:
             await (_bulk_retry_one(state, run) if action == "retry" else _bulk_cancel_one(state, run, reason))
         except (FluxError, Refused) as exc:
             failures.append(f"{run.id}: {exc}")
-    target = "/?" + urlencode({k: v for k, v in request.query_params.items() if k in ("status", "name", "q")})
+    kept = ("status", "workflow", "name", "q")
+    target = "/?" + urlencode({k: v for k, v in request.query_params.items() if k in kept and v})
     if failures:
         done = len(runs) - len(failures)
         text = f"{action}: {done} of {len(runs)} run(s) done; these were refused:"

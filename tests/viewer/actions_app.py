@@ -53,7 +53,7 @@ async def _stored_run(request: Request) -> Response:
 
 async def _stored_runs(request: Request) -> Response:
     state = request.app.state
-    params = {k: v for k, v in request.query_params.items() if k in ("status", "name", "q") and v}
+    params = {k: v for k, v in request.query_params.items() if k in ("status", "workflow", "q") and v}
     runs = await state.storage.list_runs(limit=200)
     env = state.templates
     html = env.from_string(RUNS).render(

@@ -48,6 +48,11 @@ def test_what_a_run_offers(
     assert (acts.retry_steps, acts.resume, acts.cancel, acts.signal) == (retry, resume, cancel, signal)
 
 
+def test_a_live_lease_of_a_holder_known_dead_does_not_hold_the_run() -> None:
+    run = _run(R.RUNNING, started=1, lease=NOW + 30)
+    assert rules.run_actions(run, NOW, holder_dead=True).resume
+
+
 def test_a_run_that_offers_nothing_says_why() -> None:
     run = _run(R.FAILED)
     run.error_type = "CommitInterruptedError"  # retry_step is the way, but no step has run here
@@ -73,16 +78,18 @@ def test_forms_and_payloads() -> None:
 
 
 def test_the_bulk_filter() -> None:
-    flt = rules.BulkFilter.from_params({"status": "failed", "name": " w ", "q": "ORD"})
+    flt = rules.BulkFilter.from_params({"status": "failed", "workflow": " w ", "q": "ORD"})
     assert (flt.status, flt.name, flt.q) == (R.FAILED, "w", "ORD")
     assert flt.statuses("retry") == [R.FAILED] and flt.statuses("cancel") == []
     assert set(rules.BulkFilter().statuses("retry") or []) == rules.RETRYABLE
     assert R.SUSPENDED in (rules.BulkFilter().statuses("cancel") or [])
     with pytest.raises(rules.FormError, match="field 'status': unknown status 'nope'"):
         rules.BulkFilter.from_params({"status": "nope"})
-    run = _run(R.FAILED)
-    run.error = "Card DECLINED"
-    assert rules.bulk_eligible("retry", run, rules.BulkFilter(q="declined"), {"w": object()})
+    assert rules.BulkFilter.from_params({"name": "w"}).name == "w"
+    run = _run(R.FAILED)  # id "r", workflow "w"
+    assert rules.bulk_eligible("retry", run, rules.BulkFilter(q="r"), {"w": object()})
+    assert not rules.bulk_eligible("retry", run, rules.BulkFilter(q="R"), {"w": object()})
+    assert not rules.bulk_eligible("retry", run, rules.BulkFilter(name="v"), {"w": object()})
     assert not rules.bulk_eligible("retry", run, rules.BulkFilter(), {})  # no definition
     assert not rules.bulk_eligible("cancel", run, rules.BulkFilter(), {"w": object()})  # finished
 

@@ -34,7 +34,13 @@ def test_the_selection_counts_what_each_bulk_action_would_take(dash: Dash) -> No
     assert dash.client.get("/actions/selection").json() == {"retry": 3, "cancel": 1, "filter": "all runs"}
     body = dash.client.get("/actions/selection?status=failed&q=F-1").json()
     assert (body["retry"], body["cancel"]) == (1, 0)
-    assert body["filter"] == "status failed, matching 'F-1'"
+    assert body["filter"] == "status failed, id starting 'F-1'"
+    assert dash.client.get("/actions/selection?q=f-").json()["retry"] == 0  # the start of the id, as typed
+    assert dash.client.get("/actions/selection?workflow=approval").json() == {
+        "retry": 0,
+        "cancel": 1,
+        "filter": "workflow approval",
+    }
     assert dash.client.get("/actions/selection?status=bogus").status_code == 400
 
 
@@ -92,6 +98,6 @@ def test_a_bulk_action_needs_a_count_and_the_token(dash: Dash) -> None:
 
 
 def test_the_runs_page_form_posts_the_filter_it_shows(dash: Dash) -> None:
-    page = dash.client.get("/stored?status=failed&name=flaky").text
-    assert 'action="/runs/retry?status=failed&amp;name=flaky"' in page
-    assert 'data-filter="status=failed&amp;name=flaky"' in page
+    page = dash.client.get("/stored?status=failed&workflow=flaky").text
+    assert 'action="/runs/retry?status=failed&amp;workflow=flaky"' in page
+    assert 'data-filter="status=failed&amp;workflow=flaky"' in page
