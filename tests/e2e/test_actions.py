@@ -26,12 +26,32 @@ from tests.services import postgres_url_or_skip
 from tests.viewer.action_flows import approval, flaky
 
 
-class ActionServer(Server):
-    """``tests.e2e.actions_server``: a dashboard on ``url`` with the test workflows."""
+def _flux_dev_has_storage() -> bool:
+    from flux.cli import _parser, _subparser
 
-    def __init__(self, url: str, trace: Path, port: int = 0, read_only: bool = False) -> None:
-        self.trace = trace
-        cmd = [sys.executable, "-m", "tests.e2e.actions_server", "--storage", url, "--trace", str(trace)]
+    return "--storage" in _subparser(_parser(), "dev").format_help()
+
+
+#: Whether this build's ``flux dev`` serves stored runs (``--storage``, ``--workflows``).
+REAL = _flux_dev_has_storage()
+LAUNCHER = "import sys; from flux.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+class ActionServer(Server):
+    """A dashboard on ``url`` with the test workflows: the real ``flux dev --storage URL
+    --workflows tests.viewer.action_flows`` when this build has it, else the bare pages of
+    ``tests.e2e.actions_server`` (``/stored/<id>``, ``/stored``) that include the same
+    action templates."""
+
+    def __init__(
+        self, url: str, trace: Path, port: int = 0, read_only: bool = False, real: bool = REAL
+    ) -> None:
+        self.trace, self.real = trace, real
+        if real:
+            cmd = [sys.executable, "-c", LAUNCHER, "dev", "--storage", url, "--trace", str(trace)]
+            cmd += ["--workflows", "tests.viewer.action_flows"]
+        else:
+            cmd = [sys.executable, "-m", "tests.e2e.actions_server", "--storage", url, "--trace", str(trace)]
         cmd += ["--port", str(port)] + (["--read-only"] if read_only else [])
         self.proc = subprocess.Popen(
             cmd,
@@ -43,6 +63,12 @@ class ActionServer(Server):
         )
         self.url = self._wait_for_url()
         self._wait_until_it_answers()
+
+    def run_page(self, run_id: str) -> str:
+        return f"{self.url}/runs/{run_id}" if self.real else f"{self.url}/stored/{run_id}"
+
+    def runs_page(self, query: str) -> str:
+        return f"{self.url}/?{query}" if self.real else f"{self.url}/stored?{query}"
 
 
 class World:
@@ -116,7 +142,7 @@ def _marker(page: Any, text: str) -> None:
 
 def test_retry_from_a_step(world: World, dash: ActionServer, page: Any) -> None:
     world.failed("R-1").unlink()
-    page.goto(f"{dash.url}/stored/R-1")
+    page.goto(dash.run_page("R-1"))
     page.select_option(".action-retry select[name=step]", "pay")
     page.click(".action-retry button[type=submit]")
     _confirm(page, "Retry run R-1 from step “pay”?")
@@ -127,7 +153,7 @@ def test_retry_from_a_step(world: World, dash: ActionServer, page: Any) -> None:
 
 def test_resume(world: World, dash: ActionServer, page: Any) -> None:
     world.failed("R-2").unlink()
-    page.goto(f"{dash.url}/stored/R-2")
+    page.goto(dash.run_page("R-2"))
     page.click(".action-resume button[type=submit]")
     _confirm(page, "Resume run R-2")
     page.wait_for_url(re.compile(r"/runs/R-2$"))
@@ -137,7 +163,7 @@ def test_resume(world: World, dash: ActionServer, page: Any) -> None:
 
 def test_signal_with_a_json_payload(world: World, dash: ActionServer, page: Any) -> None:
     world.suspended("S-1")
-    page.goto(f"{dash.url}/stored/S-1")
+    page.goto(dash.run_page("S-1"))
     assert page.input_value(".action-signal input[name=signal]") == "approval"
     page.fill(".action-signal textarea[name=payload]", "{not json")
     page.click(".action-signal button[type=submit]")
@@ -158,7 +184,7 @@ def test_signal_with_a_json_payload(world: World, dash: ActionServer, page: Any)
 
 def test_cancel(world: World, dash: ActionServer, page: Any) -> None:
     world.suspended("C-1")
-    page.goto(f"{dash.url}/stored/C-1")
+    page.goto(dash.run_page("C-1"))
     page.fill(".action-cancel input[name=reason]", "customer asked")
     page.click(".action-cancel button[type=submit]")
     _confirm(page, "Cancel run C-1?")
@@ -171,7 +197,7 @@ def test_bulk_retry_shows_the_count_and_retries_them(world: World, dash: ActionS
     world.failed("B-1").unlink()
     world.failed("B-2").unlink()
     world.suspended("B-3")
-    page.goto(f"{dash.url}/stored?status=failed")
+    page.goto(dash.runs_page("status=failed"))
     page.click(".bulk-retry button[type=submit]")
     _confirm(page, "Retry 2 runs (status failed)?")
     page.wait_for_url(re.compile(r"/\?status=failed$"))
@@ -210,7 +236,7 @@ def test_a_cross_origin_form_is_refused_and_changes_nothing(
 ) -> None:
     world.failed("X-1").unlink()
     before = world.stored("X-1")
-    page.goto(dash.url + "/stored/X-1")  # the user has a session with the dashboard
+    page.goto(dash.run_page("X-1"))  # the user has a session with the dashboard
     page.goto(attacker)
     with page.expect_navigation():
         page.click("button")
@@ -229,12 +255,13 @@ def test_a_form_from_before_a_restart_is_stale_and_changes_nothing(world: World,
     world.failed("X-2").unlink()
     before = world.stored("X-2")
     port = _free_port()
-    first = ActionServer(world.url, world.trace, port=port)
+    # The bare page: a live page may well re-render its forms with a fresh token on reconnection.
+    first = ActionServer(world.url, world.trace, port=port, real=False)
     try:
-        page.goto(f"{first.url}/stored/X-2")
+        page.goto(first.run_page("X-2"))
     finally:
         first.stop()
-    second = ActionServer(world.url, world.trace, port=port)
+    second = ActionServer(world.url, world.trace, port=port, real=False)
     try:
         page.click(".action-retry button[type=submit]")
         _confirm(page, "Retry run X-2")
@@ -250,7 +277,7 @@ def test_read_only_offers_nothing_and_refuses_a_post(world: World, page: Any) ->
     before = world.stored("X-3")
     srv = ActionServer(world.url, world.trace, read_only=True)
     try:
-        page.goto(f"{srv.url}/stored/X-3")
+        page.goto(srv.run_page("X-3"))
         assert "--read-only" in page.inner_text(".run-actions")
         assert page.locator(".run-actions form").count() == 0
         status = page.evaluate(
