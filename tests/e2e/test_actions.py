@@ -131,9 +131,12 @@ def _fingerprint(result: Any) -> Any:
 
 
 def _confirm(page: Any, text: str) -> None:
+    """Confirm the open dialog; returns once the POST has been answered and its page loaded
+    (on the real run page, the page it redirects to has the same address)."""
     dialog = page.locator("dialog.confirm-dialog")
     dialog.locator(".confirm-text").filter(has_text=text).wait_for()
-    dialog.locator(".confirm-yes").click()
+    with page.expect_navigation():
+        dialog.locator(".confirm-yes").click()
 
 
 def _marker(page: Any, text: str) -> None:
