@@ -91,6 +91,11 @@ class Actions:
             return
         sink.emit(action_event(run_id=run.id, name=run.name, seq=run.seq, timestamp=timestamp_ms(at),
                                action=action, by=BY, **fields))  # fmt: skip
+        # Written now, not within the sink's 100 ms: the page the action redirects to reads
+        # the trace as it answers, and shows the action (and what the engine did so far).
+        flush = getattr(sink, "flush", None)
+        if callable(flush):
+            flush()
 
     def drive(self, flow: Workflow[Any], run_id: str) -> None:
         """Take the run forward in this process, unless another process holds it; at most
