@@ -70,6 +70,63 @@
       .catch(function (err) { ask(form, "Could not count the runs: " + err, false); });
   }
 
+  // A live page re-renders the run's part of it when the run changes (htmx, out of band).
+  // An action form the user is filling in, or whose confirmation is open, is kept as it is
+  // through such a swap (htmx's hx-preserve, set for that one swap); an untouched one is
+  // re-rendered, so that it offers what the run allows now.
+  function inUse(section) {
+    if (section.querySelector("dialog[open]")) return true;
+    var active = document.activeElement;
+    if (active && active !== document.body && section.contains(active)) return true;
+    var fields = section.querySelectorAll("input, textarea, select");
+    for (var i = 0; i < fields.length; i++) {
+      var field = fields[i];
+      if (field.type === "hidden") continue;
+      if (field.tagName === "SELECT") {
+        for (var j = 0; j < field.options.length; j++) {
+          if (field.options[j].selected !== field.options[j].defaultSelected) return true;
+        }
+      } else if (field.value !== field.defaultValue) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  var kept = 0;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail.target;
+    var fragment = event.detail.fragment;
+    if (!target || !fragment || !fragment.querySelectorAll) return;
+    var fresh = fragment.querySelectorAll("section.run-actions");
+    target.querySelectorAll("section.run-actions").forEach(function (old) {
+      if (!inUse(old)) return;
+      for (var i = 0; i < fresh.length; i++) {
+        var next = fresh[i];
+        if (next.dataset.run === old.dataset.run && next.dataset.only === old.dataset.only) {
+          var id = "run-actions-kept-" + ++kept;
+          old.id = next.id = id;
+          old.setAttribute("hx-preserve", "true");
+          next.setAttribute("hx-preserve", "true");
+          return;
+        }
+      }
+    });
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () {
+    document.querySelectorAll("section.run-actions[hx-preserve]").forEach(function (section) {
+      section.removeAttribute("hx-preserve");
+      section.removeAttribute("id");
+    });
+  });
+  // A runs table swapped while a bulk confirmation is open would take the dialog away.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    if (target && target.querySelector && target.querySelector(".bulk-actions dialog[open]")) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement)) return;

@@ -292,3 +292,22 @@ def test_read_only_offers_nothing_and_refuses_a_post(world: World, page: Any) ->
         assert _fingerprint(after) == _fingerprint(before)
     finally:
         srv.stop()
+
+
+@pytest.mark.skipif(not REAL, reason="the bare pages are not live: needs flux dev --storage (h/storageview)")
+def test_a_form_being_filled_in_survives_a_live_update(world: World, dash: ActionServer, page: Any) -> None:
+    import json
+
+    world.suspended("L-1")
+    page.goto(dash.run_page("L-1"))
+    page.fill(".action-signal textarea[name=payload]", '{"typed": "before the update"}')
+    # Another process writes to the trace: the page re-renders the run's part of it.
+    line = {"v": 1, "seq": 99, "type": "workflow:action", "timestamp": 1, "workflowId": "L-1",
+            "workflowName": "approval", "action": "look", "by": "another process"}  # fmt: skip
+    with open(world.trace, "a") as f:
+        f.write(json.dumps(line) + "\n")
+    _marker(page, "look by another process")  # the update has been swapped in
+    assert page.input_value(".action-signal textarea[name=payload]") == '{"typed": "before the update"}'
+    page.click(".action-signal button[type=submit]")
+    _confirm(page, "Send signal “approval” to run L-1?")
+    assert world.settled("L-1").outputs["finish"] == {"typed": "before the update"}
