@@ -79,7 +79,8 @@ class World:
         self.url, self.tmp = url, tmp
         self.trace = tmp / "trace.ndjson"
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.engine = FluxEngine(storage=url, logger=FluxSilentLogger(), trace=JsonFileTraceSink(self.trace))
+        self.sink = JsonFileTraceSink(self.trace)
+        self.engine = FluxEngine(storage=url, logger=FluxSilentLogger(), trace=self.sink)
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return self.pool.submit(fn, *args, **kwargs).result()
@@ -88,10 +89,12 @@ class World:
         gate = self.tmp / f"gate-{run_id}"
         gate.touch()
         assert self._call(self.engine.execute_sync, flaky, {"gate": str(gate)}, id=run_id).status == "failed"
+        self.sink.flush()  # in the trace before a page is opened on it
         return gate
 
     def suspended(self, run_id: str) -> None:
         assert self._call(self.engine.execute_sync, approval, None, id=run_id).status == "suspended"
+        self.sink.flush()
 
     def settled(self, run_id: str) -> Any:
         """The run once it is no longer pending or running, whichever process runs it."""
