@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,9 @@ from . import serialization as ser
 from .builder import Workflow
 from .engine import FluxEngine
 from .errors import FluxError
+from .events import action_event, timestamp_ms
 from .logger import FluxSilentLogger
+from .records import RunRecord
 from .result import FluxResult
 from .retention import parse_age
 from .status import RunStatus
@@ -156,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("id")
     cancel.add_argument("--reason", default="cancelled from the command line")
     cancel.add_argument("--workflow", help="the definition, as module:attribute (to compensate)")
+    cancel.add_argument("--trace", default=os.environ.get("FLUX_TRACE"), help="append trace events here")
     signal = actions.add_parser("signal", help="deliver a signal to a suspended run")
     add_storage(signal)
     signal.add_argument("id")
@@ -346,13 +350,18 @@ async def _runs(args: argparse.Namespace) -> int:
             print(await engine.prune(parse_age(args.older_than), args.status))
         elif args.action == "cancel":
             flow = load_workflow(args.workflow) if args.workflow else None
+            before = await _before(engine, args.id)
             result = await engine.cancel(args.id, args.reason, flow=flow)
+            _record(engine, before, "cancel", reason=args.reason)
             _print_run(result)
             if result.status is not RunStatus.CANCELLED:
                 print(f"flux: cancel requested; run '{result.id}' is {result.status.value} in another "
                       "process, which cancels it at its next heartbeat", file=sys.stderr)  # fmt: skip
         elif args.action == "retry":
-            result = await engine.retry_step(load_workflow(args.workflow), args.id, args.step)
+            flow = load_workflow(args.workflow)
+            before = await _before(engine, args.id)
+            result = await engine.retry_step(flow, args.id, args.step)
+            _record(engine, before, "retry", stepName=args.step)
             _print_run(result)
             if result.status.value in ("failed", "rolled_back", "rollback_failed"):
                 where = f"step '{result.failed_step}'" if result.failed_step else "the run"
@@ -367,11 +376,36 @@ async def _runs(args: argparse.Namespace) -> int:
                 payload = json.loads(args.payload)
             except ValueError as exc:  # not JSON, or an integer of more digits than Python reads
                 raise CLIError(f"--payload is not valid JSON: {printable(str(exc))}") from None
-            result = await engine.signal(load_workflow(args.workflow), args.id, args.signal, payload)
+            flow = load_workflow(args.workflow)
+            before = await _before(engine, args.id)
+            result = await engine.signal(flow, args.id, args.signal, payload)
+            _record(engine, before, "signal", signal=args.signal, data=payload)
             _print_run(result)
     finally:
         await engine.close()
     return 0
+
+
+async def _before(engine: FluxEngine, run_id: str) -> tuple[RunRecord, float] | None:
+    """The run as it stands before an action, and when the action began (with a trace)."""
+    if engine.trace is None:
+        return None
+    at = time.time()
+    run = await engine.storage.load_run(run_id)
+    return None if run is None else (run, at)
+
+
+def _record(engine: FluxEngine, before: tuple[RunRecord, float] | None, action: str, **fields: Any) -> None:
+    """The `workflow:action` of SPEC §12 (`by: "cli"`), when a trace is written. Written
+    once the engine has done it (a refused action is not one), with the time it began and
+    the number of the run's last event before it: a reader ordering by `seq` sees it ahead
+    of what the engine did for it."""
+    if engine.trace is None or before is None:
+        return
+    run, at = before
+    ev = action_event(run_id=run.id, name=run.name, seq=run.seq, timestamp=timestamp_ms(at),
+                      action=action, by="cli", **fields)  # fmt: skip
+    engine.trace.emit(ev)
 
 
 def load_workflow(spec: str) -> Workflow[Any]:

@@ -26,6 +26,7 @@ __all__ = [
     "PAYLOAD_KEYS",
     "SCHEMA_VERSION",
     "EventType",
+    "action_event",
     "check",
     "event",
     "stack_of",
@@ -139,6 +140,18 @@ def event(
         "workflowName": name,
         **fields,
     }
+
+
+def action_event(
+    *, run_id: str, name: str, seq: int, timestamp: int, action: str, by: str, **fields: Any
+) -> dict[str, Any]:
+    """A `workflow:action`: someone (`by`: `cli` or `dashboard`) acted on the run. `seq` is
+    the run's last event number (the stored `RunRecord.seq`): the action sorts after what
+    came before it, and the engine's own events for it follow. Fields that are None are left
+    out."""
+    extra = {k: v for k, v in fields.items() if v is not None}
+    return event(EventType.WORKFLOW_ACTION, run_id=run_id, name=name, seq=seq, timestamp=timestamp,
+                 action=action, by=by, **extra)  # fmt: skip
 
 
 def check(ev: Mapping[str, Any]) -> list[str]:

@@ -243,6 +243,31 @@ def _on_workflow_complete(f: Folder, ev: dict[str, Any], ts: float | None) -> No
     _finish(f, ev, ts)
 
 
+def action_text(ev: dict[str, Any]) -> str:
+    """``retried from pay by dashboard``: what a ``workflow:action`` did, and who did it."""
+    by = _text(ev.get("by")) or "someone"
+    action, step, signal = (
+        _text(ev.get("action")) or "acted",
+        _text(ev.get("stepName")),
+        _text(ev.get("signal")),
+    )
+    reason = _text(ev.get("reason"))
+    if action == "retry":
+        return f"retried from {step} by {by}" if step else f"retried by {by}"
+    if action == "resume":
+        return f"resumed by {by}"
+    if action == "cancel":
+        return f"cancelled by {by}" + (f": {reason}" if reason else "")
+    if action == "signal":
+        return f"signal {signal} sent by {by}" if signal else f"signalled by {by}"
+    return f"{action} by {by}"
+
+
+def _on_workflow_action(f: Folder, ev: dict[str, Any], ts: float | None) -> None:
+    # Shown as a mark on the axis and as a row of its own (templates/_timeline.html).
+    f.view.marks.append(Mark("action", ts, _text(ev.get("action")) or "action", action_text(ev)))
+
+
 _Handler = Callable[[Folder, dict[str, Any], float | None], None]
 _HANDLERS: dict[str, _Handler] = {
     EventType.WORKFLOW_START: _on_workflow_start,
@@ -264,4 +289,5 @@ _HANDLERS: dict[str, _Handler] = {
     EventType.STEP_SLEEP: waits.on_step_sleep,
     EventType.STEP_WAKE: waits.on_wake,
     EventType.SIGNAL_TIMEOUT: waits.on_signal_timeout,
+    EventType.WORKFLOW_ACTION: _on_workflow_action,
 }
