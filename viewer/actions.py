@@ -111,6 +111,14 @@ class Actions:
         async with self._slots:
             await self.engine.resume(flow, run_id)
 
+    async def close(self, grace: float = 10.0) -> None:
+        """When `flux dev` stops: the runs it drives get `grace` seconds to reach a rest; then
+        the engine closes (a run still going is left to its lease, for a worker to finish)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        if self._engine is not None:
+            await self._engine.close()
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:

@@ -160,6 +160,9 @@ def create_app(
         finally:
             stop.set()
             hub.close()
+            actions = getattr(app.state, "actions", None)  # viewer.actions, with --storage
+            if actions is not None:
+                await actions.close()
             for task in tasks:
                 task.cancel()
             for task in tasks:
