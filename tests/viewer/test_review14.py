@@ -1,0 +1,255 @@
+"""Adversarial review of `flux dev --storage` (issue 14, SPEC §12): the real app of
+``viewer.server.create_app`` on a real SQLite file, driven through a TestClient as a hostile
+web page, a careless user and a busy database would. Every refusal is checked in storage and
+in the trace: nothing changed in either."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from flux import Flux, FluxEngine, SQLiteStorage, create_workflow
+from flux.events import EventType
+from flux.logger import FluxSilentLogger
+from flux.records import Lease, RunRecord
+from flux.status import RunStatus
+from tests.viewer.action_flows import WORKFLOWS, approval, flaky
+from tests.viewer.conftest import TestClient
+from tests.viewer.test_actions import _token_of
+from viewer.server import create_app
+
+ORIGIN = {"origin": "http://127.0.0.1"}
+EVIL = "\"'><script>alert(1)</script>"
+EVIL_STEP = "<img src=x onerror=alert(2)>"
+EVIL_SIGNAL = "sig\"'><script>alert(3)</script>"
+
+hostile_wait = (
+    create_workflow(f"wf-{EVIL}")
+    .step(EVIL_STEP, lambda ctx: {"html": EVIL, "link": "javascript:alert(4)"})
+    .step("javascript:alert(5)", lambda ctx: Flux.wait(EVIL_SIGNAL))
+)
+FLOWS: dict[str, Any] = {**WORKFLOWS, hostile_wait.name: hostile_wait}
+
+
+class Dash:
+    """The dashboard on ``db`` and the trace it writes its actions to."""
+
+    def __init__(self, tmp: Path, db: Path, client: TestClient, storage: SQLiteStorage) -> None:
+        self.tmp, self.db, self.client, self.storage = tmp, db, client, storage
+        self.trace = tmp / "trace.ndjson"
+
+    @property
+    def app(self) -> Any:
+        return self.client.app
+
+    def engine(self) -> FluxEngine:
+        return FluxEngine(storage=SQLiteStorage(self.db), logger=FluxSilentLogger())
+
+    def failed(self, run_id: str) -> Path:
+        gate = self.tmp / f"gate-{abs(hash(run_id))}"
+        gate.touch()
+        with self.engine() as engine:
+            assert engine.execute_sync(flaky, {"gate": str(gate)}, id=run_id).status.value == "failed"
+        return gate
+
+    def suspended(self, run_id: str, flow: Any = approval) -> None:
+        with self.engine() as engine:
+            assert engine.execute_sync(flow, None, id=run_id).status.value == "suspended"
+
+    def completed(self, run_id: str) -> None:
+        with self.engine() as engine:
+            gate = self.tmp / "no-gate"
+            assert engine.execute_sync(flaky, {"gate": str(gate)}, id=run_id).status.value == "completed"
+
+    def run(self, run_id: str) -> Any:
+        with self.engine() as engine:
+            return engine._run_on_loop(lambda: engine.storage.load_run(run_id))
+
+    def call(self, fn: Any) -> Any:
+        return self.client.portal.call(fn)
+
+    def token(self, run_id: str | None = None) -> str:
+        page = self.client.get(quote_run(run_id) if run_id else "/")
+        assert page.status_code == 200, page.text
+        match = re.search(r'name="csrf" value="([^"]*)"', page.text)
+        assert match, "no CSRF field on the page"
+        return match.group(1)
+
+    def post(self, url: str, data: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Any:
+        return self.client.post(url, data=data, headers=ORIGIN if headers is None else headers,
+                                follow_redirects=False, **kw)  # fmt: skip
+
+    def idle(self) -> None:
+        self.call(self.app.state.actions.idle)
+
+    def events(self) -> list[dict[str, Any]]:
+        sink = self.app.state.actions.engine.trace
+        if sink is not None:
+            sink.flush()
+        if not self.trace.exists():
+            return []
+        return [json.loads(line) for line in self.trace.read_text().splitlines() if line.strip()]
+
+    def actions(self) -> list[dict[str, Any]]:
+        return [ev for ev in self.events() if ev["type"] == EventType.WORKFLOW_ACTION.value]
+
+    def unchanged(self, run_id: str, before: Any) -> None:
+        after = self.run(run_id)
+        assert (after.status, after.rev, after.updated_at) == (before.status, before.rev, before.updated_at)
+        assert self.actions() == []
+
+
+def quote_run(run_id: str, suffix: str = "") -> str:
+    return "/runs/" + quote(run_id, safe="") + suffix
+
+
+def _app(db: Path, tmp: Path, *, read_only: bool = False, stuck_after: float = 3600.0) -> tuple[Any, Any]:
+    storage = SQLiteStorage(db)
+    app = create_app(
+        None,
+        storage=storage,
+        workflows=FLOWS,
+        read_only=read_only,
+        stuck_after=stuck_after,
+        trace_paths=[tmp / "trace.ndjson"],
+    )
+    return app, storage
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Iterator[Dash]:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)  # the schema, before the app opens it
+    app, storage = _app(db, tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        d = Dash(tmp_path, db, client, storage)
+        yield d
+        d.idle()
+        client.portal.call(storage.close)
+
+
+# ---------------------------------------------------------------- CSRF, Origin, Host
+
+
+def _other_session_token(dash: Dash) -> str:
+    other = TestClient(dash.app, base_url="http://127.0.0.1")
+    page = other.get("/")
+    match = re.search(r'name="csrf" value="([^"]*)"', page.text)
+    assert match
+    return match.group(1)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "token_of_another_session",
+        "token_in_query_string_only",
+        "json_body",
+        "multipart_body",
+        "origin_other_scheme",
+        "origin_suffix_host",
+        "origin_other_port_referer_ok",
+        "null_origin_with_own_referer",
+        "dns_rebinding_host",
+        "malformed_cookie",
+    ],
+)
+def test_a_forged_retry_changes_nothing_in_storage_nor_trace(dash: Dash, attack: str) -> None:
+    dash.failed("F-1").unlink()
+    before = dash.run("F-1")
+    good = dash.token("F-1")
+    form: Any = {"csrf": good, "step": "pay"}
+    url, headers, kw = quote_run("F-1", "/retry"), dict(ORIGIN), {}
+    if attack == "token_of_another_session":
+        form["csrf"] = _other_session_token(dash)
+    elif attack == "token_in_query_string_only":
+        url += "?csrf=" + good
+        form.pop("csrf")
+    elif attack == "json_body":
+        kw = {"content": json.dumps(form), "headers": {**ORIGIN, "content-type": "application/json"}}
+        form = None
+    elif attack == "multipart_body":
+        kw = {"files": {"csrf": (None, good), "step": (None, "pay")}}
+        form = None
+    elif attack == "origin_other_scheme":
+        headers = {"origin": "https://127.0.0.1"}
+    elif attack == "origin_suffix_host":
+        headers = {"origin": "http://127.0.0.1.evil.example"}
+    elif attack == "origin_other_port_referer_ok":
+        headers = {"origin": "http://127.0.0.1:4281", "referer": "http://127.0.0.1/runs/F-1"}
+    elif attack == "null_origin_with_own_referer":
+        headers = {"origin": "null", "referer": "http://127.0.0.1/runs/F-1"}
+    elif attack == "dns_rebinding_host":
+        headers = {"origin": "http://evil.example", "host": "evil.example"}
+    elif attack == "malformed_cookie":
+        headers = {**ORIGIN, "cookie": 'flux_session="unterminated; x'}
+    if "headers" in kw:
+        response = dash.client.post(url, follow_redirects=False, **kw)
+    else:
+        response = dash.post(url, form, headers=headers, **kw)
+    assert response.status_code in (400, 403), response.text
+    dash.unchanged("F-1", before)
+
+
+@pytest.mark.parametrize("action", ["retry", "resume", "cancel", "signal"])
+def test_a_get_to_an_action_url_changes_nothing(dash: Dash, action: str) -> None:
+    dash.suspended("S-1")
+    before = dash.run("S-1")
+    token = dash.token("S-1")
+    response = dash.client.get(
+        quote_run("S-1", f"/{action}") + f"?csrf={token}&signal=approval&payload=1&step=ask",
+        headers=ORIGIN,
+        follow_redirects=False,
+    )
+    assert response.status_code in (404, 405), response.text
+    dash.unchanged("S-1", before)
+
+
+def test_a_huge_body_is_refused_before_it_is_read_whole(dash: Dash) -> None:
+    dash.suspended("S-2")
+    before = dash.run("S-2")
+    token = dash.token("S-2")
+    payload = json.dumps({"blob": "x" * 10_000_000})
+    response = dash.post(quote_run("S-2", "/signal"), {"csrf": token, "signal": "approval", "payload": payload})
+    assert response.status_code == 413, response.text
+    dash.unchanged("S-2", before)
+
+
+def test_read_only_refuses_every_action_and_bulk_action(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    setup = Dash(tmp_path, db, None, None)  # type: ignore[arg-type]
+    SQLiteStorage(db)
+    setup.failed("F-1").unlink()
+    setup.suspended("S-1")
+    app, storage = _app(db, tmp_path, read_only=True)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        dash = Dash(tmp_path, db, client, storage)
+        before = {r: dash.run(r) for r in ("F-1", "S-1")}
+        page = client.get("/runs/F-1").text
+        assert 'action="/runs/F-1/retry"' not in page and "--read-only" in page
+        client.get("/")  # a session, and its token (the page offers no form to read it from)
+        token = client.portal.call(lambda: _token_of(app, client.cookies["flux_session"]))
+        posts = [
+            ("/runs/F-1/retry", {"step": "pay"}),
+            ("/runs/F-1/resume", {}),
+            ("/runs/F-1/cancel", {}),
+            ("/runs/S-1/signal", {"signal": "approval", "payload": "{}"}),
+            ("/runs/S-1/cancel", {}),
+            ("/runs/retry", {"expected": "1"}),
+            ("/runs/cancel", {"expected": "1"}),
+        ]
+        for url, form in posts:
+            response = dash.post(url, {"csrf": token, **form})
+            assert response.status_code == 403, (url, response.text)
+        for run_id, run in before.items():
+            dash.unchanged(run_id, run)
+        client.portal.call(storage.close)
