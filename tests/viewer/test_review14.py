@@ -253,3 +253,127 @@ def test_read_only_refuses_every_action_and_bulk_action(tmp_path: Path) -> None:
         for run_id, run in before.items():
             dash.unchanged(run_id, run)
         client.portal.call(storage.close)
+
+
+# ---------------------------------------------------------------- escaping
+
+
+def _no_markup_injected(html: str) -> None:
+    assert "<script>alert(" not in html
+    assert "<img src=x" not in html
+    assert 'href="javascript:' not in html.lower() and "href='javascript:" not in html.lower()
+    assert "\x1b" not in html and "\x00" not in html
+
+
+def _surrogate_error(ctx: Any) -> None:
+    # A file name that is not UTF-8, as os.listdir gives it (surrogateescape): a real error text.
+    raise ValueError("cannot read " + os.fsdecode(b"/data/report-\xff.csv"))
+
+
+surrogate_flow = create_workflow("surrogate").step("read", _surrogate_error)
+FLOWS[surrogate_flow.name] = surrogate_flow
+HOSTILE_ID = f"R-{EVIL}-javascript:alert(6)-\u202eRTL-\x1b[31m"
+PAGES = {
+    "runs": "/",
+    "runs fragment": "/fragments/runs?" + f"q={quote('R-')}&workflow={quote(hostile_wait.name)}",
+    "run": quote_run(HOSTILE_ID),
+    "run live": quote_run(HOSTILE_ID, "/live"),
+    "graph tab": quote_run(HOSTILE_ID, "/graph"),
+    "stuck": "/stuck",
+    "stuck fragment": "/fragments/stuck",
+    "surrogate runs": "/?q=SUR",
+    "surrogate run": "/runs/SUR-1",
+    "surrogate live": "/runs/SUR-1/live",
+}
+SURROGATE_500 = "a lone surrogate in a stored error makes the stored runs list answer 500 (pages._render)"
+RAW_CONTROLS = "the runs list and the stuck view render text with pages._render, not runpage._render_clean"
+
+
+@pytest.fixture(scope="module")
+def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("hostile")
+    db = tmp / "runs.db"
+    SQLiteStorage(db)
+    setup = Dash(tmp, db, None, None)  # type: ignore[arg-type]
+    setup.suspended(HOSTILE_ID, hostile_wait)
+    with setup.engine() as engine:
+        assert engine.execute_sync(surrogate_flow, None, id="SUR-1").status.value == "failed"
+    return db
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param("runs", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
+        pytest.param("runs fragment", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
+        "run",
+        "run live",
+        "graph tab",
+        pytest.param("stuck", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
+        pytest.param("stuck fragment", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
+        pytest.param("surrogate runs", marks=pytest.mark.xfail(strict=True, reason=SURROGATE_500)),
+        "surrogate run",
+        "surrogate live",
+    ],
+)
+def test_hostile_ids_steps_signals_and_errors_are_escaped(hostile_db: Path, page: str) -> None:
+    app, storage = _app(hostile_db, hostile_db.parent, stuck_after=0.0)  # every suspended run is stuck
+    with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as client:
+        headers = {"hx-request": "true"} if page == "graph tab" else {}
+        response = client.get(PAGES[page], headers=headers)
+        client.portal.call(storage.close)
+    assert response.status_code == 200, response.text[:300]
+    _no_markup_injected(response.text)
+    if page.startswith("stuck"):
+        assert "suspended_long" in response.text
+    if page == "run":
+        assert 'data-confirm="Send signal' in response.text
+        for attr in re.findall(r'data-confirm="([^"]*)"', response.text):
+            assert "<" not in attr and "'" not in attr
+
+
+def test_the_graph_json_of_a_hostile_run_holds_no_raw_markup(hostile_db: Path) -> None:
+    app, storage = _app(hostile_db, hostile_db.parent)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        graph = client.get(quote_run(HOSTILE_ID, "/graph.json"))
+        client.portal.call(storage.close)
+    assert graph.status_code == 200
+    assert graph.headers["content-type"].startswith("application/json")
+    assert EVIL_STEP in json.loads(graph.text)["nodes"][0]["name"]  # data, for textContent
+
+
+def test_a_ten_megabyte_value_and_a_nul_in_an_error_do_not_break_the_run_page(dash: Dash) -> None:
+    now = time.time()
+    big = json.dumps({"blob": "<b>" * 3_500_000})
+
+    async def plant() -> None:
+        await dash.storage.create_run(
+            RunRecord("BIG-1", "flaky", RunStatus.FAILED, big, created_at=now, updated_at=now,
+                      error="bad \x00 nul \x1b[2J end", error_type="ValueError")  # fmt: skip
+        )
+
+    dash.call(plant)
+    for url in ("/runs/BIG-1", "/runs/BIG-1/live"):
+        response = dash.client.get(url)
+        assert response.status_code == 200, (url, response.text[:300])
+        assert "<b><b>" not in response.text
+        assert "\x00" not in response.text and "\x1b" not in response.text
+
+
+# ---------------------------------------------------------------- child ids holding "/"
+
+
+@pytest.mark.parametrize("last", ["live", "graph", "retry", "cancel", "header"])
+def test_a_run_whose_id_ends_like_a_route_is_shown_and_acted_on_as_itself(dash: Dash, last: str) -> None:
+    dash.suspended("P")
+    dash.suspended(f"P/{last}")
+    page = dash.client.get(quote_run(f"P/{last}"))
+    assert page.status_code == 200
+    assert 'data-run="P/' + last + '"' in page.text
+    parent = dash.run("P")
+    token = dash.token(f"P/{last}")
+    response = dash.post(quote_run(f"P/{last}", "/cancel"), {"csrf": token, "reason": "x"})
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == quote_run(f"P/{last}")
+    assert dash.run(f"P/{last}").status is RunStatus.CANCELLED
+    assert dash.run("P").rev == parent.rev and dash.run("P").status is RunStatus.SUSPENDED
