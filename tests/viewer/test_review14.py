@@ -393,3 +393,81 @@ def test_a_run_whose_id_ends_like_a_route_is_shown_and_acted_on_as_itself(dash: 
     assert response.headers["location"] == quote_run(f"P/{last}")
     assert dash.run(f"P/{last}").status is RunStatus.CANCELLED
     assert dash.run("P").rev == parent.rev and dash.run("P").status is RunStatus.SUSPENDED
+
+
+# ---------------------------------------------------------------- actions on runs in the wrong state
+
+
+def test_a_signal_for_a_run_no_longer_waiting_is_refused_and_changes_nothing(dash: Dash) -> None:
+    dash.completed("C-1")
+    before = dash.run("C-1")
+    token = dash.token("C-1")
+    response = dash.post("/runs/C-1/signal", {"csrf": token, "signal": "approval", "payload": '{"ok": 1}'})
+    assert response.status_code == 409, response.text
+    dash.unchanged("C-1", before)
+
+
+def test_a_double_click_on_send_signal_signals_once(dash: Dash) -> None:
+    dash.suspended("S-1")
+    token = dash.token("S-1")
+    form = {"csrf": token, "signal": "approval", "payload": '{"ok": true}'}
+    first = dash.post("/runs/S-1/signal", form)
+    second = dash.post("/runs/S-1/signal", form)
+    assert first.status_code == 303, first.text
+    assert second.status_code == 409, second.text
+    dash.idle()
+    assert dash.run("S-1").status is RunStatus.COMPLETED
+    assert [ev["action"] for ev in dash.actions()] == ["signal"]
+
+
+def test_cancel_of_a_finished_run_is_refused_and_changes_nothing(dash: Dash) -> None:
+    dash.completed("C-2")
+    before = dash.run("C-2")
+    response = dash.post("/runs/C-2/cancel", {"csrf": dash.token("C-2")})
+    assert response.status_code == 409, response.text
+    dash.unchanged("C-2", before)
+
+
+def _hold(dash: Dash, run_id: str) -> Any:
+    """``run_id``, a failed run, made ``running`` under a live lease of a process elsewhere."""
+    lease = Lease("worker-elsewhere:77:x", "elsewhere", 77, time.time() + 600, "")
+    with sqlite3.connect(dash.db) as conn:
+        conn.execute(
+            "UPDATE flux_runs SET status='running', lease_owner=?, lease_host=?, lease_pid=?, "
+            "lease_expires_at=? WHERE id=?",
+            (lease.owner, lease.host, lease.pid, lease.expires_at, run_id),
+        )
+    return dash.run(run_id)
+
+
+@pytest.mark.parametrize("action", ["retry", "resume"])
+def test_retry_or_resume_of_a_run_a_live_worker_holds_is_refused(dash: Dash, action: str) -> None:
+    dash.failed("H-1").unlink()
+    before = _hold(dash, "H-1")
+    assert before.status is RunStatus.RUNNING and before.lease is not None
+    page = dash.client.get("/runs/H-1").text
+    assert 'action="/runs/H-1/retry"' not in page and 'action="/runs/H-1/resume"' not in page
+    response = dash.post(f"/runs/H-1/{action}", {"csrf": dash.token("H-1"), "step": "pay"})
+    assert response.status_code == 409, response.text
+    dash.idle()
+    dash.unchanged("H-1", before)
+
+
+def test_an_action_on_a_run_whose_workflow_is_not_loaded_is_refused(dash: Dash) -> None:
+    now = time.time()
+
+    async def plant() -> None:
+        await dash.storage.create_run(
+            RunRecord("U-1", "unknown-flow", RunStatus.FAILED, "{}", created_at=now, updated_at=now)
+        )
+
+    dash.call(plant)
+    before = dash.run("U-1")
+    page = dash.client.get("/runs/U-1").text
+    assert "is not loaded" in page
+    token = dash.token()
+    for action, form in (("retry", {"step": "x"}), ("resume", {}), ("signal", {"signal": "s"})):
+        response = dash.post(f"/runs/U-1/{action}", {"csrf": token, **form})
+        assert response.status_code == 409, (action, response.text)
+        assert "not loaded" in response.text
+    dash.unchanged("U-1", before)
