@@ -9,6 +9,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -646,3 +650,113 @@ def test_each_page_over_100000_runs_is_an_indexed_query(huge_db: Path, tmp_path:
     assert plans, "no query of flux_runs"
     for sql, plan in plans:
         assert not _whole(plan), f"{plan} for {sql[-200:]}"
+
+
+# ---------------------------------------------------------------- the stuck view, and what unsticks
+
+
+def _block(ctx: Any) -> str:
+    hold = Path(ctx.input["hold"])
+    if hold.exists():
+        print("started", flush=True)  # the test reads this line, then SIGKILLs this process
+        threading.Event().wait()
+    return "done"
+
+
+blocker = create_workflow("blocker").step("hold", _block).step("after", lambda ctx: "after")
+FLOWS[blocker.name] = blocker
+
+HOLDER = """
+import sys
+from flux import FluxEngine, SQLiteStorage, FluxSilentLogger
+from tests.viewer.test_review14 import blocker
+engine = FluxEngine(storage=SQLiteStorage(sys.argv[1]), logger=FluxSilentLogger())
+engine.execute_sync(blocker, {"hold": sys.argv[2]}, id="K-1")
+"""
+
+
+def _killed_holder(tmp_path: Path, db: Path) -> None:
+    """Run K-1 of ``blocker`` in another process, and SIGKILL it while it holds the run."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), str(hold)], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    hold.unlink()
+
+
+def test_a_sigkilled_holder_is_stuck_and_resume_really_finishes_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)
+    _killed_holder(tmp_path, db)
+    app, storage = _app(db, tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        dash = Dash(tmp_path, db, client, storage)
+        assert dash.run("K-1").status is RunStatus.RUNNING
+        stuck = client.get("/stuck").text
+        assert 'data-reason="holder_dead"' in stuck and "K-1" in stuck
+        response = dash.post("/runs/K-1/resume", {"csrf": dash.token("K-1")})
+        assert response.status_code == 303, response.text
+        dash.idle()
+        assert dash.run("K-1").status is RunStatus.COMPLETED
+        assert "K-1" not in client.get("/stuck").text
+        client.portal.call(storage.close)
+
+
+def test_an_expired_lease_is_stuck_and_resume_takes_it_over_and_finishes(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)
+    _killed_holder(tmp_path, db)
+    with sqlite3.connect(db) as conn:  # its holder ran on another machine: only the lease's end tells
+        conn.execute(
+            "UPDATE flux_runs SET lease_host='elsewhere', lease_identity='', lease_expires_at=? WHERE id='K-1'",
+            (time.time() - 60,),
+        )
+    app, storage = _app(db, tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        dash = Dash(tmp_path, db, client, storage)
+        stuck = client.get("/stuck").text
+        assert 'data-reason="lease_expired"' in stuck and 'data-action="recover"' in stuck
+        response = dash.post("/runs/K-1/resume", {"csrf": dash.token("K-1")})
+        assert response.status_code == 303, response.text
+        dash.idle()
+        assert dash.run("K-1").status is RunStatus.COMPLETED
+        client.portal.call(storage.close)
+
+
+def test_a_run_past_its_deadline_is_stuck_and_cancel_finishes_it(dash: Dash) -> None:
+    dash.suspended("D-1")
+    with sqlite3.connect(dash.db) as conn:
+        conn.execute("UPDATE flux_runs SET deadline=? WHERE id='D-1'", (time.time() - 5,))
+    stuck = dash.client.get("/stuck").text
+    assert 'data-reason="past_deadline"' in stuck and "D-1" in stuck
+    response = dash.post("/runs/D-1/cancel", {"csrf": dash.token("D-1")})
+    assert response.status_code == 303, response.text
+    assert dash.run("D-1").status is RunStatus.CANCELLED
+    assert "D-1" not in dash.client.get("/stuck").text
+
+
+def test_a_run_suspended_past_stuck_after_is_stuck_and_its_signal_finishes_it(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)
+    Dash(tmp_path, db, None, None).suspended("L-1")  # type: ignore[arg-type]
+    app, storage = _app(db, tmp_path, stuck_after=0.0)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        dash = Dash(tmp_path, db, client, storage)
+        stuck = client.get("/stuck").text
+        assert 'data-reason="suspended_long"' in stuck and 'data-action="signal"' in stuck
+        form = {"csrf": dash.token("L-1"), "signal": "approval", "payload": '{"ok": true}'}
+        assert dash.post("/runs/L-1/signal", form).status_code == 303
+        dash.idle()
+        assert dash.run("L-1").status is RunStatus.COMPLETED
+        assert "L-1" not in client.get("/stuck").text
+        client.portal.call(storage.close)
