@@ -5,6 +5,7 @@ in the trace: nothing changed in either."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -760,3 +761,134 @@ def test_a_run_suspended_past_stuck_after_is_stuck_and_its_signal_finishes_it(tm
         assert dash.run("L-1").status is RunStatus.COMPLETED
         assert "L-1" not in client.get("/stuck").text
         client.portal.call(storage.close)
+
+
+# ---------------------------------------------------------------- live: files replaced, runs pruned, PG restarts
+
+ROOT = Path(__file__).resolve().parents[2]
+#: A deadline to fail on, not a performance threshold.
+DEADLINE_S = 30.0
+
+
+def write(url: str, mode: str, run_id: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "tests.e2e.stored_writer", url, mode, run_id],
+        cwd=ROOT, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+    )  # fmt: skip
+
+
+def test_a_pruned_run_says_so_on_its_open_page(dash: Dash) -> None:
+    dash.suspended("GONE-1")
+    assert dash.client.get("/runs/GONE-1").status_code == 200
+    with sqlite3.connect(dash.db) as conn:  # flux runs prune, in another process
+        conn.execute("DELETE FROM flux_steps WHERE run_id='GONE-1'")
+        conn.execute("DELETE FROM flux_runs WHERE id='GONE-1'")
+    assert dash.client.get("/runs/GONE-1").status_code == 404
+    live = dash.client.get("/runs/GONE-1/live")
+    assert live.status_code == 200 and "GONE-1" in live.text
+    token = dash.token()
+    response = dash.post("/runs/GONE-1/cancel", {"csrf": token})
+    assert response.status_code == 404 and "no run with id" in response.text
+    assert dash.actions() == []
+
+
+@pytest.mark.xfail(strict=True, reason="SQLiteStorage keeps its connection to the replaced file's old inode")
+def test_a_database_file_replaced_under_flux_dev_is_the_one_shown(dash: Dash, tmp_path: Path) -> None:
+    dash.suspended("OLD-1")
+    assert "OLD-1" in dash.client.get("/").text
+    fresh = tmp_path / "fresh.db"
+    SQLiteStorage(fresh)
+    Dash(tmp_path, fresh, None, None).suspended("NEW-1")  # type: ignore[arg-type]
+    for suffix in ("-wal", "-shm"):
+        Path(str(fresh) + suffix).unlink(missing_ok=True)
+    os.replace(fresh, dash.db)  # a restore from a backup
+    page = dash.client.get("/").text
+    assert "NEW-1" in page and "OLD-1" not in page
+
+
+@pytest.mark.xfail(strict=True, reason="flux dev goes on showing the runs of a database file that was removed")
+def test_a_database_file_removed_under_flux_dev_is_said_gone(dash: Dash) -> None:
+    dash.suspended("OLD-2")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(dash.db) + suffix).unlink(missing_ok=True)
+    response = dash.client.get("/")
+    assert response.status_code in (200, 503)  # no crash
+    assert "OLD-2" not in response.text
+
+
+def test_the_sqlite_watch_follows_a_replaced_database_file(tmp_path: Path) -> None:
+    from viewer.hub import Hub
+    from viewer.storage_live import StorageWatch
+
+    db = tmp_path / "runs.db"
+    url = f"sqlite:///{db}"
+    write(url, "execute", "FIRST-1")
+
+    async def scenario() -> None:
+        hub = Hub()
+        watch = StorageWatch(url, hub)
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.run(stop))
+        try:
+            await asyncio.wait_for(watch.ready.wait(), DEADLINE_S)
+            fresh = tmp_path / "fresh.db"
+            await asyncio.to_thread(write, f"sqlite:///{fresh}", "execute", "NEW-0")
+            os.replace(fresh, db)
+            sub = hub.subscribe()
+            await asyncio.to_thread(write, url, "execute", "NEW-1")  # a change in the new file
+            pending = await sub.next(10.0)  # a deadline to fail on (the xfail waits it out)
+            assert pending, "the change to the new file was not published"
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_postgres_listen_comes_back_after_its_connection_is_dropped(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from tests.services import PG_DSN, postgres_url_or_skip
+    from viewer.hub import Hub
+    from viewer.storage_live import StorageWatch
+
+    url = postgres_url_or_skip(request)
+    write(url, "execute", "FIRST-1")
+    name = f"review14-{os.getpid()}-{time.time_ns()}"
+    monkeypatch.setenv("PGAPPNAME", name)  # to find the watch's own backend, and no other's
+
+    async def scenario() -> None:
+        hub = Hub()
+        watch = StorageWatch(url, hub)
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.run(stop))
+        try:
+            await asyncio.wait_for(watch.ready.wait(), DEADLINE_S)
+            sub = hub.subscribe()
+            watch.ready.clear()  # set again once it listens anew
+
+            def drop() -> int:
+                with psycopg.connect(PG_DSN, autocommit=True, application_name="review14-killer") as conn:
+                    rows = conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                        (name,),
+                    ).fetchall()
+                return len(rows)
+
+            assert await asyncio.to_thread(drop) == 1
+            missed = await sub.next(DEADLINE_S)
+            assert missed and missed.overflow  # pages look again: something may have been missed
+            await asyncio.wait_for(watch.ready.wait(), DEADLINE_S)
+            await asyncio.to_thread(write, url, "wait", "AFTER-1")
+            seen: set[str] = set()
+            while "AFTER-1" not in seen:
+                pending = await sub.next(DEADLINE_S)
+                assert pending, "no change published after the reconnect"
+                seen |= set(pending.runs)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(scenario())
