@@ -892,3 +892,40 @@ def test_postgres_listen_comes_back_after_its_connection_is_dropped(
             await task
 
     asyncio.run(scenario())
+
+
+# ---------------------------------------------------------------- careless input
+
+
+@pytest.mark.xfail(strict=True, reason="action_rules.parse_payload catches ValueError, not json's RecursionError: a 500")
+def test_a_payload_nested_too_deep_is_refused_naming_the_field(dash: Dash) -> None:
+    dash.suspended("S-9")
+    before = dash.run("S-9")
+    token = dash.token("S-9")
+    deep = "[" * 100_000 + "]" * 100_000
+    response = dash.post("/runs/S-9/signal", {"csrf": token, "signal": "approval", "payload": deep})
+    assert response.status_code == 400, response.text[:300]
+    assert "payload" in response.text
+    dash.unchanged("S-9", before)
+
+
+@pytest.mark.xfail(strict=True, reason="action forms carry no run revision: a resubmitted retry form runs the steps again")
+def test_a_retry_form_posted_twice_runs_the_steps_once(dash: Dash) -> None:
+    dash.failed("R-9").unlink()
+    form = {"csrf": dash.token("R-9"), "step": "pay"}
+    assert dash.post("/runs/R-9/retry", form).status_code == 303
+    dash.idle()
+    done = dash.run("R-9")
+    assert done.status is RunStatus.COMPLETED
+    again = dash.post("/runs/R-9/retry", form)  # the double click, or the same page's form again
+    dash.idle()
+    assert again.status_code == 409, again.text[:300]
+    assert dash.run("R-9").rev == done.rev
+    assert [ev["action"] for ev in dash.actions()] == ["retry"]
+
+
+@pytest.mark.parametrize("url", ["/", "/stuck", "/runs/X", "/actions/selection", "/events", "/static/actions.js"])
+def test_a_rebound_host_reads_nothing(dash: Dash, url: str) -> None:
+    response = dash.client.get(url, headers={"host": "attacker.example"})
+    assert response.status_code == 400
+    assert "rebinding" in response.text
