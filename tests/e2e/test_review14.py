@@ -68,9 +68,14 @@ def hostile(tmp_path: Path) -> Iterator[StoredServer]:
         srv.stop()
 
 
+def _dismissed(seen: list[str], dialog: Any) -> None:
+    seen.append(dialog.message)
+    dialog.dismiss()
+
+
 def test_hostile_stored_values_run_no_script_on_any_page(hostile: StoredServer, page: Any) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("dialog", lambda d: _dismissed(dialogs, d))
     run_url = hostile.url + "/runs/" + quote(HOSTILE_ID, safe="")
 
     page.goto(hostile.url + "/")
@@ -94,7 +99,7 @@ def test_hostile_stored_values_run_no_script_on_any_page(hostile: StoredServer, 
 )
 def test_the_graph_tab_of_a_hostile_stored_run_runs_no_script(hostile: StoredServer, page: Any) -> None:
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("dialog", lambda d: _dismissed(dialogs, d))
     page.goto(hostile.url + "/runs/" + quote(HOSTILE_ID, safe="") + "/graph")  # redirected to ?tab=graph
     page.locator("#graph-panel svg .gnode").first.wait_for(timeout=5000)
     names = page.locator("#graph-panel svg .gnode").evaluate_all(

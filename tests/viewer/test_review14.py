@@ -29,7 +29,7 @@ from flux.logger import FluxSilentLogger
 from flux.records import Lease, RunRecord
 from flux.status import RunStatus
 from tests.viewer.action_flows import WORKFLOWS, approval, flaky
-from tests.viewer.conftest import TestClient
+from tests.viewer.conftest import TestClient  # type: ignore[attr-defined]
 from tests.viewer.test_actions import _token_of
 from viewer.server import create_app
 
@@ -81,6 +81,7 @@ class Dash:
             return engine._run_on_loop(lambda: engine.storage.load_run(run_id))
 
     def call(self, fn: Any) -> Any:
+        assert self.client.portal is not None
         return self.client.portal.call(fn)
 
     def token(self, run_id: str | None = None) -> str:
@@ -174,7 +175,8 @@ def test_a_forged_retry_changes_nothing_in_storage_nor_trace(dash: Dash, attack:
     before = dash.run("F-1")
     good = dash.token("F-1")
     form: Any = {"csrf": good, "step": "pay"}
-    url, headers, kw = quote_run("F-1", "/retry"), dict(ORIGIN), {}
+    url, headers = quote_run("F-1", "/retry"), dict(ORIGIN)
+    kw: dict[str, Any] = {}
     if attack == "token_of_another_session":
         form["csrf"] = _other_session_token(dash)
     elif attack == "token_in_query_string_only":
@@ -387,7 +389,7 @@ def test_a_ten_megabyte_value_and_a_nul_in_an_error_do_not_break_the_run_page(da
                 updated_at=now,
                 error="bad \x00 nul \x1b[2J end",
                 error_type="ValueError",
-            )  # fmt: skip
+            )
         )
 
     dash.call(plant)
@@ -593,7 +595,8 @@ def _statements(dash: Dash, fn: Any) -> list[str]:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="actions.select lists every run of the statuses (no id_prefix=flt.q) and filters the search in Python",
+    reason="actions.select lists every run of the statuses (no id_prefix=flt.q)"
+    " and filters the search in Python",
 )
 def test_a_bulk_count_for_a_search_reads_only_the_runs_it_finds(busy: Dash) -> None:
     seen = _statements(busy, lambda: busy.client.get("/actions/selection?q=T-"))
@@ -632,7 +635,8 @@ def huge_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     clone(db, "T-0", 100_000, "R-", time.time() - 86400)
     with sqlite3.connect(db) as conn:
         conn.execute(
-            "UPDATE flux_runs SET status='completed' WHERE id LIKE 'R-%' AND substr(id, 8) NOT IN ('7', '8', '9')"
+            "UPDATE flux_runs SET status='completed' "
+            "WHERE id LIKE 'R-%' AND substr(id, 8) NOT IN ('7', '8', '9')"
         )
         conn.execute(
             "UPDATE flux_runs SET name='other' WHERE id LIKE 'R-%' AND substr(id, 7, 1) IN ('1', '3')"
@@ -765,7 +769,8 @@ def test_an_expired_lease_is_stuck_and_resume_takes_it_over_and_finishes(tmp_pat
     _killed_holder(tmp_path, db)
     with sqlite3.connect(db) as conn:  # its holder ran on another machine: only the lease's end tells
         conn.execute(
-            "UPDATE flux_runs SET lease_host='elsewhere', lease_identity='', lease_expires_at=? WHERE id='K-1'",
+            "UPDATE flux_runs SET lease_host='elsewhere', lease_identity='', lease_expires_at=? "
+            "WHERE id='K-1'",
             (time.time() - 60,),
         )
     app, storage = _app(db, tmp_path)
@@ -809,7 +814,7 @@ def test_a_run_suspended_past_stuck_after_is_stuck_and_its_signal_finishes_it(tm
         client.portal.call(storage.close)
 
 
-# ---------------------------------------------------------------- live: files replaced, runs pruned, PG restarts
+# ---------------------------------------------------------------- live: files replaced, pruned, PG restarts
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A deadline to fail on, not a performance threshold.
