@@ -988,3 +988,46 @@ def test_a_rebound_host_reads_nothing(dash: Dash, url: str) -> None:
     response = dash.client.get(url, headers={"host": "attacker.example"})
     assert response.status_code == 400
     assert "rebinding" in response.text
+
+
+async def _double_click(db: Path, tmp: Path, action: str) -> tuple[list[int], list[tuple[str, Any]]]:
+    """Two POSTs of the same form at once (a double click), on one dashboard."""
+    import httpx
+
+    app, storage = _app(db, tmp)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            page = await client.get("/runs/D-1")
+            match = re.search(r'name="csrf" value="([^"]*)"', page.text)
+            assert match
+            form = {"csrf": match.group(1), "step": "pay"}
+            posts = [client.post(f"/runs/D-1/{action}", data=form, headers=ORIGIN) for _ in range(2)]
+            answers = await asyncio.gather(*posts)
+            await app.state.actions.idle()
+            app.state.actions.engine.trace.flush()
+    finally:
+        await storage.close()
+    events = [json.loads(line) for line in (tmp / "trace.ndjson").read_text().splitlines()]
+    return [r.status_code for r in answers], [(ev["type"], ev.get("stepName")) for ev in events]
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        pytest.param(
+            "retry", marks=pytest.mark.xfail(strict=True, reason="two retries at once are both done")
+        ),
+        pytest.param(
+            "resume", marks=pytest.mark.xfail(strict=True, reason="two resumes at once: both recorded")
+        ),
+    ],
+)
+def test_a_double_click_on_retry_or_resume_acts_once(tmp_path: Path, action: str) -> None:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)
+    Dash(tmp_path, db, None, None).failed("D-1").unlink()  # type: ignore[arg-type]
+    codes, events = asyncio.run(_double_click(db, tmp_path, action))
+    assert sorted(codes) == [303, 409], codes
+    assert events.count(("step:start", "ship")) == 1, events
+    assert sum(1 for kind, _ in events if kind == "workflow:action") == 1, events
