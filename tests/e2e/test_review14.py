@@ -23,6 +23,7 @@ import pytest
 from flux import FluxEngine, SQLiteStorage
 from flux.logger import FluxSilentLogger
 from tests.e2e.conftest import ROOT, Server
+from tests.viewer.action_flows import approval
 from tests.viewer.test_review14 import HOSTILE_ID, hostile_wait
 
 LAUNCHER = "import sys; from flux.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -146,3 +147,40 @@ def test_another_site_cannot_frame_the_dashboard(hostile: StoredServer, framer: 
     assert all(not f.url.startswith(hostile.url) or f.url == "about:blank" for f in child) or all(
         "stored-status" not in f.content() for f in child
     )
+
+
+@pytest.fixture
+def odd(tmp_path: Path) -> Iterator[StoredServer]:
+    db = tmp_path / "runs.db"
+
+    def fill() -> None:
+        SQLiteStorage(db)
+        with FluxEngine(storage=SQLiteStorage(db), logger=FluxSilentLogger()) as engine:
+            for run_id in ODD_IDS:
+                assert engine.execute_sync(approval, None, id=run_id).status.value == "suspended"
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(fill).result()
+    srv = StoredServer(f"sqlite:///{db}", tmp_path / "trace.ndjson")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+ODD_IDS = ["pct%2Fx", "P/live", "Q?x=1#f"]
+
+
+@pytest.mark.parametrize("run_id", ODD_IDS)
+def test_an_odd_run_id_is_cancelled_from_its_page_on_the_real_server(
+    odd: StoredServer, page: Any, run_id: str
+) -> None:
+    page.goto(odd.url + "/runs/" + quote(run_id, safe=""))
+    assert page.locator("section.run-actions").get_attribute("data-run") == run_id
+    page.click(".action-cancel button[type=submit]")
+    dialog = page.locator("dialog.confirm-dialog")
+    dialog.locator(".confirm-text").wait_for()
+    with page.expect_navigation():
+        dialog.locator(".confirm-yes").click()
+    assert page.locator("#stored-status").get_attribute("data-status") == "cancelled"
+    assert page.url == odd.url + "/runs/" + quote(run_id, safe="")

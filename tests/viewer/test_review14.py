@@ -1031,3 +1031,28 @@ def test_a_double_click_on_retry_or_resume_acts_once(tmp_path: Path, action: str
     assert sorted(codes) == [303, 409], codes
     assert events.count(("step:start", "ship")) == 1, events
     assert sum(1 for kind, _ in events if kind == "workflow:action") == 1, events
+
+
+# ("pct%2Fx" is in tests/e2e/test_review14.py: Starlette's TestClient decodes a path twice)
+@pytest.mark.parametrize("run_id", ["Q?x=1#frag", "sp ace", "dot/..", "trail/"])
+def test_a_run_id_with_url_characters_is_shown_and_acted_on_as_itself(dash: Dash, run_id: str) -> None:
+    dash.suspended(run_id)
+    page = dash.client.get(quote_run(run_id))
+    assert page.status_code == 200, page.text[:300]
+    response = dash.post(quote_run(run_id, "/cancel"), {"csrf": dash.token(run_id), "reason": "x"})
+    assert response.status_code == 303, response.text[:300]
+    assert response.headers["location"] == quote_run(run_id)
+    assert dash.run(run_id).status is RunStatus.CANCELLED
+
+
+def test_hostile_text_in_an_action_and_in_its_refusal_is_escaped(dash: Dash) -> None:
+    dash.suspended("A-1")
+    token = dash.token("A-1")
+    evil_reason = "<script>alert(7)</script>"
+    assert dash.post("/runs/A-1/cancel", {"csrf": token, "reason": evil_reason}).status_code == 303
+    page = dash.client.get("/runs/A-1").text
+    assert "alert(7)" in page and evil_reason not in page
+    dash.failed("A-2")
+    refused = dash.post("/runs/A-2/retry", {"csrf": token, "step": "<script>alert(8)</script>"})
+    assert refused.status_code in (400, 409)
+    assert "alert(8)" in refused.text and "<script>alert(8)" not in refused.text
