@@ -724,8 +724,9 @@ engine.execute_sync(blocker, {"hold": sys.argv[2]}, id="K-1")
 """
 
 
-def _killed_holder(tmp_path: Path, db: Path) -> None:
-    """Run K-1 of ``blocker`` in another process, and SIGKILL it while it holds the run."""
+def _killed_holder(tmp_path: Path, db: Path, while_held: Any = None) -> None:
+    """Run K-1 of ``blocker`` in another process, and SIGKILL it while it holds the run
+    (after ``while_held()``, if given)."""
     hold = tmp_path / "hold"
     hold.touch()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -734,6 +735,8 @@ def _killed_holder(tmp_path: Path, db: Path) -> None:
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+        if while_held is not None:
+            while_held()
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     finally:
@@ -760,6 +763,30 @@ def test_a_sigkilled_holder_is_stuck_and_resume_really_finishes_the_run(tmp_path
         dash.idle()
         assert dash.run("K-1").status is RunStatus.COMPLETED
         assert "K-1" not in client.get("/stuck").text
+        client.portal.call(storage.close)
+
+
+def test_a_run_a_live_process_of_this_machine_holds_is_not_offered_nor_driven(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    SQLiteStorage(db)
+    app, storage = _app(db, tmp_path)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        dash = Dash(tmp_path, db, client, storage)
+
+        def act() -> None:
+            before = dash.run("K-1")
+            assert before.status is RunStatus.RUNNING
+            page = client.get("/runs/K-1").text
+            assert 'action="/runs/K-1/retry"' not in page and 'action="/runs/K-1/resume"' not in page
+            assert "K-1" not in client.get("/stuck").text
+            token = dash.token("K-1")
+            for action in ("retry", "resume"):
+                response = dash.post(f"/runs/K-1/{action}", {"csrf": token, "step": "hold"})
+                assert response.status_code == 409, (action, response.text[:300])
+            dash.idle()
+            dash.unchanged("K-1", before)
+
+        _killed_holder(tmp_path, db, while_held=act)
         client.portal.call(storage.close)
 
 
