@@ -23,7 +23,7 @@ import pytest
 from flux import FluxEngine, SQLiteStorage
 from flux.logger import FluxSilentLogger
 from tests.e2e.conftest import ROOT, Server
-from tests.viewer.action_flows import approval
+from tests.viewer.action_flows import approval, flaky
 from tests.viewer.test_review14 import HOSTILE_ID, hostile_wait
 
 LAUNCHER = "import sys; from flux.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -184,3 +184,39 @@ def test_an_odd_run_id_is_cancelled_from_its_page_on_the_real_server(
         dialog.locator(".confirm-yes").click()
     assert page.locator("#stored-status").get_attribute("data-status") == "cancelled"
     assert page.url == odd.url + "/runs/" + quote(run_id, safe="")
+
+
+@pytest.fixture
+def braces(tmp_path: Path) -> Iterator[StoredServer]:
+    db = tmp_path / "runs.db"
+    gate = tmp_path / "gate"
+    gate.touch()
+
+    def fill() -> None:
+        SQLiteStorage(db)
+        with FluxEngine(storage=SQLiteStorage(db), logger=FluxSilentLogger()) as engine:
+            result = engine.execute_sync(flaky, {"gate": str(gate)}, id="R-{step}-$&")
+            assert result.status.value == "failed"
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(fill).result()
+    srv = StoredServer(f"sqlite:///{db}", tmp_path / "trace.ndjson")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="static/actions.js confirmOne: String.replace('{step}') hits a '{step}' in the run id first",
+)
+def test_the_retry_confirmation_names_the_run_and_the_step_as_they_are(
+    braces: StoredServer, page: Any
+) -> None:
+    page.goto(braces.url + "/runs/" + quote("R-{step}-$&", safe=""))
+    page.select_option(".action-retry select[name=step]", "pay")
+    page.click(".action-retry button[type=submit]")
+    text = page.locator("dialog.confirm-dialog .confirm-text")
+    text.wait_for()
+    assert text.inner_text().startswith("Retry run R-{step}-$& from step “pay”?"), text.inner_text()
