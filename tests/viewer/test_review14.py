@@ -1083,3 +1083,38 @@ def test_hostile_text_in_an_action_and_in_its_refusal_is_escaped(dash: Dash) -> 
     refused = dash.post("/runs/A-2/retry", {"csrf": token, "step": "<script>alert(8)</script>"})
     assert refused.status_code in (400, 409)
     assert "alert(8)" in refused.text and "<script>alert(8)" not in refused.text
+
+
+@pytest.mark.xfail(
+    strict=True, reason="migration 6 notifies the channel 'flux_runs' for every schema of the database"
+)
+def test_postgres_watch_hears_only_its_own_schema(request: pytest.FixtureRequest) -> None:
+    from tests.services import postgres_url_or_skip
+    from viewer.hub import Hub
+    from viewer.storage_live import StorageWatch
+
+    mine, other = postgres_url_or_skip(request), postgres_url_or_skip(request)
+    write(mine, "execute", "FIRST-1")
+    write(other, "execute", "FIRST-2")
+
+    async def scenario() -> None:
+        hub = Hub()
+        watch = StorageWatch(mine, hub)
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch.run(stop))
+        try:
+            await asyncio.wait_for(watch.ready.wait(), DEADLINE_S)
+            sub = hub.subscribe()
+            await asyncio.to_thread(write, other, "execute", "OTHER-1")  # another schema: not ours
+            await asyncio.to_thread(write, mine, "execute", "MINE-1")  # notified after it, in order
+            seen: set[str] = set()
+            while "MINE-1" not in seen:
+                pending = await sub.next(DEADLINE_S)
+                assert pending, "no change published"
+                seen |= set(pending.runs)
+            assert "OTHER-1" not in seen, seen
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(scenario())
