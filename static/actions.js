@@ -33,9 +33,12 @@
   }
 
   function confirmOne(form) {
-    var text = form.dataset.confirm
-      .replace("{step}", fieldValue(form, "step"))
-      .replace("{signal}", fieldValue(form, "signal"));
+    // One pass over the template (ours): what the run and the user wrote is never read for
+    // placeholders, and a function replacement takes "$&" and the like as they are.
+    var values = { run: form.dataset.run || "", step: fieldValue(form, "step"), signal: fieldValue(form, "signal") };
+    var text = form.dataset.confirm.replace(/\{(run|step|signal)\}/g, function (_, key) {
+      return values[key];
+    });
     var payload = form.elements.namedItem("payload");
     if (payload && payload.value.trim()) {
       try {
@@ -60,6 +63,7 @@
         }
         var count = body[action];
         form.elements.namedItem("expected").value = String(count);
+        form.elements.namedItem("selection").value = body[action + "_selection"] || "";
         if (count === 0) {
           ask(form, "The filter (" + body.filter + ") selects no run to " + action + ".", false);
           return;

@@ -130,6 +130,8 @@ def parse_payload(text: str) -> Any:
         return json.loads(text)
     except ValueError as exc:  # also an integer of more digits than Python reads
         raise FormError(f"field 'payload' is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FormError("field 'payload' is nested too deep to be read") from None
 
 
 def expected_count(form: Mapping[str, Any]) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -73,6 +74,13 @@ class Actions:
         self._engine: FluxEngine | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._slots: asyncio.Semaphore | None = None  # made on the loop that serves
+        self._locks: dict[str, asyncio.Lock] = {}
+        #: The runs this dashboard is taking forward after an action.
+        self.driving: set[str] = set()
+
+    def lock(self, run_id: str) -> asyncio.Lock:
+        """One action at a time per run (kept: one small lock per run acted on)."""
+        return self._locks.setdefault(run_id, asyncio.Lock())
 
     @property
     def engine(self) -> FluxEngine:
@@ -103,6 +111,8 @@ class Actions:
         worker to take meanwhile)."""
         task = asyncio.get_running_loop().create_task(self._drive(flow, run_id))
         self._tasks.add(task)
+        self.driving.add(run_id)
+        task.add_done_callback(lambda t: self.driving.discard(run_id))
         task.add_done_callback(self._done)
 
     async def _drive(self, flow: Workflow[Any], run_id: str) -> None:
@@ -141,6 +151,7 @@ def install_actions(app: Starlette) -> None:
     app.user_middleware.append(Middleware(SessionCSRF))
     actions = app.state.actions = Actions(app.state)
     app.state.templates.globals["run_actions"] = actions.offers
+    app.state.templates.filters["run_seen"] = run_seen
 
 
 def action_routes() -> list[Route]:
@@ -216,10 +227,30 @@ def _engine_error(exc: FluxError, run_id: str | None) -> Refused:
     return Refused(409, str(exc), run_id)
 
 
+def run_seen(run: RunRecord) -> str:
+    """What a run's page showed of it: an action posted from the page is done only if the run
+    is still so (a second click, or a change by anyone meanwhile, is refused)."""
+    return f"{run.updated_at!r}/{run.seq}"
+
+
+async def _as_seen(request: Request, form: Mapping[str, Any]) -> None:
+    seen = form.get("seen")
+    if seen is None:
+        return
+    run = await request.app.state.storage.load_run(request.path_params["run_id"])
+    if run is not None and run_seen(run) != seen:
+        raise Refused(409, f"run '{run.id}' ({run.name}) has changed since the page showed it "
+                           "(it is now " + run.status.value + "): nothing was done; look at it again",
+                      run.id)  # fmt: skip
+
+
 async def _act(request: Request, action: str) -> Response:
     try:
         form = await _guarded_form(request)
-        run_id = await ACTIONS[action](request, form)
+        actions: Actions = request.app.state.actions
+        async with actions.lock(request.path_params["run_id"]):  # one action at a time per run
+            await _as_seen(request, form)
+            run_id = await ACTIONS[action](request, form)
     except rules.FormError as exc:
         return _refused(request, Refused(400, str(exc), request.path_params.get("run_id")))
     except Refused as exc:
@@ -248,6 +279,10 @@ async def _retry(request: Request, form: Mapping[str, Any]) -> str:
 async def _resume(request: Request, form: Mapping[str, Any]) -> str:
     run, flow = await _target(request)
     assert flow is not None
+    if run.id in request.app.state.actions.driving:
+        raise Refused(
+            409, f"run '{run.id}' ({run.name}) is being taken forward already: nothing was done", run.id
+        )
     if not request.app.state.actions.offers(run).resume:
         raise Refused(
             409, f"run '{run.id}' ({run.name}) is {run.status.value}: there is nothing to resume", run.id
@@ -319,7 +354,9 @@ async def select(state: Any, action: str, flt: rules.BulkFilter) -> list[RunReco
     out: list[RunRecord] = []
     offset, chunk = 0, 500
     while True:
-        page = await state.storage.list_runs(name=flt.name, status=statuses, limit=chunk, offset=offset)
+        page = await state.storage.list_runs(
+            name=flt.name, status=statuses, limit=chunk, offset=offset, id_prefix=flt.q or None
+        )
         out += [r for r in page if rules.bulk_eligible(action, r, flt, state.workflows)]
         if len(out) > rules.BULK_MAX:
             raise Refused(409, f"the filter ({flt.describe()}) selects more than {rules.BULK_MAX} runs "
@@ -327,6 +364,13 @@ async def select(state: Any, action: str, flt: rules.BulkFilter) -> list[RunReco
         if len(page) < chunk:
             return out
         offset += chunk
+
+
+def selection_digest(runs: list[RunRecord]) -> str:
+    """Which runs a confirmation was shown (their ids, hashed): the POST must find the same."""
+    return hashlib.sha256("\n".join(sorted(r.id for r in runs)).encode("utf-8", "surrogatepass")).hexdigest()[
+        :32
+    ]
 
 
 async def selection(request: Request) -> Response:
@@ -337,7 +381,11 @@ async def selection(request: Request) -> Response:
         return JSONResponse({"error": "no --storage"}, status_code=409)
     try:
         flt = rules.BulkFilter.from_params(request.query_params)
-        counts: dict[str, Any] = {a: len(await select(state, a, flt)) for a in rules.BULK_ACTIONS}
+        counts: dict[str, Any] = {}
+        for a in rules.BULK_ACTIONS:
+            runs = await select(state, a, flt)
+            counts[a] = len(runs)
+            counts[f"{a}_selection"] = selection_digest(runs)
     except rules.FormError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     except Refused as exc:
@@ -352,6 +400,10 @@ async def _bulk(request: Request, action: str) -> Response:
         flt = rules.BulkFilter.from_params(request.query_params)
         expected = rules.expected_count(form)
         runs = await select(state, action, flt)
+        confirmed = form.get("selection")
+        if confirmed and confirmed != selection_digest(runs) and len(runs) == expected:
+            raise Refused(409, f"the filter ({flt.describe()}) now selects other runs to {action} than the "
+                               f"{expected} you confirmed: nothing was done; look again")  # fmt: skip
         if len(runs) != expected:
             raise Refused(409, f"the filter ({flt.describe()}) now selects {len(runs)} run(s) to {action}, "
                                f"not the {expected} you confirmed: nothing was done; look again")  # fmt: skip

@@ -217,9 +217,12 @@ async def run_response(request: Request, template: str, fragment: bool) -> Respo
 _CONTROLS = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)}
 _CONTROLS[0x7F] = 0x2421
 _CONTROLS.update({c: 0xFFFD for c in range(0x80, 0xA0)})
+#: And the bidirectional embeddings, overrides and isolates: an id holding U+202E would show
+#: the text after it reversed (a run id or a step name must read as what it is).
+_CONTROLS.update({c: 0xFFFD for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
-_NEEDS_CLEANING = re.compile("[" + "".join(f"\\x{c:02x}" for c in _CONTROLS) + "]")
+_NEEDS_CLEANING = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROLS) + "]")
 
 
 def clean_text(text: str) -> bytes:

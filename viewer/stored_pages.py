@@ -15,7 +15,6 @@ from starlette.responses import Response
 from flux.storage import WorkflowStorage
 
 from . import lanes, runpage, stored, values
-from .pages import _render
 from .query import PAGE_SIZES, RunsQuery
 from .runpage import _render_clean, _RunContext
 from .runroute import run_of
@@ -78,7 +77,7 @@ async def _runs_context(request: Request) -> dict[str, Any]:
 
 
 async def runs_page(request: Request) -> Response:
-    return _render(request, "stored_runs.html", await _runs_context(request))
+    return _render_clean(request, "stored_runs.html", await _runs_context(request))
 
 
 async def runs_fragment(request: Request) -> Response:
@@ -87,7 +86,7 @@ async def runs_fragment(request: Request) -> Response:
         context["known"] = int(request.query_params.get("known", ""))
     except ValueError:
         context["known"] = -1
-    response = _render(request, "_stored_runs_table.html", context)
+    response = _render_clean(request, "_stored_runs_table.html", context)
     qs = query_string(context["query"].params())
     response.headers["HX-Replace-Url"] = "/?" + qs if qs else "/"
     return response
@@ -121,8 +120,8 @@ async def _run_response(request: Request, template: str, fragment: bool) -> Resp
             return await runpage.run_response(request, "_run_live.html" if fragment else "run.html", fragment)
         context = {**_common(request), "run_id": run_id, "exists": True}
         if fragment:
-            return _render(request, "_run_missing.html", context)
-        return _render(request, "run_missing.html", context, status=404)
+            return _render_clean(request, "_run_missing.html", context)
+        return _render_clean(request, "run_missing.html", context, status=404)
     holder = request.app.state.holder_check
     why = classify(record, time.time(), stuck_after=_stuck_after(request), holder_dead=holder)
     context = {
@@ -159,8 +158,8 @@ async def _stuck_context(request: Request) -> dict[str, Any]:
 
 
 async def stuck_page(request: Request) -> Response:
-    return _render(request, "stuck.html", await _stuck_context(request))
+    return _render_clean(request, "stuck.html", await _stuck_context(request))
 
 
 async def stuck_fragment(request: Request) -> Response:
-    return _render(request, "_stuck_table.html", await _stuck_context(request))
+    return _render_clean(request, "_stuck_table.html", await _stuck_context(request))

@@ -95,9 +95,6 @@ def test_hostile_stored_values_run_no_script_on_any_page(hostile: StoredServer, 
     assert dialogs == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="templates/stored_run.html has no graph tab (SPEC §12): ?tab=graph shows none"
-)
 def test_the_graph_tab_of_a_hostile_stored_run_runs_no_script(hostile: StoredServer, page: Any) -> None:
     dialogs: list[str] = []
     page.on("dialog", lambda d: _dismissed(dialogs, d))
@@ -207,10 +204,6 @@ def braces(tmp_path: Path) -> Iterator[StoredServer]:
         srv.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="static/actions.js confirmOne: String.replace('{step}') hits a '{step}' in the run id first",
-)
 def test_the_retry_confirmation_names_the_run_and_the_step_as_they_are(
     braces: StoredServer, page: Any
 ) -> None:

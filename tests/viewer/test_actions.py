@@ -322,7 +322,10 @@ def test_what_storage_holds_is_escaped_in_the_forms(dash: Dash) -> None:
     dash.failed(hostile)
     page = dash.client.get("/stored/" + quote(hostile, safe="")).text
     assert "<img src=x" not in page
-    assert 'data-confirm="Retry run &lt;img src=x onerror=alert(1)&gt;&#34;&#39;&amp; from step' in page
+    assert (
+        'data-run="&lt;img src=x onerror=alert(1)&gt;&#34;&#39;&amp;" data-confirm="Retry run {run} from step'
+        in page
+    )
     assert f'action="/runs/{quote(hostile, safe="")}/retry"' in page
     # and the action on it works, by that encoded path
     form = {"csrf": csrf_of(page), "step": "fetch"}

@@ -6,6 +6,7 @@ in the trace: nothing changed in either."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -90,6 +91,13 @@ class Dash:
         match = re.search(r'name="csrf" value="([^"]*)"', page.text)
         assert match, "no CSRF field on the page"
         return match.group(1)
+
+    def seen(self, run_id: str) -> str:
+        """The `seen` field of the run's action forms: what the page showed of the run."""
+        page = self.client.get(quote_run(run_id))
+        match = re.search(r'name="seen" value="([^"]*)"', page.text)
+        assert match, "no seen field on the page"
+        return html.unescape(match.group(1))
 
     def post(self, url: str, data: Any = None, headers: dict[str, str] | None = None, **kw: Any) -> Any:
         return self.client.post(url, data=data, headers=ORIGIN if headers is None else headers,
@@ -314,14 +322,14 @@ def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     "page",
     [
-        pytest.param("runs", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
-        pytest.param("runs fragment", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
+        "runs",
+        "runs fragment",
         "run",
         "run live",
         "graph tab",
-        pytest.param("stuck", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
-        pytest.param("stuck fragment", marks=pytest.mark.xfail(strict=True, reason=RAW_CONTROLS)),
-        pytest.param("surrogate runs", marks=pytest.mark.xfail(strict=True, reason=SURROGATE_500)),
+        "stuck",
+        "stuck fragment",
+        "surrogate runs",
         "surrogate run",
         "surrogate live",
     ],
@@ -342,9 +350,6 @@ def test_hostile_ids_steps_signals_and_errors_are_escaped(hostile_db: Path, page
             assert "<" not in attr and "'" not in attr
 
 
-@pytest.mark.xfail(
-    strict=True, reason="bidi controls (U+202E) in ids are rendered raw: they reverse the text after them"
-)
 @pytest.mark.parametrize("page", ["run", "stuck"])
 def test_a_bidi_override_in_an_id_cannot_reorder_the_text_around_it(hostile_db: Path, page: str) -> None:
     app, storage = _app(hostile_db, hostile_db.parent, stuck_after=0.0)
@@ -355,9 +360,6 @@ def test_a_bidi_override_in_an_id_cannot_reorder_the_text_around_it(hostile_db: 
     assert "\u202e" not in response.text  # shown as a mark, or isolated, as ESC is shown as ␛
 
 
-@pytest.mark.xfail(
-    strict=True, reason="templates/stored_run.html has no graph tab: only run.html (trace only) has one"
-)
 def test_the_stored_run_page_has_a_graph_tab(dash: Dash) -> None:
     dash.suspended("G-1")
     html = dash.client.get("/runs/G-1?tab=graph").text
@@ -593,29 +595,24 @@ def _statements(dash: Dash, fn: Any) -> list[str]:
     return seen
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actions.select lists every run of the statuses (no id_prefix=flt.q)"
-    " and filters the search in Python",
-)
 def test_a_bulk_count_for_a_search_reads_only_the_runs_it_finds(busy: Dash) -> None:
     seen = _statements(busy, lambda: busy.client.get("/actions/selection?q=T-"))
     assert busy.client.get("/actions/selection?q=T-").json()["retry"] == 1
     assert len(seen) < 50, f"{len(seen)} statements to count 1 run"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="a bulk POST checks only the count: a different set of the same size is acted on"
-)
 def test_a_bulk_retry_after_the_selection_changed_acts_on_nothing(dash: Dash) -> None:
     dash.failed("A-1").unlink()
     token = dash.token()
-    assert dash.client.get("/actions/selection").json()["retry"] == 1  # the user confirms 1: A-1
+    shown = dash.client.get("/actions/selection").json()
+    assert shown["retry"] == 1  # the user confirms 1: A-1
     with dash.engine() as engine:  # meanwhile a worker takes A-1 on, and B-1 fails
         assert engine.resume_sync(flaky, "A-1").status is RunStatus.COMPLETED
     dash.failed("B-1")
     before = dash.run("B-1")
-    response = dash.post("/runs/retry", {"csrf": token, "expected": "1"})
+    response = dash.post(
+        "/runs/retry", {"csrf": token, "expected": "1", "selection": shown["retry_selection"]}
+    )
     dash.idle()
     assert response.status_code == 409, response.text
     dash.unchanged("B-1", before)
@@ -870,7 +867,6 @@ def test_a_pruned_run_says_so_on_its_open_page(dash: Dash) -> None:
     assert dash.actions() == []
 
 
-@pytest.mark.xfail(strict=True, reason="SQLiteStorage keeps its connection to the replaced file's old inode")
 def test_a_database_file_replaced_under_flux_dev_is_the_one_shown(dash: Dash, tmp_path: Path) -> None:
     dash.suspended("OLD-1")
     assert "OLD-1" in dash.client.get("/").text
@@ -884,9 +880,6 @@ def test_a_database_file_replaced_under_flux_dev_is_the_one_shown(dash: Dash, tm
     assert "NEW-1" in page and "OLD-1" not in page
 
 
-@pytest.mark.xfail(
-    strict=True, reason="flux dev goes on showing the runs of a database file that was removed"
-)
 def test_a_database_file_removed_under_flux_dev_is_said_gone(dash: Dash) -> None:
     dash.suspended("OLD-2")
     for suffix in ("", "-wal", "-shm"):
@@ -977,9 +970,6 @@ def test_postgres_listen_comes_back_after_its_connection_is_dropped(
 # ---------------------------------------------------------------- careless input
 
 
-@pytest.mark.xfail(
-    strict=True, reason="action_rules.parse_payload catches ValueError, not json's RecursionError: a 500"
-)
 def test_a_payload_nested_too_deep_is_refused_naming_the_field(dash: Dash) -> None:
     dash.suspended("S-9")
     before = dash.run("S-9")
@@ -991,12 +981,9 @@ def test_a_payload_nested_too_deep_is_refused_naming_the_field(dash: Dash) -> No
     dash.unchanged("S-9", before)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="action forms carry no run revision: a resubmitted retry form runs the steps again"
-)
 def test_a_retry_form_posted_twice_runs_the_steps_once(dash: Dash) -> None:
     dash.failed("R-9").unlink()
-    form = {"csrf": dash.token("R-9"), "step": "pay"}
+    form = {"csrf": dash.token("R-9"), "step": "pay", "seen": dash.seen("R-9")}
     assert dash.post("/runs/R-9/retry", form).status_code == 303
     dash.idle()
     done = dash.run("R-9")
@@ -1028,7 +1015,9 @@ async def _double_click(db: Path, tmp: Path, action: str) -> tuple[list[int], li
             page = await client.get("/runs/D-1")
             match = re.search(r'name="csrf" value="([^"]*)"', page.text)
             assert match
-            form = {"csrf": match.group(1), "step": "pay"}
+            seen = re.search(r'name="seen" value="([^"]*)"', page.text)
+            assert seen is not None
+            form = {"csrf": match.group(1), "step": "pay", "seen": html.unescape(seen.group(1))}
             posts = [client.post(f"/runs/D-1/{action}", data=form, headers=ORIGIN) for _ in range(2)]
             answers = await asyncio.gather(*posts)
             await app.state.actions.idle()
@@ -1042,12 +1031,8 @@ async def _double_click(db: Path, tmp: Path, action: str) -> tuple[list[int], li
 @pytest.mark.parametrize(
     "action",
     [
-        pytest.param(
-            "retry", marks=pytest.mark.xfail(strict=True, reason="two retries at once are both done")
-        ),
-        pytest.param(
-            "resume", marks=pytest.mark.xfail(strict=True, reason="two resumes at once: both recorded")
-        ),
+        "retry",
+        "resume",
     ],
 )
 def test_a_double_click_on_retry_or_resume_acts_once(tmp_path: Path, action: str) -> None:
@@ -1085,9 +1070,6 @@ def test_hostile_text_in_an_action_and_in_its_refusal_is_escaped(dash: Dash) -> 
     assert "alert(8)" in refused.text and "<script>alert(8)" not in refused.text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="migration 6 notifies the channel 'flux_runs' for every schema of the database"
-)
 def test_postgres_watch_hears_only_its_own_schema(request: pytest.FixtureRequest) -> None:
     from tests.services import postgres_url_or_skip
     from viewer.hub import Hub
