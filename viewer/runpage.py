@@ -196,6 +196,10 @@ async def run_response(request: Request, template: str, fragment: bool) -> Respo
     run_id, wants_fragment = run_of(request.scope, request.path_params["run_id"])
     if not wants_fragment:
         template, fragment = "run.html", False
+        if request.app.state.storage is not None and not getattr(request.state, "stored_tried", False):
+            from . import stored_pages  # a run's page under --storage is its stored page
+
+            return await stored_pages.run_page(request)
     found = await store_for(request, run_id)
     if found is None and request.app.state.store is None:  # --storage without a trace
         context: dict[str, Any] = {"trace_path": "", "error": None, "exists": True, "run_id": run_id}

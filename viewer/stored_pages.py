@@ -116,6 +116,7 @@ async def _run_response(request: Request, template: str, fragment: bool) -> Resp
     record = await _storage(request).load_run(run_id)
     if record is None:
         # Not stored: a run only a trace knows is still shown, as flux dev without storage would.
+        request.state.stored_tried = True  # the trace's page, not this one again
         if await runpage.store_for(request, run_id) is not None:
             return await runpage.run_response(request, "_run_live.html" if fragment else "run.html", fragment)
         context = {**_common(request), "run_id": run_id, "exists": True}
