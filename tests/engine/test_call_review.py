@@ -208,6 +208,21 @@ def test_resume_wakes_a_parent_whose_child_ended_without_a_worker(make_engine: E
     assert done.outputs["kid"] == {"done": True}
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="prune removes a finished child its parent has not read; the woken parent starts a second child",
+)
+def test_prune_does_not_remove_a_finished_child_its_parent_has_not_read(make_engine: EngineFactory) -> None:
+    engine = make_engine()
+    engine.execute_sync(PARENT, {}, id="PR1")
+    engine.signal_sync(WAITING, "PR1/kid", "ok")  # the child completes; its parent is due
+    engine.prune_sync(dt.timedelta(microseconds=1))  # "finished runs older than ...": a nightly cleanup
+    engine.work_sync([PARENT], burst=True)
+    parent = engine.get_sync("PR1")
+    assert log.count("PR1/kid:done") == 1, log  # the child's steps ran once
+    assert parent.status is RunStatus.COMPLETED, (parent.status, parent.waiting_for)
+
+
 # ---------------------------------------------------------------- cancel
 
 
@@ -319,17 +334,21 @@ def test_a_call_takes_no_compensate_option() -> None:
 # ---------------------------------------------------------------- hostile
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a child id over 255 chars is stored (no _check_id in children._start), then unreachable by id",
+)
 def test_a_parent_id_so_long_that_the_child_id_passes_the_limit_is_refused_clearly(
     make_engine: EngineFactory,
 ) -> None:
     engine = make_engine()
-    rid = "p" * 250
+    rid = "p" * 255  # the longest run id there is: "<it>/kid" is 259 characters
     result = engine.execute_sync(PARENT, {}, id=rid)
     # either the call fails naming the limit, or the child is a run that can be used like any other
     if result.status is RunStatus.SUSPENDED:
-        kid = engine.get_sync(f"{rid}/kid")
-        assert kid.parent_id == rid
+        assert engine.get_sync(f"{rid}/kid").parent_id == rid
         engine.signal_sync(WAITING, f"{rid}/kid", "ok")
+        engine.cancel_sync(rid, reason="done looking")
     else:
         assert result.failed_step == "kid" and "255" in (result.error or "")
         assert engine.list_sync(parent_id=rid) == []
