@@ -555,3 +555,49 @@ def test_a_signal_by_hand_to_a_parent_waiting_for_its_child_is_refused(make_engi
 
 def test_conflict_error_is_exported() -> None:
     assert issubclass(RunConflictError, Exception) and issubclass(ChildWorkflowError, Exception)
+
+
+# ---------------------------------------------------------------- the race on PostgreSQL too
+
+
+def test_a_child_that_ends_before_its_parent_suspends_leaves_the_parent_due_on_postgres(
+    request: pytest.FixtureRequest,
+) -> None:
+    """tests/engine/test_call_race.py covers memory and SQLite; the same order on PostgreSQL:
+    another worker runs the child to its end just before the parent's suspending write."""
+    from flux.storage.postgres import PostgresStorage
+    from flux.records import RunRecord
+
+    from ..services import postgres_url_or_skip
+
+    url = postgres_url_or_skip(request)
+    quick = create_workflow("rv-pg-kid").step("q", note)
+    flow = create_workflow("rv-pg-parent").call("kid", quick, input=lambda ctx: {}).step("z", note)
+    other = FluxEngine(storage=PostgresStorage(url), logger=FluxSilentLogger())
+    raced: list[bool] = []
+
+    class Racing(PostgresStorage):
+        async def save_run(self, run: RunRecord, steps: Any, owner: str | None) -> None:
+            if not raced and run.status is RunStatus.SUSPENDED and run.waiting_for == "child:PG1/kid":
+                raced.append(True)
+                assert await other.work([quick], burst=True) == 1
+            await super().save_run(run, steps, owner)
+
+    engine = FluxEngine(storage=Racing(url), logger=FluxSilentLogger())
+
+    async def scenario() -> Any:
+        await park_under_worker(engine, flow, "PG1")
+        assert raced
+        parked = await engine.storage.load_run("PG1")
+        assert parked is not None and parked.status is RunStatus.SUSPENDED
+        assert parked.timer == "child" and parked.due_at() is not None  # due, not asleep
+        assert await engine.work([flow], burst=True) == 1
+        return await engine.get("PG1")
+
+    try:
+        result = asyncio.run(scenario())
+    finally:
+        engine.close_sync()
+        other.close_sync()
+    assert result.status is RunStatus.COMPLETED, result.error
+    assert log == ["PG1/kid:q", "PG1:z"]
