@@ -565,8 +565,8 @@ def test_a_child_that_ends_before_its_parent_suspends_leaves_the_parent_due_on_p
 ) -> None:
     """tests/engine/test_call_race.py covers memory and SQLite; the same order on PostgreSQL:
     another worker runs the child to its end just before the parent's suspending write."""
-    from flux.storage.postgres import PostgresStorage
     from flux.records import RunRecord
+    from flux.storage.postgres import PostgresStorage
 
     from ..services import postgres_url_or_skip
 
@@ -601,3 +601,42 @@ def test_a_child_that_ends_before_its_parent_suspends_leaves_the_parent_due_on_p
         other.close_sync()
     assert result.status is RunStatus.COMPLETED, result.error
     assert log == ["PG1/kid:q", "PG1:z"]
+
+
+def test_a_parents_deadline_cancels_its_child_running_on_another_worker(tmp_path: Any) -> None:
+    """The parent waits (held by nobody) while another worker runs its child; at the
+    parent's deadline a worker cancels the parent, and the child, held elsewhere, is
+    cancelled by its holder within a heartbeat (the cancel request left by the parent's end)."""
+    from flux import SQLiteStorage
+
+    entered = asyncio.Event()
+
+    async def slow(ctx: WorkflowContext[Any]) -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    child = create_workflow("rv-dl-kid").step("slow", slow)
+    flow = create_workflow("rv-dl-parent").deadline(1.0).call("kid", child, input=lambda ctx: {})
+    db = tmp_path / "flux.db"
+    a = FluxEngine(storage=SQLiteStorage(db), logger=FluxSilentLogger(), lease_seconds=2.0)
+    b = FluxEngine(storage=SQLiteStorage(db), logger=FluxSilentLogger(), lease_seconds=2.0)
+    stop = asyncio.Event()
+
+    async def scenario() -> tuple[Any, Any]:
+        await park_under_worker(a, flow, "DL1")
+        kid_worker = asyncio.ensure_future(b.work([child], stop=stop.is_set, poll=0.05))
+        await entered.wait()
+        parent_worker = asyncio.ensure_future(a.work([flow], stop=stop.is_set, poll=0.05))
+        kid = await a.wait("DL1/kid", timeout=60)
+        parent = await a.wait("DL1", timeout=60)
+        stop.set()
+        await asyncio.gather(kid_worker, parent_worker)
+        return parent, kid
+
+    try:
+        parent, kid = asyncio.run(scenario())
+    finally:
+        a.close_sync()
+        b.close_sync()
+    assert parent.status is RunStatus.CANCELLED and parent.error_type == "DeadlineExceededError"
+    assert kid.status is RunStatus.CANCELLED and "DL1" in (kid.error or "")
