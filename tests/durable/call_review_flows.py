@@ -9,7 +9,8 @@ the signal "go" to the child RUN_ID.
 `after-final` around the write that ends a child run, `after-create` right after a child
 run is created (before its parent's next write). Every handler appends
 `<run> <step> <event> <pid>` to $EFFECTS. `BLOCK_AT=cancel:<step>` makes <step> print
-`blocked` and wait for `ctx.cancelled`.
+`blocked` and wait for `ctx.cancelled`, `BLOCK_AT=in:<step>` print it and wait for a
+SIGKILL. `MAX_CRASHES` is the engine's `max_crashes`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +41,9 @@ def record(ctx: WorkflowContext[Any], event: str) -> None:
 
 def handler(ctx: WorkflowContext[Any]) -> int:
     record(ctx, "start")
+    if os.environ.get("BLOCK_AT", "") == f"in:{ctx.step_name}":
+        print("blocked", flush=True)
+        threading.Event().wait()  # until SIGKILL
     if os.environ.get("BLOCK_AT", "") == f"cancel:{ctx.step_name}":
         print("blocked", flush=True)
         while not ctx.cancelled:
@@ -98,7 +103,8 @@ def _killing(storage: Any, kill_at: str) -> Any:
 
 async def main(url: str, mode: str, run_id: str | None) -> None:
     storage = _killing(open_storage(url), os.environ.get("KILL_AT", ""))
-    engine = FluxEngine(storage=storage, logger=FluxSilentLogger(), lease_seconds=2.0)
+    crashes = int(os.environ.get("MAX_CRASHES") or 3)
+    engine = FluxEngine(storage=storage, logger=FluxSilentLogger(), lease_seconds=2.0, max_crashes=crashes)
     try:
         if mode == "work":
             await engine.work([PARENT], burst=True, poll=0.05)

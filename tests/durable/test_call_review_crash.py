@@ -194,3 +194,27 @@ def test_a_parent_cancelled_from_another_process_while_its_child_runs_in_the_par
     count = procs.count()
     assert count[("X1", "reserve", "undo")] == 1 and count[("X1", "ship", "start")] == 0
     assert count[("X1/pay", "charge", "start")] == 0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="each death of a process driving a child inline counts as a crash of the call step"
+)
+def test_restarts_of_the_process_running_a_child_inline_do_not_count_as_crashes_of_the_call(
+    procs: Procs,
+) -> None:
+    """`execute` drives the child in the parent's process. Two restarts of that process,
+    each in another step of the child, crash no step twice: with max_crashes=2 the run must
+    still finish (the crashes are the child's steps', one each, not the call's)."""
+    env = {"MAX_CRASHES": "2"}
+    first = procs.start("execute", "MC1", BLOCK_AT="in:prepare", **env)
+    procs.wait_blocked(first)
+    first.kill()
+    first.wait(timeout=30)
+    second = procs.start("recover", BLOCK_AT="in:receipt", **env)
+    procs.wait_blocked(second)
+    second.kill()
+    second.wait(timeout=30)
+    procs.run("recover", **env)
+    child = get(procs.url, "MC1/pay")
+    assert child.status is RunStatus.COMPLETED, (child.status, child.error_type, child.error)
+    assert_done_once(procs, "MC1")
