@@ -218,3 +218,24 @@ def test_restarts_of_the_process_running_a_child_inline_do_not_count_as_crashes_
     child = get(procs.url, "MC1/pay")
     assert child.status is RunStatus.COMPLETED, (child.status, child.error_type, child.error)
     assert_done_once(procs, "MC1")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a child's CommitInterruptedError becomes a ChildWorkflowError whose saga undoes the parent",
+)
+def test_a_child_whose_commit_was_interrupted_leaves_its_parent_uncompensated(procs: Procs) -> None:
+    """§5: a commit cut short by a crash may have happened, so the run's earlier steps are not
+    compensated and `retry_step` is the way on. The same must hold one level up: the
+    parent must not undo its own steps (release the stock) while the child's charge may
+    have gone through; retrying the child's commit, then the parent's call, finishes it."""
+    victim = procs.start("execute", "CI1", BLOCK_AT="in:charge")
+    procs.wait_blocked(victim)
+    victim.kill()
+    victim.wait(timeout=30)
+    procs.run("recover")
+    child = get(procs.url, "CI1/pay")
+    assert child.status is RunStatus.FAILED and child.error_type == "CommitInterruptedError"
+    parent = get(procs.url, "CI1")
+    assert parent.status is RunStatus.FAILED, (parent.status, parent.error_type)
+    assert procs.count()[("CI1", "reserve", "undo")] == 0
