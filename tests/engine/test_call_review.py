@@ -680,3 +680,43 @@ def test_a_child_ended_by_a_process_whose_clock_is_ahead_leaves_its_parent_due_n
     assert engine.get_sync("SK1/kid").status is RunStatus.COMPLETED
     assert engine.work_sync([PARENT], burst=True) == 1  # the parent is due now, not in ten minutes
     assert engine.get_sync("SK1").status is RunStatus.COMPLETED
+
+
+def test_execute_again_with_the_parents_id_finishes_it_once_its_child_ended(
+    make_engine: EngineFactory,
+) -> None:
+    """docs/concepts/branches.md: once the child ends, the parent is due "for a worker, or
+    for `execute` with the parent's id"."""
+    engine = make_engine()
+    engine.execute_sync(PARENT, {}, id="EX1")
+    engine.signal_sync(WAITING, "EX1/kid", "ok")
+    done = make_engine().execute_sync(PARENT, {}, id="EX1")
+    assert done.status is RunStatus.COMPLETED, done.error
+    assert log == ["EX1:before", "EX1/kid:done", "EX1:after"]
+
+
+def test_cancelling_a_parent_whose_sync_child_runs_in_the_same_process(make_engine: EngineFactory) -> None:
+    import threading
+
+    entered = threading.Event()
+
+    def busy(ctx: WorkflowContext[Any]) -> None:
+        entered.set()
+        while not ctx.cancelled:
+            threading.Event().wait(0.005)
+        log.append("noticed")
+
+    child = create_workflow("rv-sync-kid").step("a", note, compensate=undo).step("busy", busy)
+    flow = create_workflow("rv-sync-parent").step("before", note, compensate=undo).call("kid", child)
+    engine = make_engine()
+
+    async def scenario() -> tuple[Any, Any]:
+        task = asyncio.ensure_future(engine.execute(flow, {}, id="SC1"))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait)
+        await engine.cancel("SC1", reason="stop now")
+        await task
+        return await engine.get("SC1"), await engine.get("SC1/kid")
+
+    parent, kid = engine._run_on_loop(scenario)
+    assert parent.status is RunStatus.CANCELLED and kid.status is RunStatus.CANCELLED
+    assert "noticed" in log and "undo SC1/kid:a" in log and "undo SC1:before" in log
