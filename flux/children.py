@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from . import serialization as ser
 from .core.messages import AttemptEnded, Invoke, Started
-from .errors import ChildWorkflowError, RunConflictError, RunNotFoundError, RunStateError
+from .errors import (
+    ChildWorkflowError,
+    RunConflictError,
+    RunNotFoundError,
+    RunStateError,
+    WorkflowVersionError,
+)
 from .events import stack_of
 from .records import RunRecord
 from .status import RUN_TERMINAL, RunStatus
@@ -53,10 +59,13 @@ async def invoke_call(driver: RunDriver, sdef: StepDefinition[Any], effect: Invo
             duration = time.perf_counter() - started
             return AttemptEnded(name, duration, output_json=output_json, data_json=data_json)
         if child.status in RUN_TERMINAL:
-            raise ChildWorkflowError(
+            failure = ChildWorkflowError(
                 f"step '{name}' of run '{parent.id}' ({parent.name}): child run '{child.id}' "
                 f"({child.name}) ended {child.status.value}: {child.error_type or 'error'}: {child.error}"
             )
+            # A child whose commit may have happened: the parent is not undone either (SPEC §5)
+            failure.uncertain = child.error_type == "CommitInterruptedError"  # type: ignore[attr-defined]
+            raise failure
         return AttemptEnded(
             name, time.perf_counter() - started, signal=waiting_for(child.id), data_json=data_json
         )
@@ -73,6 +82,11 @@ async def _child(
     engine = driver.engine
     parent = driver.run
     run_id = child_id(parent.id, effect.step)
+    if len(run_id) > 255:
+        raise ChildWorkflowError(
+            f"step '{effect.step}' of run '{parent.id}' ({parent.name}): the child's id '{run_id[:40]}...' "
+            f"would be {len(run_id)} characters, more than 255: use a shorter run id or step name"
+        )
     if parent.cancel_reason is not None:
         raise driver.interruption()
     inline = engine._drives_inline(parent.id)
@@ -80,7 +94,10 @@ async def _child(
     if child is None:
         value = driver.input
         if sdef.child_input is not None:
-            value = sdef.child_input(driver.ctx(effect.step, effect.attempt))
+            # on a copy of the data: a call never changes its parent's data, whoever drives it
+            value = sdef.child_input(
+                driver.ctx(effect.step, effect.attempt, data=ser.loads(parent.data_json))
+            )
             if inspect.isawaitable(value):
                 value = await driver.interruptibly(value)
         created = await _start(engine, flow, run_id, parent.id, value, inline=inline)
@@ -88,8 +105,13 @@ async def _child(
             return created
         child = await engine.storage.load_run(run_id)  # created meanwhile: take that one
         assert child is not None, f"child run '{run_id}' vanished from the storage"
+    if child.parent_id == parent.id and child.name != flow.name:
+        raise WorkflowVersionError(
+            f"step '{effect.step}' of run '{parent.id}' ({parent.name}) started its child '{run_id}' as "
+            f"a run of workflow '{child.name}'; the definition now calls '{flow.name}'"
+        )
     if child.name != flow.name or child.parent_id != parent.id:
-        raise RunConflictError(
+        raise RunConflictError(  # never retried (machine.may_retry): the id stays taken
             f"step '{effect.step}' of run '{parent.id}' ({parent.name}): run '{run_id}' exists "
             f"as a run of workflow '{child.name}' that this run did not start"
         )

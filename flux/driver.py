@@ -335,6 +335,8 @@ class RunDriver:
         if sdef.kind == "call" and effect.what == "handler":
             from .children import invoke_call
 
+            if "step_start" in self.plan.hooks:  # its step_complete follows: they come in pairs
+                await self.engine._call_hook("step_start", name, self.ctx(name, effect.attempt))
             return await invoke_call(self, sdef, effect)
         if effect.what == "when":
             assert sdef.when is not None

@@ -347,7 +347,12 @@ class FluxEngine:
     async def _cancel_children(self, run: RunRecord, reason: str) -> None:
         from .children import cancel_children
 
-        await cancel_children(self, run, reason)
+        try:
+            await cancel_children(self, run, reason)
+        except FluxError as exc:  # the parent is cancelled: a child's trouble is told, not raised
+            self.logger.error(
+                f"cancelling the children of run '{run.id}': {exc}", workflow=run.name, run=run.id, exc=exc
+            )
 
     @staticmethod
     def _check_cancellable(run: RunRecord) -> None:

@@ -12,9 +12,11 @@ from ..errors import (
     CommitInterruptedError,
     FatalError,
     InputValidationError,
+    RunConflictError,
     SerializationError,
     StepCrashedError,
     WorkflowDefinitionError,
+    WorkflowVersionError,
 )
 from ..events import EventType as E
 from ..records import RunRecord, StepRecord
@@ -138,7 +140,17 @@ def may_retry(exc: BaseException, sp: StepPlan, tries: int) -> bool:
     """Whether an attempt that raised `exc`, after `tries` failed attempts, is tried again:
     steps and compensations follow the same rule."""
     return (
-        not isinstance(exc, (FatalError, SerializationError, WorkflowDefinitionError, InputValidationError))
+        not isinstance(
+            exc,
+            (
+                FatalError,
+                SerializationError,
+                WorkflowDefinitionError,
+                WorkflowVersionError,
+                InputValidationError,
+                RunConflictError,  # a child's id taken by another run: it stays taken
+            ),
+        )
         and tries <= sp.retries
         and (sp.retry_on is None or isinstance(exc, sp.retry_on))
     )
@@ -430,6 +442,8 @@ def _resumed(run: RunRecord, plan: Plan, ev: Resumed, now: float, memo: Memo, ou
                 crashed_members = groups.crashed(run, plan, gsp, memo)
         elif rec.status is S.RUNNING and rec.kind == "commit":
             keep = frozenset({first})  # a commit in flight must be seen as interrupted
+        elif ev.crashed and plan.steps[first].kind == "call":
+            keep = frozenset({first})  # calling again only looks at the child: no crash to count
         elif ev.crashed:
             keep = frozenset({first})
             crashed_step = rec

@@ -144,7 +144,9 @@ def fail_step(
             None if isinstance(exc, StepError) else exc,
         )
     )
-    if isinstance(exc, CommitInterruptedError) or not _todo(run, plan):
+    # A commit that may have happened (here, or in a child run) is not undone by guesswork:
+    # the run fails as it stands, for someone to look (SPEC §5).
+    if isinstance(exc, CommitInterruptedError) or getattr(exc, "uncertain", False) or not _todo(run, plan):
         run.status = check_run(run.status, R.FAILED)
         run.completed_at = now
         out.append(Save((rec.name,)))

@@ -75,6 +75,14 @@ def wake_self_sql(mark: str, least: str) -> str:
     )
 
 
+#: A finished child whose parent has not read it yet (`prune` keeps it: the parent, woken,
+#: would find no child and start another).
+UNREAD_CHILD = (  # a correlated lookup by the parent's id (its primary key), for both planners
+    "(parent_id IS NULL OR COALESCE((SELECT p.status FROM flux_runs p WHERE p.id = flux_runs.parent_id), "
+    "'completed') IN ('completed', 'failed', 'rolled_back', 'rollback_failed', 'cancelled'))"
+)
+
+
 def wake_parent_params(child: RunRecord) -> tuple[object, ...]:
     at = child.updated_at
     return (at, at, at, child.parent_id, to_column(waiting_for(child.id)))

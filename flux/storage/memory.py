@@ -245,9 +245,18 @@ class MemoryStorage:
 
     # ------------------------------------------------------------------ retention (h/lean)
 
+    def _unread_child(self, run: RunRecord) -> bool:
+        """A finished child whose parent has not read it yet: kept by `prune`."""
+        parent = self._runs.get(run.parent_id) if run.parent_id is not None else None
+        return parent is not None and parent.status not in RUN_TERMINAL
+
     async def prune(self, before: float, statuses: Sequence[RunStatus], *, batch: int = 500) -> int:
         wanted = frozenset(statuses)
-        doomed = [r.id for r in self._runs.values() if r.status in wanted and r.updated_at < before]
+        doomed = [
+            r.id
+            for r in self._runs.values()
+            if r.status in wanted and r.updated_at < before and not self._unread_child(r)
+        ]
         for run_id in doomed:  # no lock to bound here: the dict is the process's own
             del self._runs[run_id]  # its stale entry in `_due` is dropped when met
         return len(doomed)

@@ -27,6 +27,7 @@ from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_POSTGRES
 from ._children import (
+    UNREAD_CHILD,
     awaited_child,
     cancel_children_params,
     cancel_children_sql,
@@ -646,9 +647,9 @@ class PostgresStorage:
 
 #: One batch of `prune`: the runs by the index on (status, updated_at) of migration 4, locked
 #: (a run another transaction holds is skipped: it is being changed), with their steps.
-_PRUNE = """
+_PRUNE = f"""
     WITH doomed AS (
-        SELECT id FROM flux_runs WHERE status = ANY(%s) AND updated_at < %s
+        SELECT id FROM flux_runs WHERE status = ANY(%s) AND updated_at < %s AND {UNREAD_CHILD}
         LIMIT %s FOR UPDATE SKIP LOCKED
     ), steps AS (DELETE FROM flux_steps WHERE run_id IN (SELECT id FROM doomed))
     DELETE FROM flux_runs WHERE id IN (SELECT id FROM doomed)

@@ -31,6 +31,7 @@ from ..schedules import ScheduleRecord
 from ..status import CLAIMABLE, EXECUTING, RunStatus
 from ._cancel import ACTIVE_SQL, SAVE_REASON_SQLITE
 from ._children import (
+    UNREAD_CHILD,
     awaited_child,
     cancel_children_params,
     cancel_children_sql,
@@ -713,7 +714,9 @@ class SQLiteStorage:
 
 #: Runs to prune, by the index on (status, updated_at) of migration 4.
 _PRUNE_PICK = (
-    "SELECT id FROM flux_runs INDEXED BY flux_runs_age WHERE status IN ({marks}) AND updated_at < ? LIMIT ?"
+    "SELECT id FROM flux_runs INDEXED BY flux_runs_age WHERE status IN ({marks}) AND updated_at < ? "
+    # a finished child whose parent has not read it yet is kept (its parent would start another)
+    "AND " + UNREAD_CHILD + " LIMIT ?"
 )
 #: The cancel request (`request_cancel`) comes back with each renewed lease.
 _HEARTBEAT_CANCEL = "cancel_reason"

@@ -196,9 +196,6 @@ def test_a_parent_cancelled_from_another_process_while_its_child_runs_in_the_par
     assert count[("X1/pay", "charge", "start")] == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="each death of a process driving a child inline counts as a crash of the call step"
-)
 def test_restarts_of_the_process_running_a_child_inline_do_not_count_as_crashes_of_the_call(
     procs: Procs,
 ) -> None:
@@ -220,10 +217,6 @@ def test_restarts_of_the_process_running_a_child_inline_do_not_count_as_crashes_
     assert_done_once(procs, "MC1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a child's CommitInterruptedError becomes a ChildWorkflowError whose saga undoes the parent",
-)
 def test_a_child_whose_commit_was_interrupted_leaves_its_parent_uncompensated(procs: Procs) -> None:
     """§5: a commit cut short by a crash may have happened, so the run's earlier steps are not
     compensated and `retry_step` is the way on. The same must hold one level up: the

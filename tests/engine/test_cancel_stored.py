@@ -28,7 +28,11 @@ def test_a_step_interrupted_by_a_cancel_is_stored_cancelled(tmp_path: Path) -> N
         await engine.cancel("c-1", reason="enough")
         await task
         await engine.close()
-        return await SQLiteStorage(tmp_path / "c.db").load_run("c-1")
+        storage = SQLiteStorage(tmp_path / "c.db")
+        try:
+            return await storage.load_run("c-1")
+        finally:
+            await storage.close()
 
     stored = asyncio.run(main())
     assert {s.name: s.status for s in stored.steps} == {
@@ -38,7 +42,14 @@ def test_a_step_interrupted_by_a_cancel_is_stored_cancelled(tmp_path: Path) -> N
 
 
 def test_a_child_end_cannot_be_signalled_by_hand(tmp_path: Path) -> None:
-    engine = FluxEngine(SQLiteStorage(tmp_path / "s.db"), logger=FluxSilentLogger())
     flow = create_workflow("s").step("a", lambda ctx: 1)
+
+    async def main() -> None:
+        engine = FluxEngine(SQLiteStorage(tmp_path / "s.db"), logger=FluxSilentLogger())
+        try:
+            await engine.signal(flow, "p-1", "child:p-1/invoice", None)
+        finally:
+            await engine.close()
+
     with pytest.raises(RunStateError, match="end of a child run"):
-        asyncio.run(engine.signal(flow, "p-1", "child:p-1/invoice", None))
+        asyncio.run(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ Ctx = WorkflowContext[Any]
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> FluxEngine:
-    return FluxEngine(SQLiteStorage(tmp_path / "flux.db"), logger=FluxSilentLogger(), default_retries=0)
+def engine(tmp_path: Path) -> Iterator[FluxEngine]:
+    engine = FluxEngine(SQLiteStorage(tmp_path / "flux.db"), logger=FluxSilentLogger(), default_retries=0)
+    yield engine
+    asyncio.run(engine.close())
 
 
 def run(coro: Any) -> Any:
