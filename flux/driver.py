@@ -100,6 +100,7 @@ class RunDriver:
         self.members: dict[str, asyncio.Task[Event]] = {}
         self.member_cancels: dict[str, threading.Event] = {}
         self.backoffs: set[str] = set()
+        self._group_data: tuple[str, Any] | None = None
         #: A map's stored items, decoded once: what `ctx.item` is read from.
         self.items: dict[str, list[Any]] = {}
         self.outputs: dict[str, Any] = stored_outputs(_seen(plan, run))
@@ -537,7 +538,12 @@ class RunDriver:
         sdef: StepDefinition[Any] = self.sdefs[effect.index]
         name = effect.step
         assert effect.data_json is not None
-        before = ser.loads(effect.data_json)
+        # The group's starting data, decoded once per group (only read, by `_delta`); each
+        # member gets its own copy to change.
+        cached = self._group_data
+        if cached is None or cached[0] is not effect.data_json:
+            cached = self._group_data = (effect.data_json, ser.loads(effect.data_json))
+        before = cached[1]
         data = ser.loads(effect.data_json)
         cancel = self.member_cancels[name] = threading.Event()
         ctx = self.ctx(name, effect.attempt, data=data, cancel=cancel)
